@@ -1,0 +1,205 @@
+//! The REST API's request and response bodies, shared by the server and the CLI so the
+//! two cannot drift apart. Paths are relative to [`API_PREFIX`].
+
+use crate::lifecycle::EnvStatus;
+use crate::model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const API_PREFIX: &str = "/api/v1";
+/// Liveness probe; the only route that needs no token.
+pub const HEALTHZ: &str = "/healthz";
+/// Media type of every error body (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Response header naming the instance that served a request through the balancer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub username: String,
+    pub role: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateApp {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub versions: u32,
+    pub environments: u32,
+}
+
+/// Query of `POST /apps/{app}/versions`; the body is the archive itself (tar.gz or zip).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadQuery {
+    pub label: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Version {
+    pub app: String,
+    pub label: String,
+    pub status: VersionStatus,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub platform: String,
+    /// The golden image, once baked.
+    pub image: Option<String>,
+    /// Processes from the Procfile (`web`, `worker`, …).
+    pub processes: Vec<String>,
+    /// Why the build failed, in one line.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub built_at: Option<DateTime<Utc>>,
+    /// The build's output; present on `GET /apps/{app}/versions/{label}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_log: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateEnvironment {
+    pub name: String,
+    pub app: String,
+    pub version: String,
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Fixed instance count (min = max = N).
+    #[serde(default)]
+    pub instances: Option<u32>,
+    #[serde(default)]
+    pub min: Option<u32>,
+    #[serde(default)]
+    pub max: Option<u32>,
+    #[serde(default)]
+    pub instance_type: Option<InstanceType>,
+    #[serde(default)]
+    pub cname: Option<String>,
+    #[serde(default)]
+    pub bootstrap: Option<Bootstrap>,
+    /// Environment properties, passed to instances as environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub version: String,
+}
+
+/// An operation (launch, deploy, terminate, …) and how it ended; `--wait` follows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Operation {
+    pub id: i64,
+    pub kind: String,
+    pub version: Option<String>,
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: OperationOutcome,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationOutcome {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Environment {
+    pub name: String,
+    pub app: String,
+    /// The version the environment runs (or is moving to while Updating).
+    pub version: String,
+    pub tier: Tier,
+    pub mode: Mode,
+    pub status: EnvStatus,
+    /// Grey, Green, Yellow or Red.
+    pub health: String,
+    pub cname: String,
+    /// Where the environment answers through the balancer (web tier).
+    pub url: Option<String>,
+    pub instance_type: InstanceType,
+    pub bootstrap: Bootstrap,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub env: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub operation: Option<Operation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub version: String,
+    pub zone: String,
+    /// Docker's state: created, running, exited, …
+    pub state: String,
+    pub healthy: bool,
+    pub address: Option<String>,
+    pub container: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnvironmentDetail {
+    #[serde(flatten)]
+    pub environment: Environment,
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    pub time: DateTime<Utc>,
+    pub severity: Severity,
+    pub environment: Option<String>,
+    pub app: Option<String>,
+    pub message: String,
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// `type` URIs of problems, stable for scripts.
+pub mod problem_types {
+    pub const INVALID_INPUT: &str = "https://sprout.dev/problems/invalid-input";
+    pub const NOT_FOUND: &str = "https://sprout.dev/problems/not-found";
+    pub const CONFLICT: &str = "https://sprout.dev/problems/conflict";
+    pub const UNAUTHORIZED: &str = "https://sprout.dev/problems/unauthorized";
+    pub const FORBIDDEN: &str = "https://sprout.dev/problems/forbidden";
+    pub const TOO_LARGE: &str = "https://sprout.dev/problems/too-large";
+    pub const BAD_BUNDLE: &str = "https://sprout.dev/problems/bad-bundle";
+    pub const INTERNAL: &str = "https://sprout.dev/problems/internal";
+    pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
+}

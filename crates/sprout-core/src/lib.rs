@@ -1,0 +1,14 @@
+//! Sprout's domain: the objects, their names, the bundle rules, the environment lifecycle
+//! and the reconcile plan. Pure: no I/O, no clocks, no randomness — callers pass them in.
+
+pub mod api;
+pub mod bundle;
+pub mod lifecycle;
+pub mod manifest;
+pub mod model;
+pub mod names;
+pub mod plan;
+
+pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};
+pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
+pub use names::{AppName, Cname, EnvName, NameError, Username, VersionLabel};

@@ -1,0 +1,136 @@
+//! The small vocabularies of the domain: tiers, modes, bootstraps, instance types, severities.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} '{value}' (expected one of: {expected})")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// Declares a string-backed enum with `Display`/`FromStr` and serde as lowercase strings.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $ty:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $ty {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::model::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    _ => Err($crate::model::UnknownValue {
+                        kind: $kind,
+                        value: s.to_string(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+string_enum!(
+    /// `web` sits behind the balancer; `worker` is fed from its queue and has no public route.
+    Tier, "tier", { Web => "web", Worker => "worker" }
+);
+string_enum!(
+    /// `dev`: one instance, fast iteration. `prod`: balanced, at least two instances.
+    Mode, "mode", { Dev => "dev", Prod => "prod" }
+);
+string_enum!(
+    /// How an instance gets its code: a baked golden image, a boot script at every start, or both.
+    Bootstrap, "bootstrap", { Golden => "golden", UserData => "user-data", Hybrid => "hybrid" }
+);
+string_enum!(
+    Severity, "severity", { Info => "INFO", Warn => "WARN", Error => "ERROR" }
+);
+string_enum!(
+    /// A version is `processing` while its bundle is checked and its image baked.
+    VersionStatus, "version status", { Processing => "processing", Ready => "ready", Failed => "failed" }
+);
+string_enum!(
+    /// Named sizes, applied as Docker CPU and memory limits (see [`InstanceType::limits`]).
+    InstanceType, "instance type", {
+        Nano => "nano", Micro => "micro", Small => "small", Medium => "medium", Large => "large"
+    }
+);
+
+/// CPU and memory limits of an instance type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU in thousandths of a core (Docker's NanoCpus / 1e6).
+    pub millicpus: u32,
+    pub memory_mib: u32,
+}
+
+impl InstanceType {
+    /// The documented size table (README "Instance types").
+    pub fn limits(self) -> Limits {
+        let (millicpus, memory_mib) = match self {
+            InstanceType::Nano => (250, 128),
+            InstanceType::Micro => (500, 256),
+            InstanceType::Small => (1000, 512),
+            InstanceType::Medium => (2000, 1024),
+            InstanceType::Large => (4000, 2048),
+        };
+        Limits { millicpus, memory_mib }
+    }
+}
+
+impl Mode {
+    /// Instances an environment of this mode gets when the user names no count.
+    pub fn default_instances(self) -> u32 {
+        match self {
+            Mode::Dev => 1,
+            Mode::Prod => 2,
+        }
+    }
+    pub fn default_instance_type(self) -> InstanceType {
+        match self {
+            Mode::Dev => InstanceType::Micro,
+            Mode::Prod => InstanceType::Small,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_strings() {
+        for t in InstanceType::ALL {
+            assert_eq!(t.as_str().parse::<InstanceType>().ok(), Some(*t));
+        }
+        assert_eq!("user-data".parse::<Bootstrap>().ok(), Some(Bootstrap::UserData));
+        let err = "huge".parse::<InstanceType>().unwrap_err();
+        assert!(err.to_string().contains("nano micro small medium large"));
+        assert_eq!(serde_json::to_string(&Severity::Warn).ok().as_deref(), Some("\"WARN\""));
+    }
+
+    #[test]
+    fn sizes_grow() {
+        let sizes: Vec<Limits> = InstanceType::ALL.iter().map(|t| t.limits()).collect();
+        assert!(sizes.windows(2).all(|w| w[0].millicpus < w[1].millicpus && w[0].memory_mib < w[1].memory_mib));
+    }
+}
