@@ -1,1 +1,28 @@
+//! The REST API (axum) and its auth. Handlers are thin: parse, check the caller, call
+//! `sprout-control`, shape the answer.
 
+pub mod auth;
+mod dashboard;
+pub mod error;
+mod routes;
+
+use auth::Auth;
+use axum::Router;
+use sprout_control::Control;
+
+pub use auth::ensure_admin;
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Control,
+    pub auth: Auth,
+}
+
+/// The whole HTTP surface: API under `/api/v1`, `/healthz`, and the dashboard.
+pub fn router(state: AppState) -> Router {
+    routes::router()
+        .merge(dashboard::router())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

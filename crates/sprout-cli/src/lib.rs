@@ -1,1 +1,697 @@
+//! Sprout's client: the CLI verbs (everything but `sprout server`) over the REST API.
+//!
+//! The `sprout` binary flattens [`GlobalArgs`] and [`Command`] into its parser and calls
+//! [`run`]; on error it prints `error: {e}` (one line) to stderr and exits 1.
+//! [`Client`] is the typed REST client, public for integration tests.
 
+pub mod archive;
+pub mod client;
+pub mod config;
+pub mod error;
+mod output;
+mod wait;
+
+pub use client::Client;
+pub use config::SavedLogin;
+pub use error::CliError;
+
+use sprout_core::api::CreateEnvironment;
+use sprout_core::{AppName, Bootstrap, EnvName, InstanceType, Mode, Tier, VersionLabel};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options every client verb takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// The Sprout server (default: $SPROUT_URL, then the saved login, then http://127.0.0.1:8080)
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+/// All client verbs (everything but `server`, which the binary adds).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Log in to a Sprout server and save the token
+    Login {
+        /// User name (default: the saved login's, else admin)
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create or delete an application
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// List applications
+    Apps {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive a directory (or take a .tar.gz/.zip), upload it as a version and build it
+    Push {
+        /// The app's directory, or a .tar.gz/.tgz/.zip archive
+        #[arg(value_name = "DIR|ARCHIVE")]
+        source: PathBuf,
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        label: String,
+        /// Deploy the version to this environment once built, and wait
+        #[arg(long, value_name = "ENV")]
+        deploy: Option<String>,
+    },
+    /// List an application's versions
+    Versions {
+        #[arg(long)]
+        app: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an environment
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// List environments
+    Envs {
+        #[arg(long)]
+        app: Option<String>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an environment and its instances
+    Status {
+        env: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an environment's events
+    Events {
+        env: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent events to show first
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show an environment's instance logs
+    Logs {
+        env: String,
+        /// Lines per instance
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Deploy a version to an environment
+    Deploy {
+        env: String,
+        #[arg(long, value_name = "LABEL")]
+        version: String,
+        /// Wait until the deployment ends; fail if it failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Terminate an environment
+    Terminate {
+        env: String,
+        /// Wait until the environment is terminated
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Manage platform images
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AppCommand {
+    /// Create an application
+    Create { app: String },
+    /// Delete an application (and its versions)
+    Delete { app: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EnvCommand {
+    /// Create (launch) an environment running a version
+    Create(EnvCreateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvCreateArgs {
+    pub env: String,
+    #[arg(long)]
+    pub app: String,
+    #[arg(long, value_name = "LABEL")]
+    pub version: String,
+    /// web or worker
+    #[arg(long)]
+    pub tier: Option<Tier>,
+    /// dev or prod
+    #[arg(long)]
+    pub mode: Option<Mode>,
+    /// A fixed instance count
+    #[arg(long, value_name = "N", conflicts_with_all = ["min", "max"])]
+    pub instances: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub min: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub max: Option<u32>,
+    /// nano, micro, small, medium or large
+    #[arg(long = "type", value_name = "TYPE")]
+    pub instance_type: Option<InstanceType>,
+    /// CNAME prefix (default: the environment's name)
+    #[arg(long, value_name = "PREFIX")]
+    pub cname: Option<String>,
+    /// golden, user-data or hybrid
+    #[arg(long)]
+    pub bootstrap: Option<Bootstrap>,
+    /// An environment property (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env_vars: Vec<(String, String)>,
+    /// Wait until the launch ends; fail if it failed
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PlatformCommand {
+    /// Build a platform image (python, static; all when none is named)
+    Build { name: Option<String> },
+}
+
+/// The platform images `sprout platform build` builds when none is named.
+pub const PLATFORMS: &[&str] = &["python", "static"];
+
+/// Parses `KEY=VALUE` (the value may hold `=`; the key is a shell-style variable name).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
+    let mut chars = key.chars();
+    let valid = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(format!(
+            "invalid key '{key}': use letters, digits and '_', not starting with a digit"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Runs one client verb.
+pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Login { user, password_stdin } => login(&global, user, password_stdin).await,
+        Command::App { command: AppCommand::Create { app } } => {
+            let app = client(&global).create_app(&app).await?;
+            println!("application {} created", app.name);
+            Ok(())
+        }
+        Command::App { command: AppCommand::Delete { app } } => {
+            client(&global).delete_app(&app).await?;
+            println!("application {app} deleted");
+            Ok(())
+        }
+        Command::Apps { json } => {
+            let c = client(&global);
+            if json {
+                output::print_json(&c.get_json::<serde_json::Value>(&["apps"], &[]).await?);
+            } else {
+                let apps = c.list_apps().await?;
+                if apps.is_empty() {
+                    eprintln!("no applications (create one with `sprout app create APP`)");
+                } else {
+                    println!("{}", output::apps_table(&apps));
+                }
+            }
+            Ok(())
+        }
+        Command::Push { source, app, label, deploy } => push(&global, source, app, label, deploy).await,
+        Command::Versions { app, json } => {
+            let c = client(&global);
+            if json {
+                output::print_json(&c.get_json::<serde_json::Value>(&["apps", &app, "versions"], &[]).await?);
+            } else {
+                let versions = c.list_versions(&app).await?;
+                if versions.is_empty() {
+                    eprintln!("no versions of {app} (upload one with `sprout push`)");
+                } else {
+                    println!("{}", output::versions_table(&versions));
+                }
+            }
+            Ok(())
+        }
+        Command::Env { command: EnvCommand::Create(args) } => env_create(&global, args).await,
+        Command::Envs { app, json } => {
+            let c = client(&global);
+            if json {
+                let query: Vec<(&str, String)> = app.map(|a| ("app", a)).into_iter().collect();
+                output::print_json(&c.get_json::<serde_json::Value>(&["environments"], &query).await?);
+            } else {
+                let envs = c.list_environments(app.as_deref()).await?;
+                if envs.is_empty() {
+                    eprintln!("no environments");
+                } else {
+                    println!("{}", output::envs_table(&envs));
+                }
+            }
+            Ok(())
+        }
+        Command::Status { env, json } => {
+            let c = client(&global);
+            if json {
+                output::print_json(&c.get_json::<serde_json::Value>(&["environments", &env], &[]).await?);
+            } else {
+                println!("{}", output::status_text(&c.get_environment(&env).await?));
+            }
+            Ok(())
+        }
+        Command::Events { env, json, follow, limit } => events(&global, env, json, follow, limit).await,
+        Command::Logs { env, tail, follow } => logs(&global, env, tail, follow).await,
+        Command::Deploy { env, version, wait } => {
+            let c = client(&global);
+            let started = c.deploy(&env, &version).await?;
+            if wait {
+                let done = wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
+                println!("{}", wait::summary(&done));
+            } else {
+                println!("deploying {version} to {env} (status {}); follow with `sprout events {env} -f`", started.status);
+            }
+            Ok(())
+        }
+        Command::Terminate { env, wait } => {
+            let c = client(&global);
+            let started = c.terminate(&env).await?;
+            if wait {
+                wait::environment(&c, &env, &started, wait::Until::Terminated).await?;
+                println!("environment {env} terminated");
+            } else {
+                println!("terminating {env} (status {})", started.status);
+            }
+            Ok(())
+        }
+        Command::Platform { command: PlatformCommand::Build { name } } => {
+            let c = client(&global);
+            let names: Vec<String> = match name {
+                Some(n) => vec![n],
+                None => PLATFORMS.iter().map(|s| s.to_string()).collect(),
+            };
+            for name in names {
+                platform_build(&c, &name).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The saved login, if any; a broken one is reported and ignored outside `login`.
+fn saved_login() -> Option<SavedLogin> {
+    let dir = config::config_dir().ok()?;
+    match config::load_login(&dir) {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            None
+        }
+    }
+}
+
+/// A client for the resolved server and token.
+fn client(global: &GlobalArgs) -> Client {
+    let saved = saved_login();
+    let server = config::resolve_server(
+        global.server.as_deref(),
+        config::non_empty_env("SPROUT_URL").as_deref(),
+        saved.as_ref(),
+    );
+    let token = config::resolve_token(config::non_empty_env("SPROUT_TOKEN").as_deref(), saved.as_ref());
+    Client::new(&server, token)
+}
+
+fn usage<E: std::fmt::Display>(e: E) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+async fn login(global: &GlobalArgs, user: Option<String>, password_stdin: bool) -> Result<(), CliError> {
+    let dir = config::config_dir()?;
+    let saved = config::load_login(&dir).unwrap_or(None);
+    let server = config::resolve_server(
+        global.server.as_deref(),
+        config::non_empty_env("SPROUT_URL").as_deref(),
+        saved.as_ref(),
+    );
+    let username = user
+        .or_else(|| saved.as_ref().map(|s| s.username.clone()))
+        .unwrap_or_else(|| "admin".to_string());
+    let password = if password_stdin {
+        read_password_line(std::io::stdin().lock())?
+    } else {
+        let prompt = format!("Password for {username} at {server}: ");
+        tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+            .await
+            .map_err(usage)?
+            .map_err(|e| {
+                CliError::Usage(format!("cannot read the password from the terminal ({e}); use --password-stdin"))
+            })?
+    };
+    if password.is_empty() {
+        return Err(CliError::Usage("empty password".to_string()));
+    }
+    let client = Client::new(&server, None);
+    let resp = client.login(&username, &password).await?;
+    let login = SavedLogin { server: server.clone(), token: resp.token, username: resp.username.clone() };
+    let path = config::save_login(&dir, &login)?;
+    println!("logged in to {server} as {} ({}); token saved in {}", resp.username, resp.role, path.display());
+    Ok(())
+}
+
+/// The first line of `input`, without its line ending.
+fn read_password_line(mut input: impl std::io::BufRead) -> Result<String, CliError> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+async fn push(
+    global: &GlobalArgs,
+    source: PathBuf,
+    app: String,
+    label: String,
+    deploy: Option<String>,
+) -> Result<(), CliError> {
+    AppName::parse(&app).map_err(usage)?;
+    VersionLabel::parse(&label).map_err(usage)?;
+    if let Some(env) = &deploy {
+        EnvName::parse(env).map_err(usage)?;
+    }
+    let c = client(global);
+
+    let src = source.clone();
+    let bundle = tokio::task::spawn_blocking(move || archive::prepare_bundle(&src)).await.map_err(usage)??;
+    if let Some(files) = bundle.files {
+        eprintln!("archived {} ({files} files)", source.display());
+    }
+
+    let bar = output::bytes_bar(&format!("uploading {label}"));
+    let uploaded = c.upload_version(&app, &label, &bundle.path, Some(bar.clone())).await;
+    bar.finish_and_clear();
+    let version = uploaded?;
+    drop(bundle);
+
+    let version = wait::version(&c, &app, version).await?;
+    match &version.image {
+        Some(image) => println!("version {label} ready (image {image})"),
+        None => println!("version {label} ready"),
+    }
+
+    if let Some(env) = deploy {
+        let started = c.deploy(&env, &label).await?;
+        let done = wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
+        println!("{}", wait::summary(&done));
+    }
+    Ok(())
+}
+
+async fn env_create(global: &GlobalArgs, a: EnvCreateArgs) -> Result<(), CliError> {
+    if let (Some(min), Some(max)) = (a.min, a.max) {
+        if min > max {
+            return Err(CliError::Usage(format!("--min {min} is more than --max {max}")));
+        }
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in a.env_vars {
+        env.insert(k, v);
+    }
+    let req = CreateEnvironment {
+        name: a.env.clone(),
+        app: a.app,
+        version: a.version,
+        tier: a.tier,
+        mode: a.mode,
+        instances: a.instances,
+        min: a.min,
+        max: a.max,
+        instance_type: a.instance_type,
+        cname: a.cname,
+        bootstrap: a.bootstrap,
+        env,
+    };
+    let c = client(global);
+    let started = c.create_environment(&req).await?;
+    if a.wait {
+        let done = wait::environment(&c, &a.env, &started, wait::Until::OperationEnds).await?;
+        println!("{}", wait::summary(&done));
+    } else {
+        println!(
+            "creating environment {} (status {}); follow with `sprout events {} -f`",
+            started.name, started.status, started.name
+        );
+    }
+    Ok(())
+}
+
+async fn events(global: &GlobalArgs, env: String, json: bool, follow: bool, limit: u32) -> Result<(), CliError> {
+    let c = client(global);
+    if json && !follow {
+        let query = [("limit", limit.to_string())];
+        output::print_json(&c.get_json::<serde_json::Value>(&["environments", &env, "events"], &query).await?);
+        return Ok(());
+    }
+    let first = c.events(&env, Some(limit)).await?;
+    let mut last_id = first.iter().map(|e| e.id).max().unwrap_or(0);
+    if !follow {
+        if first.is_empty() {
+            eprintln!("no events");
+        } else {
+            println!("{}", output::events_table(&first));
+        }
+        return Ok(());
+    }
+    let print = |e: &sprout_core::api::Event| {
+        if json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            println!("{}", output::event_line(e));
+        }
+    };
+    first.iter().for_each(print);
+    let mut failures = 0;
+    loop {
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match c.events(&env, Some(limit.max(100))).await {
+            Ok(batch) => {
+                failures = 0;
+                let seen = last_id;
+                for e in batch.iter().filter(|e| e.id > seen) {
+                    print(e);
+                    last_id = last_id.max(e.id);
+                }
+            }
+            Err(e @ CliError::Http(_)) => {
+                failures += 1;
+                if failures > 10 {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn logs(global: &GlobalArgs, env: String, tail: Option<u32>, follow: bool) -> Result<(), CliError> {
+    let c = client(global);
+    let text = c.logs(&env, tail).await?;
+    print!("{text}");
+    if !text.is_empty() && !text.ends_with('\n') {
+        println!();
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut previous: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut failures = 0;
+    loop {
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let text = match c.logs(&env, tail).await {
+            Ok(t) => {
+                failures = 0;
+                t
+            }
+            Err(e @ CliError::Http(_)) => {
+                failures += 1;
+                if failures > 10 {
+                    return Err(e);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let current: Vec<String> = text.lines().map(str::to_string).collect();
+        for line in new_lines(&previous, &current) {
+            println!("{line}");
+        }
+        previous = current;
+    }
+}
+
+/// The lines of `current` that follow what `previous` already showed: after the last place
+/// where `previous`'s final lines appear in `current`; all of `current` if they do not.
+pub(crate) fn new_lines<'a>(previous: &[String], current: &'a [String]) -> &'a [String] {
+    if previous.is_empty() {
+        return current;
+    }
+    // Longest anchor first (at most 3 lines), so repeated lines rarely mislead.
+    for k in (1..=previous.len().min(3)).rev() {
+        let anchor = &previous[previous.len() - k..];
+        if current.len() >= k {
+            for end in (k..=current.len()).rev() {
+                if &current[end - k..end] == anchor {
+                    return &current[end..];
+                }
+            }
+        }
+    }
+    // The anchor scrolled out of the window (or logs restarted): show everything new.
+    if current == previous {
+        &current[current.len()..]
+    } else {
+        current
+    }
+}
+
+async fn platform_build(c: &Client, name: &str) -> Result<(), CliError> {
+    eprintln!("building platform {name}…");
+    let mut log = Vec::new();
+    let mut stdout = std::io::stdout();
+    c.build_platform(name, |chunk| {
+        let _ = stdout.write_all(chunk);
+        let _ = stdout.flush();
+        log.extend_from_slice(chunk);
+        if log.len() > 64 * 1024 {
+            log.drain(..log.len() - 16 * 1024);
+        }
+    })
+    .await?;
+    // A failure after the log started streaming cannot change the status any more; the
+    // server then ends the log with a line `error: <detail>`.
+    let text = String::from_utf8_lossy(&log);
+    if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+        if let Some(detail) = last.trim().strip_prefix("error:") {
+            return Err(CliError::Failed(format!("platform {name} failed to build: {}", detail.trim())));
+        }
+    }
+    eprintln!("platform {name} built");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    #[command(name = "sprout")]
+    struct TestCli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+        TestCli::try_parse_from(std::iter::once("sprout").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_value_parsing() {
+        assert_eq!(parse_key_value("A=1"), Ok(("A".into(), "1".into())));
+        assert_eq!(parse_key_value("DB_URL=postgres://u:p@h/db?x=y"), Ok(("DB_URL".into(), "postgres://u:p@h/db?x=y".into())));
+        assert_eq!(parse_key_value("_X="), Ok(("_X".into(), "".into())));
+        assert!(parse_key_value("NOVALUE").is_err());
+        assert!(parse_key_value("=v").is_err());
+        assert!(parse_key_value("1A=v").is_err());
+        assert!(parse_key_value("A-B=v").is_err());
+        assert!(parse_key_value("ÄB=v").is_err());
+    }
+
+    #[test]
+    fn env_create_arguments() {
+        let cli = parse(&[
+            "env", "create", "web-dev", "--app", "shop", "--version", "v1", "--tier", "worker", "--mode", "prod",
+            "--min", "2", "--max", "4", "--type", "small", "--bootstrap", "user-data", "--env", "A=1", "--env",
+            "B=x=y", "--wait", "--server", "http://h:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
+        let Command::Env { command: EnvCommand::Create(a) } = cli.command else { panic!("wrong command") };
+        assert_eq!(a.tier, Some(Tier::Worker));
+        assert_eq!(a.mode, Some(Mode::Prod));
+        assert_eq!((a.min, a.max, a.instances), (Some(2), Some(4), None));
+        assert_eq!(a.instance_type, Some(InstanceType::Small));
+        assert_eq!(a.bootstrap, Some(Bootstrap::UserData));
+        assert_eq!(a.env_vars, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+        assert!(a.wait);
+
+        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--instances", "2", "--min", "1"]).is_err());
+        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--type", "huge"]).is_err());
+        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--env", "oops"]).is_err());
+    }
+
+    #[test]
+    fn other_verbs_parse() {
+        assert!(matches!(parse(&["login", "--user", "admin", "--password-stdin", "--server", "x"]).unwrap().command,
+            Command::Login { password_stdin: true, .. }));
+        assert!(matches!(parse(&["app", "create", "shop"]).unwrap().command, Command::App { command: AppCommand::Create { .. } }));
+        assert!(matches!(parse(&["apps", "--json"]).unwrap().command, Command::Apps { json: true }));
+        assert!(matches!(
+            parse(&["push", "./dir", "--app", "shop", "--label", "v1", "--deploy", "web"]).unwrap().command,
+            Command::Push { deploy: Some(_), .. }
+        ));
+        assert!(matches!(parse(&["events", "web", "-f"]).unwrap().command, Command::Events { follow: true, .. }));
+        assert!(matches!(parse(&["logs", "web", "--tail", "10", "-f"]).unwrap().command, Command::Logs { tail: Some(10), follow: true, .. }));
+        assert!(matches!(parse(&["deploy", "web", "--version", "v2", "--wait"]).unwrap().command, Command::Deploy { wait: true, .. }));
+        assert!(matches!(parse(&["terminate", "web"]).unwrap().command, Command::Terminate { wait: false, .. }));
+        assert!(matches!(parse(&["platform", "build"]).unwrap().command, Command::Platform { command: PlatformCommand::Build { name: None } }));
+        assert!(parse(&["deploy", "web"]).is_err());
+    }
+
+    #[test]
+    fn password_line() {
+        assert_eq!(read_password_line(&b"s3cret\r\nrest"[..]).unwrap(), "s3cret");
+        assert_eq!(read_password_line(&b"pw"[..]).unwrap(), "pw");
+        assert_eq!(read_password_line(&b""[..]).unwrap(), "");
+    }
+
+    #[test]
+    fn log_follow_prints_only_new_lines() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(new_lines(&v(&[]), &v(&["a", "b"])), v(&["a", "b"]).as_slice());
+        assert_eq!(new_lines(&v(&["a", "b", "c"]), &v(&["b", "c", "d", "e"])), v(&["d", "e"]).as_slice());
+        assert_eq!(new_lines(&v(&["a", "b"]), &v(&["a", "b"])), v(&[]).as_slice());
+        assert_eq!(new_lines(&v(&["x", "x", "x"]), &v(&["x", "x", "x", "x"])), v(&[]).as_slice());
+        assert_eq!(new_lines(&v(&["p", "q", "r"]), &v(&["s", "t"])), v(&["s", "t"]).as_slice());
+    }
+}

@@ -1,0 +1,324 @@
+//! Unpacking an uploaded bundle, entry by entry, under the domain's rules
+//! (`sprout_core::bundle`). Synchronous: callers run it on a blocking thread.
+
+use sprout_core::bundle::{check_entry, sniff_format, ArchiveFormat, BundleError, BundleLimits, EntryKind, UnpackBudget};
+use sprout_core::manifest::BundleManifest;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// What unpacking learned.
+#[derive(Debug, Clone)]
+pub struct UnpackedBundle {
+    pub format: ArchiveFormat,
+    pub manifest: BundleManifest,
+    pub entries: u64,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> BundleError {
+    BundleError::Corrupt(e.to_string())
+}
+
+/// Writes entries into `dest` (which must exist and be empty), refusing anything the rules
+/// refuse. On error the caller removes `dest`.
+struct Writer<'a> {
+    dest: &'a Path,
+    budget: UnpackBudget,
+    /// Links written so far: nothing may be written through one.
+    links: HashSet<String>,
+}
+
+impl Writer<'_> {
+    fn target(&self, clean: &str, original: &str) -> Result<PathBuf, BundleError> {
+        let mut prefix = String::new();
+        for part in clean.split('/') {
+            if !prefix.is_empty() && self.links.contains(&prefix) {
+                return Err(BundleError::LinkEscapes { path: original.to_string(), target: prefix });
+            }
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+        }
+        Ok(self.dest.join(clean))
+    }
+
+    fn parent(&self, path: &Path) -> Result<(), BundleError> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(corrupt)?;
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, size: u64, mode: u32, body: &mut dyn Read) -> Result<(), BundleError> {
+        self.budget.take_entry(size)?;
+        let Some(clean) = check_entry(path, EntryKind::File, None)? else {
+            return Err(BundleError::BadName { path: path.to_string() });
+        };
+        let target = self.target(&clean, path)?;
+        self.parent(&target)?;
+        let mut out = File::create(&target).map_err(corrupt)?;
+        // Count what is really written: a header may lie about the size.
+        let written = io::copy(&mut body.take(size.saturating_add(1)), &mut out).map_err(corrupt)?;
+        if written > size {
+            return Err(BundleError::Corrupt(format!("entry '{path}' is longer than its header says")));
+        }
+        let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        fs::set_permissions(&target, fs::Permissions::from_mode(perm)).map_err(corrupt)?;
+        Ok(())
+    }
+
+    fn dir(&mut self, path: &str) -> Result<(), BundleError> {
+        self.budget.take_entry(0)?;
+        if let Some(clean) = check_entry(path, EntryKind::Directory, None)? {
+            let target = self.target(&clean, path)?;
+            fs::create_dir_all(&target).map_err(corrupt)?;
+        }
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &str, link_target: &str) -> Result<(), BundleError> {
+        self.budget.take_entry(0)?;
+        let Some(clean) = check_entry(path, EntryKind::Symlink, Some(link_target))? else {
+            return Err(BundleError::BadName { path: path.to_string() });
+        };
+        let target = self.target(&clean, path)?;
+        self.parent(&target)?;
+        std::os::unix::fs::symlink(link_target, &target).map_err(corrupt)?;
+        self.links.insert(clean);
+        Ok(())
+    }
+
+    fn hardlink(&mut self, path: &str, link_target: &str) -> Result<(), BundleError> {
+        self.budget.take_entry(0)?;
+        let Some(clean) = check_entry(path, EntryKind::Hardlink, Some(link_target))? else {
+            return Err(BundleError::BadName { path: path.to_string() });
+        };
+        let target = self.target(&clean, path)?;
+        let Some(source_clean) = check_entry(link_target, EntryKind::File, None)? else {
+            return Err(BundleError::BadName { path: path.to_string() });
+        };
+        let source = self.target(&source_clean, link_target)?;
+        self.parent(&target)?;
+        // A copy, not a link: the unpacked tree must not share inodes with anything.
+        fs::copy(&source, &target).map_err(corrupt)?;
+        Ok(())
+    }
+}
+
+fn entry_kind(kind: tar::EntryType) -> EntryKind {
+    use tar::EntryType::*;
+    match kind {
+        Regular | Continuous | GNUSparse => EntryKind::File,
+        Directory => EntryKind::Directory,
+        Symlink => EntryKind::Symlink,
+        Link => EntryKind::Hardlink,
+        Char => EntryKind::Other("character device"),
+        Block => EntryKind::Other("block device"),
+        Fifo => EntryKind::Other("FIFO"),
+        _ => EntryKind::Other("special entry"),
+    }
+}
+
+fn unpack_tar_gz(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let header_kind = entry.header().entry_type();
+        // Metadata entries (pax headers, GNU long names) are consumed by the reader itself.
+        if matches!(header_kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            continue;
+        }
+        let path = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
+        match entry_kind(header_kind) {
+            EntryKind::File => {
+                let size = entry.size();
+                let mode = entry.header().mode().unwrap_or(0o644);
+                writer.file(&path, size, mode, &mut entry)?;
+            }
+            EntryKind::Directory => writer.dir(&path)?,
+            kind @ (EntryKind::Symlink | EntryKind::Hardlink) => {
+                let target = entry.link_name().map_err(corrupt)?.map(|t| t.to_string_lossy().into_owned());
+                let target = target.unwrap_or_default();
+                if kind == EntryKind::Symlink {
+                    writer.symlink(&path, &target)?;
+                } else {
+                    writer.hardlink(&path, &target)?;
+                }
+            }
+            other => {
+                check_entry(&path, other, None)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unpack_zip(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError> {
+    let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).map_err(corrupt)?;
+        let path = entry.name().to_string();
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        const S_IFMT: u32 = 0o170000;
+        match mode & S_IFMT {
+            0o120000 => {
+                let mut target = String::new();
+                entry.by_ref().take(4096).read_to_string(&mut target).map_err(corrupt)?;
+                writer.symlink(&path, &target)?;
+            }
+            0o020000 | 0o060000 | 0o010000 | 0o140000 => {
+                check_entry(&path, EntryKind::Other("device or special file"), None)?;
+            }
+            _ if entry.is_dir() => writer.dir(&path)?,
+            _ => {
+                let size = entry.size();
+                writer.file(&path, size, mode, &mut entry)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads `path` (a tar.gz or zip), unpacks it into `dest` and parses its manifest.
+pub fn unpack_bundle(path: &Path, dest: &Path, limits: BundleLimits) -> Result<UnpackedBundle, BundleError> {
+    let mut head = [0u8; 4];
+    let mut file = File::open(path).map_err(corrupt)?;
+    let n = file.read(&mut head).map_err(corrupt)?;
+    let format = sniff_format(&head[..n])?;
+    let file = File::open(path).map_err(corrupt)?;
+    fs::create_dir_all(dest).map_err(corrupt)?;
+    let mut writer = Writer { dest, budget: UnpackBudget::new(limits), links: HashSet::new() };
+    match format {
+        ArchiveFormat::TarGz => unpack_tar_gz(file, &mut writer)?,
+        ArchiveFormat::Zip => unpack_zip(file, &mut writer)?,
+    }
+    let entries = writer.budget.entries();
+    if entries == 0 {
+        return Err(BundleError::Empty);
+    }
+    let read_text = |name: &str| -> Result<Option<String>, BundleError> {
+        let p = dest.join(name);
+        match fs::symlink_metadata(&p) {
+            Ok(meta) if meta.is_file() => {
+                fs::read_to_string(&p).map(Some).map_err(|e| BundleError::Corrupt(format!("{name}: {e}")))
+            }
+            _ => Ok(None),
+        }
+    };
+    let manifest = BundleManifest::parse(read_text("Procfile")?.as_deref(), read_text("sprout.yaml")?.as_deref())?;
+    Ok(UnpackedBundle { format, manifest, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tar_gz(build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        build(&mut b);
+        b.into_inner().and_then(|gz| gz.finish()).unwrap_or_default()
+    }
+
+    fn file_entry(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, body: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // Bypass the builder's path checks to craft hostile names.
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+
+    fn link_entry(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, target: &str, kind: tar::EntryType) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_entry_type(kind);
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        let link = &mut h.as_old_mut().linkname;
+        link[..target.len()].copy_from_slice(target.as_bytes());
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+
+    fn unpack(bytes: &[u8]) -> (tempfile::TempDir, Result<UnpackedBundle, BundleError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("bundle");
+        File::create(&archive).unwrap().write_all(bytes).unwrap();
+        let dest = dir.path().join("out");
+        let result = unpack_bundle(&archive, &dest, BundleLimits::default());
+        (dir, result)
+    }
+
+    #[test]
+    fn good_tar_gz() {
+        let bytes = tar_gz(|b| {
+            file_entry(b, "Procfile", b"web: python3 app.py\n");
+            file_entry(b, "app.py", b"print(1)\n");
+            link_entry(b, "current", "app.py", tar::EntryType::Symlink);
+        });
+        let (dir, result) = unpack(&bytes);
+        let unpacked = result.unwrap();
+        assert_eq!(unpacked.manifest.procfile.command("web"), Some("python3 app.py"));
+        assert!(dir.path().join("out/app.py").is_file());
+    }
+
+    #[test]
+    fn hostile_tar_entries() {
+        let cases: Vec<Vec<u8>> = vec![
+            tar_gz(|b| file_entry(b, "/etc/evil", b"x")),
+            tar_gz(|b| file_entry(b, "../evil", b"x")),
+            tar_gz(|b| link_entry(b, "l", "/etc/passwd", tar::EntryType::Symlink)),
+            tar_gz(|b| link_entry(b, "a/l", "../../x", tar::EntryType::Symlink)),
+            tar_gz(|b| {
+                link_entry(b, "d", ".", tar::EntryType::Symlink);
+                link_entry(b, "d/e", "..", tar::EntryType::Symlink);
+            }),
+            tar_gz(|b| link_entry(b, "null", "", tar::EntryType::Char)),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let (_dir, result) = unpack(bytes);
+            assert!(result.is_err(), "case {i} should be refused");
+        }
+    }
+
+    #[test]
+    fn not_an_archive() {
+        let (_d, result) = unpack(b"just text");
+        assert!(matches!(result, Err(BundleError::UnknownFormat)));
+    }
+
+    #[test]
+    fn zip_bundle() {
+        let mut buf = io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default();
+            z.start_file("Procfile", opts).unwrap();
+            z.write_all(b"web: ./server\n").unwrap();
+            z.finish().unwrap();
+        }
+        let (_d, result) = unpack(buf.get_ref());
+        assert_eq!(result.unwrap().format, ArchiveFormat::Zip);
+    }
+
+    #[test]
+    fn zip_slip_refused() {
+        let mut buf = io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default();
+            z.start_file("../../evil", opts).unwrap();
+            z.write_all(b"x").unwrap();
+            z.finish().unwrap();
+        }
+        let (_d, result) = unpack(buf.get_ref());
+        assert!(matches!(result, Err(BundleError::ParentTraversal { .. })));
+    }
+}

@@ -1,0 +1,225 @@
+use crate::{now, unique_or, Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub versions: i64,
+    pub environments: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub id: i64,
+    pub app_id: i64,
+    pub app: String,
+    pub label: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub format: String,
+    /// JSON of `sprout_core::manifest::BundleManifest`.
+    pub manifest: String,
+    pub platform: String,
+    pub image: Option<String>,
+    pub error: Option<String>,
+    pub build_log: String,
+    pub created_at: DateTime<Utc>,
+    pub built_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVersion<'a> {
+    pub app_id: i64,
+    pub label: &'a str,
+    pub description: Option<&'a str>,
+    pub sha256: &'a str,
+    pub size_bytes: i64,
+    pub format: &'a str,
+    pub manifest: &'a str,
+    pub platform: &'a str,
+}
+
+const APP_SELECT: &str = "SELECT a.id, a.name, a.created_at,
+    (SELECT COUNT(*) FROM versions v WHERE v.app_id = a.id) AS versions,
+    (SELECT COUNT(*) FROM environments e WHERE e.app_id = a.id AND e.status <> 'Terminated') AS environments
+    FROM apps a";
+
+const VERSION_SELECT: &str = "SELECT v.id, v.app_id, a.name AS app, v.label, v.description, v.status, v.sha256,
+    v.size_bytes, v.format, v.manifest, v.platform, v.image, v.error, v.build_log, v.created_at, v.built_at
+    FROM versions v JOIN apps a ON a.id = v.app_id";
+
+impl Store {
+    pub async fn create_app(&self, name: &str) -> Result<AppRow> {
+        let mut tx = self.pool().begin().await?;
+        let (id,): (i64,) = sqlx::query_as("INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING id")
+            .bind(name)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| unique_or(e, || format!("application '{name}' already exists")))?;
+        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
+            .bind(id)
+            .bind(format!("application '{name}' created"))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get_app(name).await?.ok_or_else(|| StoreError::NotFound(format!("application '{name}'")))
+    }
+
+    pub async fn get_app(&self, name: &str) -> Result<Option<AppRow>> {
+        Ok(sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} WHERE a.name = ?"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn list_apps(&self) -> Result<Vec<AppRow>> {
+        Ok(sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} ORDER BY a.name")).fetch_all(self.pool()).await?)
+    }
+
+    /// Deletes an application, its versions and the records of its terminated environments.
+    /// Refused while an environment of it still exists. Returns the images to remove.
+    pub async fn delete_app(&self, name: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool().begin().await?;
+        let app: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM apps WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
+        let Some((app_id,)) = app else {
+            return Err(StoreError::NotFound(format!("application '{name}' not found")));
+        };
+        let live: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM environments WHERE app_id = ? AND status <> 'Terminated' ORDER BY name")
+                .bind(app_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !live.is_empty() {
+            let names: Vec<String> = live.into_iter().map(|(n,)| n).collect();
+            return Err(StoreError::Conflict(format!(
+                "application '{name}' still has environments: {}; terminate them first",
+                names.join(", ")
+            )));
+        }
+        let images: Vec<(String,)> =
+            sqlx::query_as("SELECT image FROM versions WHERE app_id = ? AND image IS NOT NULL")
+                .bind(app_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for table in ["events", "operations", "instances"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE env_id IN (SELECT id FROM environments WHERE app_id = ?)"))
+                .bind(app_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM environments WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM events WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM apps WHERE id = ?").bind(app_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(images.into_iter().map(|(i,)| i).collect())
+    }
+
+    pub async fn insert_version(&self, new: &NewVersion<'_>) -> Result<VersionRow> {
+        let mut tx = self.pool().begin().await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO versions (app_id, label, description, status, sha256, size_bytes, format, manifest, platform, created_at)
+             VALUES (?, ?, ?, 'processing', ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.app_id)
+        .bind(new.label)
+        .bind(new.description)
+        .bind(new.sha256)
+        .bind(new.size_bytes)
+        .bind(new.format)
+        .bind(new.manifest)
+        .bind(new.platform)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_or(e, || format!("version '{}' already exists", new.label)))?;
+        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
+            .bind(new.app_id)
+            .bind(format!("version '{}' uploaded ({} bytes, sha256 {})", new.label, new.size_bytes, new.sha256))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.version_by_id(id).await
+    }
+
+    pub async fn version_by_id(&self, id: i64) -> Result<VersionRow> {
+        sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE v.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("version {id} not found")))
+    }
+
+    pub async fn get_version(&self, app: &str, label: &str) -> Result<Option<VersionRow>> {
+        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE a.name = ? AND v.label = ?"))
+            .bind(app)
+            .bind(label)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn list_versions(&self, app: &str) -> Result<Vec<VersionRow>> {
+        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE a.name = ? ORDER BY v.id"))
+            .bind(app)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Versions left `processing` by a control plane that stopped mid-build.
+    pub async fn processing_versions(&self) -> Result<Vec<VersionRow>> {
+        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE v.status = 'processing' ORDER BY v.id"))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn version_built(&self, id: i64, image: &str, build_log: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let row: (i64, String) = sqlx::query_as(
+            "UPDATE versions SET status = 'ready', image = ?, build_log = ?, built_at = ?, error = NULL
+             WHERE id = ? RETURNING app_id, label",
+        )
+        .bind(image)
+        .bind(build_log)
+        .bind(now())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
+            .bind(row.0)
+            .bind(format!("version '{}' built: image {image}", row.1))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn version_failed(&self, id: i64, error: &str, build_log: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let row: (i64, String) = sqlx::query_as(
+            "UPDATE versions SET status = 'failed', image = NULL, error = ?, build_log = ?, built_at = ?
+             WHERE id = ? RETURNING app_id, label",
+        )
+        .bind(error)
+        .bind(build_log)
+        .bind(now())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'ERROR', ?, ?)")
+            .bind(row.0)
+            .bind(format!("version '{}' failed to build: {error}", row.1))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,412 @@
+use crate::{now, parse_enum, unique_or, Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use sprout_core::api::OperationOutcome;
+use sprout_core::{EnvStatus, Severity};
+use std::collections::BTreeMap;
+
+/// An environment joined with its application and the version it runs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EnvRow {
+    pub id: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub version_id: i64,
+    pub version: String,
+    /// The golden image of the version (None until built, or for user-data).
+    pub image: Option<String>,
+    pub platform: String,
+    pub manifest: String,
+    pub previous_version_id: Option<i64>,
+    pub tier: String,
+    pub mode: String,
+    pub status: String,
+    pub cname: String,
+    pub instance_type: String,
+    pub bootstrap: String,
+    pub min_instances: i64,
+    pub max_instances: i64,
+    pub desired: i64,
+    pub properties: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+impl EnvRow {
+    pub fn status(&self) -> Result<EnvStatus> {
+        parse_enum(&self.status, "environment status")
+    }
+
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.properties).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OperationRow {
+    pub id: i64,
+    pub env_id: i64,
+    pub kind: String,
+    pub version_label: Option<String>,
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub message: Option<String>,
+}
+
+impl OperationRow {
+    pub fn outcome(&self) -> OperationOutcome {
+        match self.outcome.as_str() {
+            "succeeded" => OperationOutcome::Succeeded,
+            "failed" => OperationOutcome::Failed,
+            _ => OperationOutcome::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InstanceRow {
+    pub id: String,
+    pub env_id: i64,
+    pub version_label: String,
+    pub zone: String,
+    pub container_id: Option<String>,
+    pub address: Option<String>,
+    pub seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub healthy_at: Option<DateTime<Utc>>,
+    pub removed_at: Option<DateTime<Utc>>,
+    pub removed_why: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEnvironment {
+    pub name: String,
+    pub app_id: i64,
+    pub version_id: i64,
+    pub version_label: String,
+    pub tier: String,
+    pub mode: String,
+    pub cname: String,
+    pub instance_type: String,
+    pub bootstrap: String,
+    pub min_instances: i64,
+    pub max_instances: i64,
+    pub desired: i64,
+    pub properties: BTreeMap<String, String>,
+    pub started_by: Option<String>,
+}
+
+const ENV_SELECT: &str = "SELECT e.id, e.name, e.app_id, a.name AS app, e.version_id, v.label AS version, v.image,
+    v.platform, v.manifest, e.previous_version_id, e.tier, e.mode, e.status, e.cname, e.instance_type, e.bootstrap,
+    e.min_instances, e.max_instances, e.desired, e.properties, e.created_at, e.updated_at, e.terminated_at
+    FROM environments e JOIN apps a ON a.id = e.app_id JOIN versions v ON v.id = e.version_id";
+
+async fn event(
+    conn: &mut sqlx::SqliteConnection,
+    env_id: i64,
+    app_id: Option<i64>,
+    severity: Severity,
+    message: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO events (env_id, app_id, severity, message, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(env_id)
+        .bind(app_id)
+        .bind(severity.as_str())
+        .bind(message)
+        .bind(now())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates an environment (Launching) with its launch operation and first event, atomically.
+    pub async fn create_environment(&self, new: &NewEnvironment) -> Result<(EnvRow, OperationRow)> {
+        let mut tx = self.pool().begin().await?;
+        let properties = serde_json::to_string(&new.properties).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let at = now();
+        let (env_id,): (i64,) = sqlx::query_as(
+            "INSERT INTO environments (name, app_id, version_id, tier, mode, status, cname, instance_type, bootstrap,
+                min_instances, max_instances, desired, properties, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'Launching', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(new.app_id)
+        .bind(new.version_id)
+        .bind(&new.tier)
+        .bind(&new.mode)
+        .bind(&new.cname)
+        .bind(&new.instance_type)
+        .bind(&new.bootstrap)
+        .bind(new.min_instances)
+        .bind(new.max_instances)
+        .bind(new.desired)
+        .bind(&properties)
+        .bind(at)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            unique_or(e, || format!("an environment named '{}' or with CNAME '{}' already exists", new.name, new.cname))
+        })?;
+        let op = sqlx::query_as::<_, OperationRow>(
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome)
+             VALUES (?, 'launch', ?, ?, ?, 'running') RETURNING *",
+        )
+        .bind(env_id)
+        .bind(&new.version_label)
+        .bind(&new.started_by)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let who = new.started_by.as_deref().unwrap_or("system");
+        event(
+            &mut tx,
+            env_id,
+            Some(new.app_id),
+            Severity::Info,
+            &format!(
+                "createEnvironment is starting: {} {} tier, version {}, {} instance(s) of type {} (by {who})",
+                new.mode, new.tier, new.version_label, new.desired, new.instance_type
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((self.environment_by_id(env_id).await?, op))
+    }
+
+    pub async fn environment_by_id(&self, id: i64) -> Result<EnvRow> {
+        sqlx::query_as::<_, EnvRow>(&format!("{ENV_SELECT} WHERE e.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("environment {id} not found")))
+    }
+
+    /// The live environment of that name, or else the most recently terminated one.
+    pub async fn get_environment(&self, name: &str) -> Result<Option<EnvRow>> {
+        Ok(sqlx::query_as::<_, EnvRow>(&format!(
+            "{ENV_SELECT} WHERE e.name = ? ORDER BY (e.status = 'Terminated'), e.id DESC LIMIT 1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn list_environments(&self, app: Option<&str>, include_terminated: bool) -> Result<Vec<EnvRow>> {
+        let mut sql = format!("{ENV_SELECT} WHERE 1 = 1");
+        if app.is_some() {
+            sql.push_str(" AND a.name = ?");
+        }
+        if !include_terminated {
+            sql.push_str(" AND e.status <> 'Terminated'");
+        }
+        sql.push_str(" ORDER BY e.name, e.id");
+        let mut query = sqlx::query_as::<_, EnvRow>(&sql);
+        if let Some(app) = app {
+            query = query.bind(app);
+        }
+        Ok(query.fetch_all(self.pool()).await?)
+    }
+
+    /// Every environment the control loops must look after.
+    pub async fn active_environments(&self) -> Result<Vec<EnvRow>> {
+        self.list_environments(None, false).await
+    }
+
+    /// Starts an operation if the environment is still in `from` (optimistic concurrency):
+    /// moves it to `to`, optionally switches its version (keeping the old one to roll back to),
+    /// records the operation and an event. A running operation that `to` supersedes
+    /// (terminate during a deploy) is closed as failed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn begin_operation(
+        &self,
+        env: &EnvRow,
+        from: EnvStatus,
+        to: EnvStatus,
+        kind: &str,
+        new_version: Option<(i64, &str)>,
+        started_by: Option<&str>,
+        message: &str,
+    ) -> Result<OperationRow> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        let changed = match new_version {
+            Some((version_id, _)) => sqlx::query(
+                "UPDATE environments SET status = ?, previous_version_id = version_id, version_id = ?, updated_at = ?
+                 WHERE id = ? AND status = ?",
+            )
+            .bind(to.as_str())
+            .bind(version_id)
+            .bind(at)
+            .bind(env.id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            None => sqlx::query("UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+                .bind(to.as_str())
+                .bind(at)
+                .bind(env.id)
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        };
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment '{}' changed while the request was handled; try again",
+                env.name
+            )));
+        }
+        let superseded = sqlx::query(
+            "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ? WHERE env_id = ? AND outcome = 'running'",
+        )
+        .bind(at)
+        .bind(format!("superseded by {kind}"))
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if superseded > 0 {
+            event(&mut tx, env.id, Some(env.app_id), Severity::Warn, &format!("the running operation was superseded by {kind}"))
+                .await?;
+        }
+        let op = sqlx::query_as::<_, OperationRow>(
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome)
+             VALUES (?, ?, ?, ?, ?, 'running') RETURNING *",
+        )
+        .bind(env.id)
+        .bind(kind)
+        .bind(new_version.map(|(_, label)| label))
+        .bind(started_by)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
+        tx.commit().await?;
+        Ok(op)
+    }
+
+    /// Ends the running operation: the environment moves to `status`, the operation gets its
+    /// outcome, and an event says how it ended. With `roll_back`, the environment returns to
+    /// the version it ran before the operation.
+    pub async fn finish_operation(
+        &self,
+        env: &EnvRow,
+        status: EnvStatus,
+        outcome: OperationOutcome,
+        roll_back: bool,
+        message: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        if roll_back {
+            sqlx::query(
+                "UPDATE environments SET version_id = COALESCE(previous_version_id, version_id), previous_version_id = NULL
+                 WHERE id = ?",
+            )
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let terminated_at = (status == EnvStatus::Terminated).then_some(at);
+        sqlx::query("UPDATE environments SET status = ?, updated_at = ?, terminated_at = COALESCE(?, terminated_at) WHERE id = ?")
+            .bind(status.as_str())
+            .bind(at)
+            .bind(terminated_at)
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        let outcome_text = match outcome {
+            OperationOutcome::Running => "running",
+            OperationOutcome::Succeeded => "succeeded",
+            OperationOutcome::Failed => "failed",
+        };
+        sqlx::query(
+            "UPDATE operations SET outcome = ?, finished_at = ?, message = ? WHERE env_id = ? AND outcome = 'running'",
+        )
+        .bind(outcome_text)
+        .bind(at)
+        .bind(message)
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+        let severity = if outcome == OperationOutcome::Failed { Severity::Error } else { Severity::Info };
+        event(&mut tx, env.id, Some(env.app_id), severity, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn current_operation(&self, env_id: i64) -> Result<Option<OperationRow>> {
+        Ok(sqlx::query_as::<_, OperationRow>("SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT 1")
+            .bind(env_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn insert_instance(&self, row: &InstanceRow) -> Result<InstanceRow> {
+        Ok(sqlx::query_as::<_, InstanceRow>(
+            "INSERT INTO instances (id, env_id, version_label, zone, container_id, address, seq, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM instances), ?) RETURNING *",
+        )
+        .bind(&row.id)
+        .bind(row.env_id)
+        .bind(&row.version_label)
+        .bind(&row.zone)
+        .bind(&row.container_id)
+        .bind(&row.address)
+        .bind(row.created_at)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn instance_started(&self, id: &str, container_id: &str, address: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE instances SET container_id = ?, address = ? WHERE id = ?")
+            .bind(container_id)
+            .bind(address)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the first time an instance passed its health check; true if this call set it.
+    pub async fn instance_healthy(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE instances SET healthy_at = ? WHERE id = ? AND healthy_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn instance_removed(&self, id: &str, why: &str) -> Result<()> {
+        sqlx::query("UPDATE instances SET removed_at = ?, removed_why = ? WHERE id = ? AND removed_at IS NULL")
+            .bind(now())
+            .bind(why)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn live_instances(&self, env_id: i64) -> Result<Vec<InstanceRow>> {
+        Ok(sqlx::query_as::<_, InstanceRow>(
+            "SELECT * FROM instances WHERE env_id = ? AND removed_at IS NULL ORDER BY seq",
+        )
+        .bind(env_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn get_instance(&self, id: &str) -> Result<Option<InstanceRow>> {
+        Ok(sqlx::query_as::<_, InstanceRow>("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+}

@@ -1,0 +1,154 @@
+//! `sprout server`: opens the store, connects to Docker, and runs the API, the balancer and
+//! the reconciler as named tasks until SIGTERM/SIGINT. Stopping leaves instances running;
+//! the next start adopts them.
+
+use anyhow::Context;
+use sprout_api::{auth::Auth, AppState};
+use sprout_control::{Control, ControlConfig};
+use sprout_core::bundle::BundleLimits;
+use sprout_proxy::{Balancer, BalancerConfig};
+use sprout_runtime::Runtime;
+use sprout_store::Store;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Data directory: SQLite database, bundles, signing key
+    #[arg(long, env = "SPROUT_DATA", default_value = ".sprout")]
+    data: PathBuf,
+    /// Address of the API and dashboard
+    #[arg(long, env = "SPROUT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Address of the balancer that serves environments
+    #[arg(long, env = "SPROUT_BALANCER", default_value = "0.0.0.0:8000")]
+    balancer: String,
+    /// Domain of environment host names: <cname>.<domain>
+    #[arg(long, env = "SPROUT_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Zones instances are spread over (comma-separated; all on the local engine for now)
+    #[arg(long, env = "SPROUT_ZONES", default_value = "a,b", value_delimiter = ',')]
+    zones: Vec<String>,
+    /// Largest bundle accepted, in bytes
+    #[arg(long, env = "SPROUT_MAX_BUNDLE_BYTES", default_value_t = BundleLimits::default().max_archive_bytes)]
+    max_bundle_bytes: u64,
+    /// Largest size a bundle may expand to, in bytes
+    #[arg(long, env = "SPROUT_MAX_UNPACKED_BYTES", default_value_t = BundleLimits::default().max_unpacked_bytes)]
+    max_unpacked_bytes: u64,
+    /// Seconds a launch or deploy may take before it fails (a deploy then rolls back)
+    #[arg(long, env = "SPROUT_OPERATION_TIMEOUT", default_value_t = 300)]
+    operation_timeout: u64,
+    /// Seconds a stopping instance gets between SIGTERM and SIGKILL
+    #[arg(long, env = "SPROUT_STOP_GRACE", default_value_t = 10)]
+    stop_grace: u64,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,bollard=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    let data = args.data.canonicalize().context("data directory")?;
+
+    let store = Store::open(&data.join("sprout.db")).await.context("opening the store")?;
+    let configured = std::env::var("SPROUT_ADMIN_PASSWORD").ok();
+    if let Some(password) = sprout_api::ensure_admin(&store, configured.as_deref()).await? {
+        println!("admin password (shown once): {password}");
+    }
+    let auth = Auth::load_or_create(&data)?;
+    let runtime = Runtime::connect_local()
+        .await
+        .context("cannot reach the Docker engine (is dockerd running and is DOCKER_HOST right?)")?;
+
+    let api_listener =
+        TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {} (API)", args.listen))?;
+    let balancer_listener = TcpListener::bind(&args.balancer)
+        .await
+        .with_context(|| format!("cannot listen on {} (balancer)", args.balancer))?;
+    let api_addr = api_listener.local_addr()?;
+    let balancer_addr = balancer_listener.local_addr()?;
+
+    let balancer = Balancer::new(BalancerConfig { domain: args.domain.clone() });
+    let mut config = ControlConfig::new(data.clone());
+    config.domain = args.domain.clone();
+    config.balancer_port = balancer_addr.port();
+    config.zones = args.zones.iter().map(|z| z.trim().to_string()).filter(|z| !z.is_empty()).collect();
+    if config.zones.is_empty() {
+        anyhow::bail!("--zones needs at least one zone");
+    }
+    config.limits.max_archive_bytes = args.max_bundle_bytes;
+    config.limits.max_unpacked_bytes = args.max_unpacked_bytes;
+    config.operation_timeout = Duration::from_secs(args.operation_timeout);
+    config.stop_grace = Duration::from_secs(args.stop_grace);
+    let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
+    control.resume_builds().await?;
+
+    let shutdown = CancellationToken::new();
+    let state = AppState { control: control.clone(), auth };
+    let app = sprout_api::router(state);
+
+    let api_task = {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(api_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        })
+    };
+    let balancer_task = {
+        let token = shutdown.clone();
+        let balancer = balancer.clone();
+        tokio::spawn(async move { balancer.serve(balancer_listener, async move { token.cancelled().await }).await })
+    };
+    let reconciler_task = {
+        let token = shutdown.clone();
+        let control = control.clone();
+        tokio::spawn(async move { control.run_reconciler(token).await })
+    };
+
+    tracing::info!(api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
+    // Tests and scripts read these two lines to find the ports.
+    println!("api listening on http://{api_addr}");
+    println!("balancer listening on http://{balancer_addr} (domain {})", args.domain);
+
+    shutdown_signal().await;
+    tracing::info!("stopping: instances keep running and will be adopted at the next start");
+    shutdown.cancel();
+    let (api, bal, rec) = tokio::join!(api_task, balancer_task, reconciler_task);
+    if let Ok(Err(e)) = api {
+        tracing::warn!(error = %e, "api stopped with an error");
+    }
+    if let Ok(Err(e)) = bal {
+        tracing::warn!(error = %e, "balancer stopped with an error");
+    }
+    let _ = rec;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
