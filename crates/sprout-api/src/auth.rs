@@ -2,7 +2,9 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -34,7 +36,10 @@ pub struct Auth {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("signing key {path}: {source}")]
-    Key { path: String, source: std::io::Error },
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("password hashing: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -45,7 +50,10 @@ impl Auth {
     /// Loads the signing key from `dir/jwt.key`, making one (mode 0600) on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, AuthError> {
         let path = dir.join("jwt.key");
-        let key_err = |source| AuthError::Key { path: path.display().to_string(), source };
+        let key_err = |source| AuthError::Key {
+            path: path.display().to_string(),
+            source,
+        };
         let secret = match std::fs::read(&path) {
             Ok(bytes) if bytes.len() >= 32 => bytes,
             _ => {
@@ -61,21 +69,40 @@ impl Auth {
                 secret
             }
         };
-        Ok(Self { encoding: EncodingKey::from_secret(&secret), decoding: DecodingKey::from_secret(&secret) })
+        Ok(Self {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+        })
     }
 
     pub fn issue(&self, username: &str, role: &str) -> Result<LoginResponse, ApiError> {
         let now = Utc::now();
         let expires_at = now + Duration::days(TOKEN_LIFETIME_DAYS);
-        let claims = Claims { sub: username.into(), role: role.into(), iat: now.timestamp(), exp: expires_at.timestamp() };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)?;
-        Ok(LoginResponse { token, username: username.into(), role: role.into(), expires_at })
+        let claims = Claims {
+            sub: username.into(),
+            role: role.into(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok(LoginResponse {
+            token,
+            username: username.into(),
+            role: role.into(),
+            expires_at,
+        })
     }
 
     fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}; run `sprout login`")))?;
-        Ok(Caller { username: data.claims.sub, role: data.claims.role })
+            .map_err(|e| {
+                ApiError::unauthorized(format!("invalid token: {e}; run `sprout login`"))
+            })?;
+        Ok(Caller {
+            username: data.claims.sub,
+            role: data.claims.role,
+        })
     }
 }
 
@@ -88,12 +115,19 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// Makes the `admin` user on first start. Returns the password when Sprout generated it, so
 /// the caller prints it once.
-pub async fn ensure_admin(store: &Store, configured: Option<&str>) -> Result<Option<String>, AuthError> {
+pub async fn ensure_admin(
+    store: &Store,
+    configured: Option<&str>,
+) -> Result<Option<String>, AuthError> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
@@ -109,7 +143,9 @@ pub async fn ensure_admin(store: &Store, configured: Option<&str>) -> Result<Opt
             (p, true)
         }
     };
-    store.create_user("admin", &hash_password(&password)?, "admin").await?;
+    store
+        .create_user("admin", &hash_password(&password)?, "admin")
+        .await?;
     Ok(generated.then_some(password))
 }
 
@@ -124,7 +160,9 @@ pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse
         return Err(denied());
     };
     let hash = user.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
     if !ok {
         tracing::warn!(user = %req.username, "failed login");
         return Err(denied());
@@ -143,7 +181,10 @@ impl Caller {
     /// Viewers read; deployers and admins change things.
     pub fn require_write(&self) -> Result<(), ApiError> {
         if self.role == "viewer" {
-            return Err(ApiError::forbidden(format!("user '{}' has the viewer role and cannot change anything", self.username)));
+            return Err(ApiError::forbidden(format!(
+                "user '{}' has the viewer role and cannot change anything",
+                self.username
+            )));
         }
         Ok(())
     }
@@ -152,19 +193,32 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token; run `sprout login`"))?;
-        let value = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
         let caller = state.auth.verify(token.trim())?;
         // A token outlives nothing: its user must still exist.
-        if state.control.store().get_user(&caller.username).await?.is_none() {
+        if state
+            .control
+            .store()
+            .get_user(&caller.username)
+            .await?
+            .is_none()
+        {
             return Err(ApiError::unauthorized("the token's user no longer exists"));
         }
         Ok(caller)

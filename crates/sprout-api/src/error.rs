@@ -15,7 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, kind, detail: detail.into() }
+        Self {
+            status,
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, types::UNAUTHORIZED, detail)
@@ -30,7 +34,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, types::NOT_FOUND, detail)
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, types::INTERNAL, detail.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            types::INTERNAL,
+            detail.to_string(),
+        )
     }
 }
 
@@ -40,17 +48,25 @@ impl From<ControlError> for ApiError {
             ControlError::Invalid(m) => Self::invalid(m),
             ControlError::NotFound(m) => Self::not_found(m),
             ControlError::Conflict(m) => Self::new(StatusCode::CONFLICT, types::CONFLICT, m),
-            e @ ControlError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, types::TOO_LARGE, e.to_string()),
+            e @ ControlError::TooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                types::TOO_LARGE,
+                e.to_string(),
+            ),
             ControlError::Bundle(b) => {
                 let status = match b {
                     sprout_core::bundle::BundleError::ExpandsTooFar { .. }
                     | sprout_core::bundle::BundleError::TooManyEntries { .. }
-                    | sprout_core::bundle::BundleError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    | sprout_core::bundle::BundleError::TooLarge { .. } => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 Self::new(status, types::BAD_BUNDLE, b.to_string())
             }
-            ControlError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, m),
+            ControlError::Unavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, m)
+            }
             e @ (ControlError::Store(_) | ControlError::Internal(_)) => Self::internal(e),
         }
     }
@@ -76,7 +92,11 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem {
             kind: self.kind.to_string(),
-            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
             status: self.status.as_u16(),
             detail,
             instance: None,

@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use sprout_control::IncomingBundle;
-use sprout_core::api::{self, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, UploadQuery};
+use sprout_core::api::{
+    self, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, UploadQuery,
+};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -20,10 +22,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/login", post(login))
         .route("/api/v1/apps", get(list_apps).post(create_app))
         .route("/api/v1/apps/{app}", get(get_app).delete(delete_app))
-        .route("/api/v1/apps/{app}/versions", get(list_versions).post(upload_version))
+        .route(
+            "/api/v1/apps/{app}/versions",
+            get(list_versions).post(upload_version),
+        )
         .route("/api/v1/apps/{app}/versions/{label}", get(get_version))
-        .route("/api/v1/environments", get(list_environments).post(create_environment))
-        .route("/api/v1/environments/{env}", get(get_environment).delete(terminate))
+        .route(
+            "/api/v1/environments",
+            get(list_environments).post(create_environment),
+        )
+        .route(
+            "/api/v1/environments/{env}",
+            get(get_environment).delete(terminate),
+        )
         .route("/api/v1/environments/{env}/deploy", post(deploy))
         .route("/api/v1/environments/{env}/events", get(events))
         .route("/api/v1/environments/{env}/logs", get(logs))
@@ -44,7 +55,10 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
-async fn login(State(state): State<AppState>, JsonBody(req): JsonBody<LoginRequest>) -> ApiResult<Json<api::LoginResponse>> {
+async fn login(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<api::LoginResponse>> {
     Ok(Json(auth::login(&state, &req).await?))
 }
 
@@ -52,10 +66,17 @@ async fn list_apps(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<
     Ok(Json(s.control.list_apps().await?))
 }
 
-async fn get_app(State(s): State<AppState>, _c: Caller, Path(app): Path<String>) -> ApiResult<Json<api::App>> {
+async fn get_app(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<api::App>> {
     s.control.require_app(&app).await?;
     let apps = s.control.list_apps().await?;
-    apps.into_iter().find(|a| a.name == app).map(Json).ok_or_else(|| ApiError::not_found(format!("application '{app}' not found")))
+    apps.into_iter()
+        .find(|a| a.name == app)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("application '{app}' not found")))
 }
 
 async fn create_app(
@@ -64,16 +85,27 @@ async fn create_app(
     JsonBody(req): JsonBody<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<api::App>)> {
     c.require_write()?;
-    Ok((StatusCode::CREATED, Json(s.control.create_app(&req.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.control.create_app(&req.name).await?),
+    ))
 }
 
-async fn delete_app(State(s): State<AppState>, c: Caller, Path(app): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_app(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
     c.require_write()?;
     s.control.delete_app(&app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_versions(State(s): State<AppState>, _c: Caller, Path(app): Path<String>) -> ApiResult<Json<Vec<api::Version>>> {
+async fn list_versions(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<api::Version>>> {
     Ok(Json(s.control.list_versions(&app).await?))
 }
 
@@ -94,9 +126,12 @@ async fn upload_version(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<api::Version>)> {
     c.require_write()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid(format!("{}: `?label=LABEL` is required", e.body_text())))?;
-    let declared_size =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let Query(query) = query
+        .map_err(|e| ApiError::invalid(format!("{}: `?label=LABEL` is required", e.body_text())))?;
+    let declared_size = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let incoming = IncomingBundle {
         app,
         label: query.label,
@@ -105,7 +140,10 @@ async fn upload_version(
         body: body.into_data_stream(),
         started_by: Some(c.username.clone()),
     };
-    Ok((StatusCode::ACCEPTED, Json(s.control.upload_version(incoming).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.upload_version(incoming).await?),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -127,7 +165,10 @@ async fn create_environment(
     JsonBody(req): JsonBody<CreateEnvironment>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
-    Ok((StatusCode::ACCEPTED, Json(s.control.create_environment(req, Some(&c.username)).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.create_environment(req, Some(&c.username)).await?),
+    ))
 }
 
 async fn get_environment(
@@ -145,7 +186,14 @@ async fn deploy(
     JsonBody(req): JsonBody<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
-    Ok((StatusCode::ACCEPTED, Json(s.control.deploy(&env, &req.version, Some(&c.username)).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            s.control
+                .deploy(&env, &req.version, Some(&c.username))
+                .await?,
+        ),
+    ))
 }
 
 async fn terminate(
@@ -154,7 +202,10 @@ async fn terminate(
     Path(env): Path<String>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
-    Ok((StatusCode::ACCEPTED, Json(s.control.terminate(&env, Some(&c.username)).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.terminate(&env, Some(&c.username)).await?),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -170,7 +221,11 @@ async fn events(
     Path(env): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Vec<api::Event>>> {
-    Ok(Json(s.control.events(&env, q.after, q.limit.unwrap_or(100)).await?))
+    Ok(Json(
+        s.control
+            .events(&env, q.after, q.limit.unwrap_or(100))
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -178,17 +233,28 @@ struct LogsQuery {
     tail: Option<usize>,
 }
 
-async fn logs(State(s): State<AppState>, _c: Caller, Path(env): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Response> {
+async fn logs(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(env): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
     let text = s.control.logs(&env, q.tail.unwrap_or(100)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 /// Builds a catalogue platform image, streaming the build's output as it happens.
-async fn build_platform(State(s): State<AppState>, c: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+async fn build_platform(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     c.require_write()?;
     let image = sprout_core::manifest::platform_image(&name);
     if sprout_core::manifest::catalogue_platform(&image).is_none() {
-        return Err(ApiError::not_found(format!("unknown platform '{name}' (catalogue: python, static)")));
+        return Err(ApiError::not_found(format!(
+            "unknown platform '{name}' (catalogue: python, static)"
+        )));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let control = s.control.clone();
@@ -203,10 +269,17 @@ async fn build_platform(State(s): State<AppState>, c: Caller, Path(name): Path<S
             }
         }
     });
-    let stream = tokio_stream_lines(rx).map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\n")));
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(stream)).into_response())
+    let stream =
+        tokio_stream_lines(rx).map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\n")));
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
-fn tokio_stream_lines(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) -> impl futures_util::Stream<Item = String> {
+fn tokio_stream_lines(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> impl futures_util::Stream<Item = String> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -66,13 +66,26 @@ pub fn prepare_bundle(source: &Path) -> Result<Bundle, CliError> {
                 source.display()
             )));
         }
-        return Ok(Bundle { path: temp_path.to_path_buf(), kind: ArchiveKind::TarGz, files: Some(files), _temp: Some(temp_path) });
+        return Ok(Bundle {
+            path: temp_path.to_path_buf(),
+            kind: ArchiveKind::TarGz,
+            files: Some(files),
+            _temp: Some(temp_path),
+        });
     }
     if !meta.is_file() {
-        return Err(CliError::Usage(format!("{}: not a directory or an archive", source.display())));
+        return Err(CliError::Usage(format!(
+            "{}: not a directory or an archive",
+            source.display()
+        )));
     }
     match ArchiveKind::from_path(source) {
-        Some(kind) => Ok(Bundle { path: source.to_path_buf(), kind, files: None, _temp: None }),
+        Some(kind) => Ok(Bundle {
+            path: source.to_path_buf(),
+            kind,
+            files: None,
+            _temp: None,
+        }),
         None => Err(CliError::Usage(format!(
             "{}: expected a directory or a .tar.gz, .tgz or .zip archive",
             source.display()
@@ -103,7 +116,8 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W) -> Result<usize, CliError> {
 
     let mut files = 0usize;
     for entry in walker {
-        let entry = entry.map_err(|e| CliError::Usage(format!("cannot read {}: {e}", dir.display())))?;
+        let entry =
+            entry.map_err(|e| CliError::Usage(format!("cannot read {}: {e}", dir.display())))?;
         if entry.depth() == 0 {
             continue;
         }
@@ -111,19 +125,30 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W) -> Result<usize, CliError> {
         let rel = path.strip_prefix(dir).map_err(|_| {
             CliError::Usage(format!("{}: outside of {}", path.display(), dir.display()))
         })?;
-        let Some(file_type) = entry.file_type() else { continue };
+        let Some(file_type) = entry.file_type() else {
+            continue;
+        };
         if !(file_type.is_dir() || file_type.is_file() || file_type.is_symlink()) {
-            eprintln!("warning: skipping {} (not a file, directory or link)", rel.display());
+            eprintln!(
+                "warning: skipping {} (not a file, directory or link)",
+                rel.display()
+            );
             continue;
         }
-        tar.append_path_with_name(path, rel).map_err(|e| CliError::file(path, e))?;
+        tar.append_path_with_name(path, rel)
+            .map_err(|e| CliError::file(path, e))?;
         if !file_type.is_dir() {
             files += 1;
         }
     }
-    let gz = tar.into_inner().map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
-    let mut out = gz.finish().map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
-    out.flush().map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
+    let gz = tar
+        .into_inner()
+        .map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
+    let mut out = gz
+        .finish()
+        .map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
+    out.flush()
+        .map_err(|e| CliError::Usage(format!("cannot write the archive: {e}")))?;
     Ok(files)
 }
 
@@ -135,9 +160,18 @@ mod tests {
 
     #[test]
     fn detects_archives_by_extension() {
-        assert_eq!(ArchiveKind::from_path(Path::new("a/app.tar.gz")), Some(ArchiveKind::TarGz));
-        assert_eq!(ArchiveKind::from_path(Path::new("APP.TGZ")), Some(ArchiveKind::TarGz));
-        assert_eq!(ArchiveKind::from_path(Path::new("x.zip")), Some(ArchiveKind::Zip));
+        assert_eq!(
+            ArchiveKind::from_path(Path::new("a/app.tar.gz")),
+            Some(ArchiveKind::TarGz)
+        );
+        assert_eq!(
+            ArchiveKind::from_path(Path::new("APP.TGZ")),
+            Some(ArchiveKind::TarGz)
+        );
+        assert_eq!(
+            ArchiveKind::from_path(Path::new("x.zip")),
+            Some(ArchiveKind::Zip)
+        );
         assert_eq!(ArchiveKind::from_path(Path::new("x.tar")), None);
         assert_eq!(ArchiveKind::from_path(Path::new("x.gz")), None);
         assert_eq!(ArchiveKind::from_path(Path::new("zip")), None);
@@ -168,7 +202,12 @@ mod tests {
         let mut out = BTreeMap::new();
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
             let kind = match e.header().entry_type() {
                 tar::EntryType::Directory => 'd',
                 tar::EntryType::Symlink => 'l',
@@ -177,7 +216,11 @@ mod tests {
             };
             let mode = e.header().mode().unwrap() & 0o777;
             let body = if kind == 'l' {
-                e.link_name().unwrap().unwrap().to_string_lossy().to_string()
+                e.link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string()
             } else {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut e, &mut s).unwrap();
@@ -233,7 +276,10 @@ mod tests {
         assert_eq!(files, 8);
         assert_eq!(entries["run"], ('f', 0o755, "#!/bin/sh\n".to_string()));
         assert_eq!(entries["Procfile"].2, "web: ./run\n");
-        assert_eq!(entries["link"], ('l', entries["link"].1, "src/app.py".to_string()));
+        assert_eq!(
+            entries["link"],
+            ('l', entries["link"].1, "src/app.py".to_string())
+        );
         assert_eq!(entries["src"].0, 'd');
         std::fs::remove_file(out).unwrap();
     }

@@ -8,8 +8,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprout_core::api::{
-    App, CreateApp, CreateEnvironment, DeployRequest, Environment, EnvironmentDetail, Event, LoginRequest,
-    LoginResponse, Problem, Version, API_PREFIX, HEALTHZ,
+    App, CreateApp, CreateEnvironment, DeployRequest, Environment, EnvironmentDetail, Event,
+    LoginRequest, LoginResponse, Problem, Version, API_PREFIX, HEALTHZ,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -30,7 +30,11 @@ impl Client {
             .user_agent(concat!("sprout-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Client { base: crate::config::normalize_server(base_url), token, http }
+        Client {
+            base: crate::config::normalize_server(base_url),
+            token,
+            http,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -50,7 +54,10 @@ impl Client {
         let mut url = Url::parse(&format!("{}{}", self.base, API_PREFIX))
             .map_err(|e| CliError::Usage(format!("invalid server URL '{}': {e}", self.base)))?;
         if url.cannot_be_a_base() {
-            return Err(CliError::Usage(format!("invalid server URL '{}'", self.base)));
+            return Err(CliError::Usage(format!(
+                "invalid server URL '{}'",
+                self.base
+            )));
         }
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
@@ -73,9 +80,15 @@ impl Client {
     }
 
     /// `GET` an API route and decode its JSON as `T` (use `serde_json::Value` for raw JSON).
-    pub async fn get_json<T: DeserializeOwned>(&self, segments: &[&str], query: &[(&str, String)]) -> Result<T, CliError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, CliError> {
         let url = self.api_url(segments)?;
-        let resp = self.send(self.request(Method::GET, url).query(query)).await?;
+        let resp = self
+            .send(self.request(Method::GET, url).query(query))
+            .await?;
         decode(resp).await
     }
 
@@ -102,7 +115,10 @@ impl Client {
 
     /// `POST /login`. Does not store the token; see [`Client::set_token`].
     pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse, CliError> {
-        let body = LoginRequest { username: username.to_string(), password: password.to_string() };
+        let body = LoginRequest {
+            username: username.to_string(),
+            password: password.to_string(),
+        };
         let url = self.api_url(&["login"])?;
         decode(self.send(self.http.post(url).json(&body)).await?).await
     }
@@ -114,13 +130,22 @@ impl Client {
 
     /// `POST /apps`.
     pub async fn create_app(&self, name: &str) -> Result<App, CliError> {
-        self.send_json(Method::POST, &["apps"], Some(&CreateApp { name: name.to_string() })).await
+        self.send_json(
+            Method::POST,
+            &["apps"],
+            Some(&CreateApp {
+                name: name.to_string(),
+            }),
+        )
+        .await
     }
 
     /// `DELETE /apps/{app}`.
     pub async fn delete_app(&self, name: &str) -> Result<(), CliError> {
         let url = self.api_url(&["apps", name])?;
-        self.send(self.request(Method::DELETE, url)).await.map(|_| ())
+        self.send(self.request(Method::DELETE, url))
+            .await
+            .map(|_| ())
     }
 
     /// `GET /apps/{app}/versions`.
@@ -145,19 +170,29 @@ impl Client {
         progress: Option<ProgressBar>,
     ) -> Result<Version, CliError> {
         let kind = crate::archive::ArchiveKind::from_path(archive).ok_or_else(|| {
-            CliError::Usage(format!("{}: expected a .tar.gz, .tgz or .zip archive", archive.display()))
+            CliError::Usage(format!(
+                "{}: expected a .tar.gz, .tgz or .zip archive",
+                archive.display()
+            ))
         })?;
-        let file = tokio::fs::File::open(archive).await.map_err(|e| CliError::file(archive, e))?;
-        let len = file.metadata().await.map_err(|e| CliError::file(archive, e))?.len();
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| CliError::file(archive, e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| CliError::file(archive, e))?
+            .len();
         if let Some(pb) = &progress {
             pb.set_length(len);
             pb.set_position(0);
         }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).inspect(move |chunk| {
-            if let (Some(pb), Ok(bytes)) = (&progress, chunk) {
-                pb.inc(bytes.len() as u64);
-            }
-        });
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).inspect(move |chunk| {
+                if let (Some(pb), Ok(bytes)) = (&progress, chunk) {
+                    pb.inc(bytes.len() as u64);
+                }
+            });
         let url = self.api_url(&["apps", app, "versions"])?;
         let req = self
             .request(Method::POST, url)
@@ -175,8 +210,12 @@ impl Client {
     }
 
     /// `POST /environments` (the launch goes on in the background).
-    pub async fn create_environment(&self, req: &CreateEnvironment) -> Result<Environment, CliError> {
-        self.send_json(Method::POST, &["environments"], Some(req)).await
+    pub async fn create_environment(
+        &self,
+        req: &CreateEnvironment,
+    ) -> Result<Environment, CliError> {
+        self.send_json(Method::POST, &["environments"], Some(req))
+            .await
     }
 
     /// `GET /environments/{env}`: the environment and its instances.
@@ -186,31 +225,46 @@ impl Client {
 
     /// `POST /environments/{env}/deploy`.
     pub async fn deploy(&self, env: &str, version: &str) -> Result<Environment, CliError> {
-        let body = DeployRequest { version: version.to_string() };
-        self.send_json(Method::POST, &["environments", env, "deploy"], Some(&body)).await
+        let body = DeployRequest {
+            version: version.to_string(),
+        };
+        self.send_json(Method::POST, &["environments", env, "deploy"], Some(&body))
+            .await
     }
 
     /// `DELETE /environments/{env}`: starts terminating it.
     pub async fn terminate(&self, env: &str) -> Result<Environment, CliError> {
-        self.send_json::<(), _>(Method::DELETE, &["environments", env], None).await
+        self.send_json::<(), _>(Method::DELETE, &["environments", env], None)
+            .await
     }
 
     /// `GET /environments/{env}/events[?limit=N]`, oldest first.
     pub async fn events(&self, env: &str, limit: Option<u32>) -> Result<Vec<Event>, CliError> {
-        let query: Vec<(&str, String)> = limit.map(|n| ("limit", n.to_string())).into_iter().collect();
-        self.get_json(&["environments", env, "events"], &query).await
+        let query: Vec<(&str, String)> = limit
+            .map(|n| ("limit", n.to_string()))
+            .into_iter()
+            .collect();
+        self.get_json(&["environments", env, "events"], &query)
+            .await
     }
 
     /// `GET /environments/{env}/logs[?tail=N]`: plain text, lines prefixed with the instance id.
     pub async fn logs(&self, env: &str, tail: Option<u32>) -> Result<String, CliError> {
-        let query: Vec<(&str, String)> = tail.map(|n| ("tail", n.to_string())).into_iter().collect();
+        let query: Vec<(&str, String)> =
+            tail.map(|n| ("tail", n.to_string())).into_iter().collect();
         let url = self.api_url(&["environments", env, "logs"])?;
-        let resp = self.send(self.request(Method::GET, url).query(&query)).await?;
+        let resp = self
+            .send(self.request(Method::GET, url).query(&query))
+            .await?;
         Ok(resp.text().await?)
     }
 
     /// `POST /platforms/{name}/build`: calls `on_chunk` with the build log as it streams.
-    pub async fn build_platform(&self, name: &str, mut on_chunk: impl FnMut(&[u8])) -> Result<(), CliError> {
+    pub async fn build_platform(
+        &self,
+        name: &str,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(), CliError> {
         let url = self.api_url(&["platforms", name, "build"])?;
         // A platform build takes minutes: no overall timeout, only the connect one.
         let resp = self.send(self.request(Method::POST, url)).await?;
@@ -230,7 +284,10 @@ pub async fn check(resp: Response) -> Result<Response, CliError> {
         return Ok(resp);
     }
     let body = resp.text().await.unwrap_or_default();
-    Err(CliError::Api { status: status.as_u16(), problem: problem_from(status, &body) })
+    Err(CliError::Api {
+        status: status.as_u16(),
+        problem: problem_from(status, &body),
+    })
 }
 
 pub(crate) fn problem_from(status: StatusCode, body: &str) -> Problem {
@@ -238,7 +295,11 @@ pub(crate) fn problem_from(status: StatusCode, body: &str) -> Problem {
         if !problem.detail.trim().is_empty() {
             return problem;
         }
-        let detail = if problem.title.trim().is_empty() { fallback_detail(status, "") } else { problem.title.clone() };
+        let detail = if problem.title.trim().is_empty() {
+            fallback_detail(status, "")
+        } else {
+            problem.title.clone()
+        };
         return Problem { detail, ..problem };
     }
     Problem {
@@ -252,7 +313,11 @@ pub(crate) fn problem_from(status: StatusCode, body: &str) -> Problem {
 
 fn fallback_detail(status: StatusCode, body: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("error");
-    let first = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let first = body
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let first: String = first.chars().take(200).collect();
     if first.is_empty() {
         format!("the server answered {} {reason}", status.as_u16())
@@ -265,7 +330,11 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, CliError> {
     let url = resp.url().path().to_string();
     let bytes = resp.bytes().await?;
     // A 204 (or an empty body) decodes as JSON null, so `()` and `Option<_>` work.
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        &bytes
+    };
     serde_json::from_slice(bytes).map_err(|e| CliError::Decode(format!("{url}: {e}")))
 }
 
@@ -278,11 +347,20 @@ mod tests {
         let c = Client::new("http://127.0.0.1:8080/", Some("t".into()));
         assert_eq!(c.base_url(), "http://127.0.0.1:8080");
         let u = c.api_url(&["apps", "my app", "versions", "v/1"]).unwrap();
-        assert_eq!(u.as_str(), "http://127.0.0.1:8080/api/v1/apps/my%20app/versions/v%2F1");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:8080/api/v1/apps/my%20app/versions/v%2F1"
+        );
         let c = Client::new("localhost:9", None);
-        assert_eq!(c.api_url(&["apps"]).unwrap().as_str(), "http://localhost:9/api/v1/apps");
+        assert_eq!(
+            c.api_url(&["apps"]).unwrap().as_str(),
+            "http://localhost:9/api/v1/apps"
+        );
         let c = Client::new("http://host/prefix", None);
-        assert_eq!(c.api_url(&["apps"]).unwrap().as_str(), "http://host/prefix/api/v1/apps");
+        assert_eq!(
+            c.api_url(&["apps"]).unwrap().as_str(),
+            "http://host/prefix/api/v1/apps"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub fn config_dir() -> Result<PathBuf, CliError> {
     config_dir_from(non_empty_env("SPROUT_CONFIG_DIR"), non_empty_env("HOME"))
 }
 
-pub(crate) fn config_dir_from(config_dir: Option<String>, home: Option<String>) -> Result<PathBuf, CliError> {
+pub(crate) fn config_dir_from(
+    config_dir: Option<String>,
+    home: Option<String>,
+) -> Result<PathBuf, CliError> {
     if let Some(dir) = config_dir {
         return Ok(PathBuf::from(dir));
     }
@@ -49,7 +52,10 @@ pub fn load_login(dir: &Path) -> Result<Option<SavedLogin>, CliError> {
         Err(e) => return Err(CliError::file(path, e)),
     };
     serde_json::from_slice(&raw).map(Some).map_err(|e| {
-        CliError::Usage(format!("{}: not a saved login ({e}); run `sprout login` again", path.display()))
+        CliError::Usage(format!(
+            "{}: not a saved login ({e}); run `sprout login` again",
+            path.display()
+        ))
     })
 }
 
@@ -140,35 +146,69 @@ mod tests {
     use super::*;
 
     fn saved() -> SavedLogin {
-        SavedLogin { server: "http://saved:1".into(), token: "saved-token".into(), username: "admin".into() }
+        SavedLogin {
+            server: "http://saved:1".into(),
+            token: "saved-token".into(),
+            username: "admin".into(),
+        }
     }
 
     #[test]
     fn server_resolution_order() {
         let s = saved();
-        assert_eq!(resolve_server(Some("http://flag:1"), Some("http://env:1"), Some(&s)), "http://flag:1");
-        assert_eq!(resolve_server(None, Some("http://env:1"), Some(&s)), "http://env:1");
+        assert_eq!(
+            resolve_server(Some("http://flag:1"), Some("http://env:1"), Some(&s)),
+            "http://flag:1"
+        );
+        assert_eq!(
+            resolve_server(None, Some("http://env:1"), Some(&s)),
+            "http://env:1"
+        );
         assert_eq!(resolve_server(None, None, Some(&s)), "http://saved:1");
         assert_eq!(resolve_server(None, None, None), DEFAULT_SERVER);
         // Empty values do not count.
-        assert_eq!(resolve_server(Some(""), Some(" "), Some(&s)), "http://saved:1");
-        assert_eq!(resolve_server(Some("localhost:9000/"), None, None), "http://localhost:9000");
-        assert_eq!(resolve_server(Some("https://x.example/"), None, None), "https://x.example");
+        assert_eq!(
+            resolve_server(Some(""), Some(" "), Some(&s)),
+            "http://saved:1"
+        );
+        assert_eq!(
+            resolve_server(Some("localhost:9000/"), None, None),
+            "http://localhost:9000"
+        );
+        assert_eq!(
+            resolve_server(Some("https://x.example/"), None, None),
+            "https://x.example"
+        );
     }
 
     #[test]
     fn token_resolution_order() {
         let s = saved();
-        assert_eq!(resolve_token(Some("env-token"), Some(&s)).as_deref(), Some("env-token"));
-        assert_eq!(resolve_token(None, Some(&s)).as_deref(), Some("saved-token"));
-        assert_eq!(resolve_token(Some(""), Some(&s)).as_deref(), Some("saved-token"));
+        assert_eq!(
+            resolve_token(Some("env-token"), Some(&s)).as_deref(),
+            Some("env-token")
+        );
+        assert_eq!(
+            resolve_token(None, Some(&s)).as_deref(),
+            Some("saved-token")
+        );
+        assert_eq!(
+            resolve_token(Some(""), Some(&s)).as_deref(),
+            Some("saved-token")
+        );
         assert_eq!(resolve_token(None, None), None);
     }
 
     #[test]
     fn config_dir_order() {
-        assert_eq!(config_dir_from(Some("/c".into()), Some("/h".into())).unwrap(), PathBuf::from("/c"));
-        assert_eq!(config_dir_from(None, Some("/h".into())).unwrap(), PathBuf::from("/h/.config/sprout"));
+        assert_eq!(
+            config_dir_from(Some("/c".into()), Some("/h".into())).unwrap(),
+            PathBuf::from("/c")
+        );
+        assert_eq!(
+            config_dir_from(None, Some("/h".into())).unwrap(),
+            PathBuf::from("/h/.config/sprout")
+        );
         assert!(config_dir_from(None, None).is_err());
     }
 

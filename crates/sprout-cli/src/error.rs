@@ -17,7 +17,10 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     /// An I/O error on a named file or directory.
     #[error("{}: {}", path.display(), one_line(&source.to_string()))]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The server answered 2xx with a body the CLI cannot read.
     #[error("unexpected response from the server: {}", one_line(.0))]
     Decode(String),
@@ -31,7 +34,10 @@ pub enum CliError {
 
 impl CliError {
     pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CliError::File { path: path.into(), source }
+        CliError::File {
+            path: path.into(),
+            source,
+        }
     }
 
     /// The HTTP status of an API error, if this is one.
@@ -49,7 +55,12 @@ pub(crate) fn one_line(s: &str) -> String {
     if !trimmed.contains(['\n', '\r']) {
         return trimmed.to_string();
     }
-    trimmed.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    trimmed
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// reqwest's own message hides the cause ("error sending request for url …"); add the chain.

@@ -202,7 +202,9 @@ pub const PLATFORMS: &[&str] = &["python", "static"];
 
 /// Parses `KEY=VALUE` (the value may hold `=`; the key is a shell-style variable name).
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
     let mut chars = key.chars();
     let valid = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
@@ -217,13 +219,20 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// Runs one client verb.
 pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
     match command {
-        Command::Login { user, password_stdin } => login(&global, user, password_stdin).await,
-        Command::App { command: AppCommand::Create { app } } => {
+        Command::Login {
+            user,
+            password_stdin,
+        } => login(&global, user, password_stdin).await,
+        Command::App {
+            command: AppCommand::Create { app },
+        } => {
             let app = client(&global).create_app(&app).await?;
             println!("application {} created", app.name);
             Ok(())
         }
-        Command::App { command: AppCommand::Delete { app } } => {
+        Command::App {
+            command: AppCommand::Delete { app },
+        } => {
             client(&global).delete_app(&app).await?;
             println!("application {app} deleted");
             Ok(())
@@ -237,38 +246,51 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
                 if apps.is_empty() {
                     eprintln!("no applications (create one with `sprout app create APP`)");
                 } else {
-                    println!("{}", output::apps_table(&apps));
+                    println!("{}", output::render(&output::apps_table(&apps)));
                 }
             }
             Ok(())
         }
-        Command::Push { source, app, label, deploy } => push(&global, source, app, label, deploy).await,
+        Command::Push {
+            source,
+            app,
+            label,
+            deploy,
+        } => push(&global, source, app, label, deploy).await,
         Command::Versions { app, json } => {
             let c = client(&global);
             if json {
-                output::print_json(&c.get_json::<serde_json::Value>(&["apps", &app, "versions"], &[]).await?);
+                output::print_json(
+                    &c.get_json::<serde_json::Value>(&["apps", &app, "versions"], &[])
+                        .await?,
+                );
             } else {
                 let versions = c.list_versions(&app).await?;
                 if versions.is_empty() {
                     eprintln!("no versions of {app} (upload one with `sprout push`)");
                 } else {
-                    println!("{}", output::versions_table(&versions));
+                    println!("{}", output::render(&output::versions_table(&versions)));
                 }
             }
             Ok(())
         }
-        Command::Env { command: EnvCommand::Create(args) } => env_create(&global, args).await,
+        Command::Env {
+            command: EnvCommand::Create(args),
+        } => env_create(&global, args).await,
         Command::Envs { app, json } => {
             let c = client(&global);
             if json {
                 let query: Vec<(&str, String)> = app.map(|a| ("app", a)).into_iter().collect();
-                output::print_json(&c.get_json::<serde_json::Value>(&["environments"], &query).await?);
+                output::print_json(
+                    &c.get_json::<serde_json::Value>(&["environments"], &query)
+                        .await?,
+                );
             } else {
                 let envs = c.list_environments(app.as_deref()).await?;
                 if envs.is_empty() {
                     eprintln!("no environments");
                 } else {
-                    println!("{}", output::envs_table(&envs));
+                    println!("{}", output::render(&output::envs_table(&envs)));
                 }
             }
             Ok(())
@@ -276,19 +298,28 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Status { env, json } => {
             let c = client(&global);
             if json {
-                output::print_json(&c.get_json::<serde_json::Value>(&["environments", &env], &[]).await?);
+                output::print_json(
+                    &c.get_json::<serde_json::Value>(&["environments", &env], &[])
+                        .await?,
+                );
             } else {
                 println!("{}", output::status_text(&c.get_environment(&env).await?));
             }
             Ok(())
         }
-        Command::Events { env, json, follow, limit } => events(&global, env, json, follow, limit).await,
+        Command::Events {
+            env,
+            json,
+            follow,
+            limit,
+        } => events(&global, env, json, follow, limit).await,
         Command::Logs { env, tail, follow } => logs(&global, env, tail, follow).await,
         Command::Deploy { env, version, wait } => {
             let c = client(&global);
             let started = c.deploy(&env, &version).await?;
             if wait {
-                let done = wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
+                let done =
+                    wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
                 println!("{}", wait::summary(&done));
             } else {
                 println!("deploying {version} to {env} (status {}); follow with `sprout events {env} -f`", started.status);
@@ -306,7 +337,9 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Platform { command: PlatformCommand::Build { name } } => {
+        Command::Platform {
+            command: PlatformCommand::Build { name },
+        } => {
             let c = client(&global);
             let names: Vec<String> = match name {
                 Some(n) => vec![n],
@@ -340,7 +373,10 @@ fn client(global: &GlobalArgs) -> Client {
         config::non_empty_env("SPROUT_URL").as_deref(),
         saved.as_ref(),
     );
-    let token = config::resolve_token(config::non_empty_env("SPROUT_TOKEN").as_deref(), saved.as_ref());
+    let token = config::resolve_token(
+        config::non_empty_env("SPROUT_TOKEN").as_deref(),
+        saved.as_ref(),
+    );
     Client::new(&server, token)
 }
 
@@ -348,7 +384,11 @@ fn usage<E: std::fmt::Display>(e: E) -> CliError {
     CliError::Usage(e.to_string())
 }
 
-async fn login(global: &GlobalArgs, user: Option<String>, password_stdin: bool) -> Result<(), CliError> {
+async fn login(
+    global: &GlobalArgs,
+    user: Option<String>,
+    password_stdin: bool,
+) -> Result<(), CliError> {
     let dir = config::config_dir()?;
     let saved = config::load_login(&dir).unwrap_or(None);
     let server = config::resolve_server(
@@ -367,7 +407,9 @@ async fn login(global: &GlobalArgs, user: Option<String>, password_stdin: bool) 
             .await
             .map_err(usage)?
             .map_err(|e| {
-                CliError::Usage(format!("cannot read the password from the terminal ({e}); use --password-stdin"))
+                CliError::Usage(format!(
+                    "cannot read the password from the terminal ({e}); use --password-stdin"
+                ))
             })?
     };
     if password.is_empty() {
@@ -375,16 +417,27 @@ async fn login(global: &GlobalArgs, user: Option<String>, password_stdin: bool) 
     }
     let client = Client::new(&server, None);
     let resp = client.login(&username, &password).await?;
-    let login = SavedLogin { server: server.clone(), token: resp.token, username: resp.username.clone() };
+    let login = SavedLogin {
+        server: server.clone(),
+        token: resp.token,
+        username: resp.username.clone(),
+    };
     let path = config::save_login(&dir, &login)?;
-    println!("logged in to {server} as {} ({}); token saved in {}", resp.username, resp.role, path.display());
+    println!(
+        "logged in to {server} as {} ({}); token saved in {}",
+        resp.username,
+        resp.role,
+        path.display()
+    );
     Ok(())
 }
 
 /// The first line of `input`, without its line ending.
 fn read_password_line(mut input: impl std::io::BufRead) -> Result<String, CliError> {
     let mut line = String::new();
-    input.read_line(&mut line).map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
+    input
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -403,13 +456,17 @@ async fn push(
     let c = client(global);
 
     let src = source.clone();
-    let bundle = tokio::task::spawn_blocking(move || archive::prepare_bundle(&src)).await.map_err(usage)??;
+    let bundle = tokio::task::spawn_blocking(move || archive::prepare_bundle(&src))
+        .await
+        .map_err(usage)??;
     if let Some(files) = bundle.files {
         eprintln!("archived {} ({files} files)", source.display());
     }
 
     let bar = output::bytes_bar(&format!("uploading {label}"));
-    let uploaded = c.upload_version(&app, &label, &bundle.path, Some(bar.clone())).await;
+    let uploaded = c
+        .upload_version(&app, &label, &bundle.path, Some(bar.clone()))
+        .await;
     bar.finish_and_clear();
     let version = uploaded?;
     drop(bundle);
@@ -431,7 +488,9 @@ async fn push(
 async fn env_create(global: &GlobalArgs, a: EnvCreateArgs) -> Result<(), CliError> {
     if let (Some(min), Some(max)) = (a.min, a.max) {
         if min > max {
-            return Err(CliError::Usage(format!("--min {min} is more than --max {max}")));
+            return Err(CliError::Usage(format!(
+                "--min {min} is more than --max {max}"
+            )));
         }
     }
     let mut env = BTreeMap::new();
@@ -466,11 +525,20 @@ async fn env_create(global: &GlobalArgs, a: EnvCreateArgs) -> Result<(), CliErro
     Ok(())
 }
 
-async fn events(global: &GlobalArgs, env: String, json: bool, follow: bool, limit: u32) -> Result<(), CliError> {
+async fn events(
+    global: &GlobalArgs,
+    env: String,
+    json: bool,
+    follow: bool,
+    limit: u32,
+) -> Result<(), CliError> {
     let c = client(global);
     if json && !follow {
         let query = [("limit", limit.to_string())];
-        output::print_json(&c.get_json::<serde_json::Value>(&["environments", &env, "events"], &query).await?);
+        output::print_json(
+            &c.get_json::<serde_json::Value>(&["environments", &env, "events"], &query)
+                .await?,
+        );
         return Ok(());
     }
     let first = c.events(&env, Some(limit)).await?;
@@ -479,7 +547,7 @@ async fn events(global: &GlobalArgs, env: String, json: bool, follow: bool, limi
         if first.is_empty() {
             eprintln!("no events");
         } else {
-            println!("{}", output::events_table(&first));
+            println!("{}", output::render(&output::events_table(&first)));
         }
         return Ok(());
     }
@@ -515,7 +583,12 @@ async fn events(global: &GlobalArgs, env: String, json: bool, follow: bool, limi
     }
 }
 
-async fn logs(global: &GlobalArgs, env: String, tail: Option<u32>, follow: bool) -> Result<(), CliError> {
+async fn logs(
+    global: &GlobalArgs,
+    env: String,
+    tail: Option<u32>,
+    follow: bool,
+) -> Result<(), CliError> {
     let c = client(global);
     let text = c.logs(&env, tail).await?;
     print!("{text}");
@@ -595,7 +668,10 @@ async fn platform_build(c: &Client, name: &str) -> Result<(), CliError> {
     let text = String::from_utf8_lossy(&log);
     if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
         if let Some(detail) = last.trim().strip_prefix("error:") {
-            return Err(CliError::Failed(format!("platform {name} failed to build: {}", detail.trim())));
+            return Err(CliError::Failed(format!(
+                "platform {name} failed to build: {}",
+                detail.trim()
+            )));
         }
     }
     eprintln!("platform {name} built");
@@ -628,7 +704,10 @@ mod tests {
     #[test]
     fn key_value_parsing() {
         assert_eq!(parse_key_value("A=1"), Ok(("A".into(), "1".into())));
-        assert_eq!(parse_key_value("DB_URL=postgres://u:p@h/db?x=y"), Ok(("DB_URL".into(), "postgres://u:p@h/db?x=y".into())));
+        assert_eq!(
+            parse_key_value("DB_URL=postgres://u:p@h/db?x=y"),
+            Ok(("DB_URL".into(), "postgres://u:p@h/db?x=y".into()))
+        );
         assert_eq!(parse_key_value("_X="), Ok(("_X".into(), "".into())));
         assert!(parse_key_value("NOVALUE").is_err());
         assert!(parse_key_value("=v").is_err());
@@ -640,47 +719,168 @@ mod tests {
     #[test]
     fn env_create_arguments() {
         let cli = parse(&[
-            "env", "create", "web-dev", "--app", "shop", "--version", "v1", "--tier", "worker", "--mode", "prod",
-            "--min", "2", "--max", "4", "--type", "small", "--bootstrap", "user-data", "--env", "A=1", "--env",
-            "B=x=y", "--wait", "--server", "http://h:1",
+            "env",
+            "create",
+            "web-dev",
+            "--app",
+            "shop",
+            "--version",
+            "v1",
+            "--tier",
+            "worker",
+            "--mode",
+            "prod",
+            "--min",
+            "2",
+            "--max",
+            "4",
+            "--type",
+            "small",
+            "--bootstrap",
+            "user-data",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--wait",
+            "--server",
+            "http://h:1",
         ])
         .unwrap();
         assert_eq!(cli.global.server.as_deref(), Some("http://h:1"));
-        let Command::Env { command: EnvCommand::Create(a) } = cli.command else { panic!("wrong command") };
+        let Command::Env {
+            command: EnvCommand::Create(a),
+        } = cli.command
+        else {
+            panic!("wrong command")
+        };
         assert_eq!(a.tier, Some(Tier::Worker));
         assert_eq!(a.mode, Some(Mode::Prod));
         assert_eq!((a.min, a.max, a.instances), (Some(2), Some(4), None));
         assert_eq!(a.instance_type, Some(InstanceType::Small));
         assert_eq!(a.bootstrap, Some(Bootstrap::UserData));
-        assert_eq!(a.env_vars, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+        assert_eq!(
+            a.env_vars,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
         assert!(a.wait);
 
-        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--instances", "2", "--min", "1"]).is_err());
-        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--type", "huge"]).is_err());
-        assert!(parse(&["env", "create", "e1", "--app", "a1", "--version", "v", "--env", "oops"]).is_err());
+        assert!(parse(&[
+            "env",
+            "create",
+            "e1",
+            "--app",
+            "a1",
+            "--version",
+            "v",
+            "--instances",
+            "2",
+            "--min",
+            "1"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "env",
+            "create",
+            "e1",
+            "--app",
+            "a1",
+            "--version",
+            "v",
+            "--type",
+            "huge"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "env",
+            "create",
+            "e1",
+            "--app",
+            "a1",
+            "--version",
+            "v",
+            "--env",
+            "oops"
+        ])
+        .is_err());
     }
 
     #[test]
     fn other_verbs_parse() {
-        assert!(matches!(parse(&["login", "--user", "admin", "--password-stdin", "--server", "x"]).unwrap().command,
-            Command::Login { password_stdin: true, .. }));
-        assert!(matches!(parse(&["app", "create", "shop"]).unwrap().command, Command::App { command: AppCommand::Create { .. } }));
-        assert!(matches!(parse(&["apps", "--json"]).unwrap().command, Command::Apps { json: true }));
         assert!(matches!(
-            parse(&["push", "./dir", "--app", "shop", "--label", "v1", "--deploy", "web"]).unwrap().command,
-            Command::Push { deploy: Some(_), .. }
+            parse(&[
+                "login",
+                "--user",
+                "admin",
+                "--password-stdin",
+                "--server",
+                "x"
+            ])
+            .unwrap()
+            .command,
+            Command::Login {
+                password_stdin: true,
+                ..
+            }
         ));
-        assert!(matches!(parse(&["events", "web", "-f"]).unwrap().command, Command::Events { follow: true, .. }));
-        assert!(matches!(parse(&["logs", "web", "--tail", "10", "-f"]).unwrap().command, Command::Logs { tail: Some(10), follow: true, .. }));
-        assert!(matches!(parse(&["deploy", "web", "--version", "v2", "--wait"]).unwrap().command, Command::Deploy { wait: true, .. }));
-        assert!(matches!(parse(&["terminate", "web"]).unwrap().command, Command::Terminate { wait: false, .. }));
-        assert!(matches!(parse(&["platform", "build"]).unwrap().command, Command::Platform { command: PlatformCommand::Build { name: None } }));
+        assert!(matches!(
+            parse(&["app", "create", "shop"]).unwrap().command,
+            Command::App {
+                command: AppCommand::Create { .. }
+            }
+        ));
+        assert!(matches!(
+            parse(&["apps", "--json"]).unwrap().command,
+            Command::Apps { json: true }
+        ));
+        assert!(matches!(
+            parse(&["push", "./dir", "--app", "shop", "--label", "v1", "--deploy", "web"])
+                .unwrap()
+                .command,
+            Command::Push {
+                deploy: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["events", "web", "-f"]).unwrap().command,
+            Command::Events { follow: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["logs", "web", "--tail", "10", "-f"])
+                .unwrap()
+                .command,
+            Command::Logs {
+                tail: Some(10),
+                follow: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["deploy", "web", "--version", "v2", "--wait"])
+                .unwrap()
+                .command,
+            Command::Deploy { wait: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["terminate", "web"]).unwrap().command,
+            Command::Terminate { wait: false, .. }
+        ));
+        assert!(matches!(
+            parse(&["platform", "build"]).unwrap().command,
+            Command::Platform {
+                command: PlatformCommand::Build { name: None }
+            }
+        ));
         assert!(parse(&["deploy", "web"]).is_err());
     }
 
     #[test]
     fn password_line() {
-        assert_eq!(read_password_line(&b"s3cret\r\nrest"[..]).unwrap(), "s3cret");
+        assert_eq!(
+            read_password_line(&b"s3cret\r\nrest"[..]).unwrap(),
+            "s3cret"
+        );
         assert_eq!(read_password_line(&b"pw"[..]).unwrap(), "pw");
         assert_eq!(read_password_line(&b""[..]).unwrap(), "");
     }
@@ -688,10 +888,25 @@ mod tests {
     #[test]
     fn log_follow_prints_only_new_lines() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(new_lines(&v(&[]), &v(&["a", "b"])), v(&["a", "b"]).as_slice());
-        assert_eq!(new_lines(&v(&["a", "b", "c"]), &v(&["b", "c", "d", "e"])), v(&["d", "e"]).as_slice());
-        assert_eq!(new_lines(&v(&["a", "b"]), &v(&["a", "b"])), v(&[]).as_slice());
-        assert_eq!(new_lines(&v(&["x", "x", "x"]), &v(&["x", "x", "x", "x"])), v(&[]).as_slice());
-        assert_eq!(new_lines(&v(&["p", "q", "r"]), &v(&["s", "t"])), v(&["s", "t"]).as_slice());
+        assert_eq!(
+            new_lines(&v(&[]), &v(&["a", "b"])),
+            v(&["a", "b"]).as_slice()
+        );
+        assert_eq!(
+            new_lines(&v(&["a", "b", "c"]), &v(&["b", "c", "d", "e"])),
+            v(&["d", "e"]).as_slice()
+        );
+        assert_eq!(
+            new_lines(&v(&["a", "b"]), &v(&["a", "b"])),
+            v(&[]).as_slice()
+        );
+        assert_eq!(
+            new_lines(&v(&["x", "x", "x"]), &v(&["x", "x", "x", "x"])),
+            v(&[]).as_slice()
+        );
+        assert_eq!(
+            new_lines(&v(&["p", "q", "r"]), &v(&["s", "t"])),
+            v(&["s", "t"]).as_slice()
+        );
     }
 }

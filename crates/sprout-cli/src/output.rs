@@ -10,8 +10,30 @@ use std::time::Duration;
 
 pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled).set_header(header.to_vec());
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
     t
+}
+
+/// A table as text without the preset's edge padding: no leading column of spaces, no
+/// trailing blanks.
+pub(crate) fn render(t: &Table) -> String {
+    let text = t.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let strip_lead = lines.iter().all(|l| l.is_empty() || l.starts_with(' '));
+    lines
+        .iter()
+        .map(|l| {
+            if strip_lead {
+                l.strip_prefix(' ').unwrap_or(l)
+            } else {
+                l
+            }
+            .trim_end()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(crate) fn time(t: &DateTime<Utc>) -> String {
@@ -33,7 +55,12 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
 pub(crate) fn apps_table(apps: &[App]) -> Table {
     let mut t = table(&["NAME", "VERSIONS", "ENVIRONMENTS", "CREATED"]);
     for a in apps {
-        t.add_row(vec![a.name.clone(), a.versions.to_string(), a.environments.to_string(), time(&a.created_at)]);
+        t.add_row(vec![
+            a.name.clone(),
+            a.versions.to_string(),
+            a.environments.to_string(),
+            time(&a.created_at),
+        ]);
     }
     t
 }
@@ -47,14 +74,27 @@ pub(crate) fn versions_table(versions: &[Version]) -> Table {
             v.platform.clone(),
             HumanBytes(v.size_bytes).to_string(),
             time(&v.created_at),
-            v.error.as_deref().map(crate::error::one_line).unwrap_or_default(),
+            v.error
+                .as_deref()
+                .map(crate::error::one_line)
+                .unwrap_or_default(),
         ]);
     }
     t
 }
 
 pub(crate) fn envs_table(envs: &[Environment]) -> Table {
-    let mut t = table(&["NAME", "APP", "VERSION", "TIER", "MODE", "STATUS", "HEALTH", "INSTANCES", "URL"]);
+    let mut t = table(&[
+        "NAME",
+        "APP",
+        "VERSION",
+        "TIER",
+        "MODE",
+        "STATUS",
+        "HEALTH",
+        "INSTANCES",
+        "URL",
+    ]);
     for e in envs {
         t.add_row(vec![
             e.name.clone(),
@@ -75,7 +115,9 @@ pub(crate) fn envs_table(envs: &[Environment]) -> Table {
 pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
     let e = &d.environment;
     let mut fields = Table::new();
-    fields.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    fields
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
     let mut row = |k: &str, v: String| {
         fields.add_row(vec![format!("{k}:"), v]);
     };
@@ -90,7 +132,10 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
     row("URL", opt(&e.url));
     row("Instance type", e.instance_type.to_string());
     row("Bootstrap", e.bootstrap.to_string());
-    row("Instances", format!("{} (min {}, max {})", e.desired, e.min, e.max));
+    row(
+        "Instances",
+        format!("{} (min {}, max {})", e.desired, e.min, e.max),
+    );
     if !e.env.is_empty() {
         let props: Vec<String> = e.env.keys().cloned().collect();
         row("Properties", props.join(", "));
@@ -111,7 +156,7 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
         }
         row("Operation", s);
     }
-    let mut out = fields.to_string();
+    let mut out = render(&fields);
     out.push_str("\n\n");
     if d.instances.is_empty() {
         out.push_str("no instances");
@@ -127,7 +172,7 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
                 opt(&i.address),
             ]);
         }
-        out.push_str(&t.to_string());
+        out.push_str(&render(&t));
     }
     out
 }
@@ -142,13 +187,22 @@ pub(crate) fn outcome(o: sprout_core::api::OperationOutcome) -> &'static str {
 }
 
 pub(crate) fn event_line(e: &Event) -> String {
-    format!("{}  {:<5}  {}", time(&e.time), e.severity.as_str(), e.message)
+    format!(
+        "{}  {:<5}  {}",
+        time(&e.time),
+        e.severity.as_str(),
+        e.message
+    )
 }
 
 pub(crate) fn events_table(events: &[Event]) -> Table {
     let mut t = table(&["TIME", "SEVERITY", "MESSAGE"]);
     for e in events {
-        t.add_row(vec![time(&e.time), e.severity.to_string(), e.message.clone()]);
+        t.add_row(vec![
+            time(&e.time),
+            e.severity.to_string(),
+            e.message.clone(),
+        ]);
     }
     t
 }
@@ -185,7 +239,9 @@ impl Spinner {
         let visible = stderr_is_terminal();
         let pb = if visible {
             let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{spinner:.green} {elapsed:>4} {wide_msg}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner:.green} {elapsed:>4} {wide_msg}")
+            {
                 pb.set_style(style);
             }
             pb.enable_steady_tick(Duration::from_millis(100));
@@ -193,7 +249,11 @@ impl Spinner {
         } else {
             ProgressBar::hidden()
         };
-        let mut s = Spinner { pb, visible, last: String::new() };
+        let mut s = Spinner {
+            pb,
+            visible,
+            last: String::new(),
+        };
         s.set(message);
         s
     }

@@ -46,9 +46,14 @@ pub(crate) async fn version(c: &Client, app: &str, mut v: Version) -> Result<Ver
             Ok(next) => {
                 retry.0 = 0;
                 v = next;
-                let last = v.build_log.as_deref().and_then(|l| tail_lines(l, 1).first().map(|s| s.trim().to_string()));
+                let last = v
+                    .build_log
+                    .as_deref()
+                    .and_then(|l| tail_lines(l, 1).first().map(|s| s.trim().to_string()));
                 let msg = match last {
-                    Some(line) if !line.is_empty() => format!("building {}: {}", v.label, trim_to(&line, 100)),
+                    Some(line) if !line.is_empty() => {
+                        format!("building {}: {}", v.label, trim_to(&line, 100))
+                    }
                     _ => format!("building {}: {}", v.label, v.status),
                 };
                 spinner.set(&msg);
@@ -65,7 +70,11 @@ pub(crate) async fn version(c: &Client, app: &str, mut v: Version) -> Result<Ver
         // The upload's answer has no log; fetch the full version for it.
         let log = match &v.build_log {
             Some(log) => Some(log.clone()),
-            None => c.get_version(app, &v.label).await.ok().and_then(|full| full.build_log),
+            None => c
+                .get_version(app, &v.label)
+                .await
+                .ok()
+                .and_then(|full| full.build_log),
         };
         if let Some(log) = log.filter(|l| !l.trim().is_empty()) {
             eprintln!("--- build log (last {LOG_TAIL} lines) ---");
@@ -74,8 +83,14 @@ pub(crate) async fn version(c: &Client, app: &str, mut v: Version) -> Result<Ver
             }
             eprintln!("---");
         }
-        let why = v.error.clone().unwrap_or_else(|| "the build failed".to_string());
-        return Err(CliError::Failed(format!("version {} failed: {why}", v.label)));
+        let why = v
+            .error
+            .clone()
+            .unwrap_or_else(|| "the build failed".to_string());
+        return Err(CliError::Failed(format!(
+            "version {} failed: {why}",
+            v.label
+        )));
     }
     Ok(v)
 }
@@ -134,19 +149,36 @@ pub(crate) async fn environment(
         let msg = if newest_event.is_empty() {
             format!("{env}: {} ({})", current.status, current.health)
         } else {
-            format!("{env}: {} ({}) {}", current.status, current.health, trim_to(&newest_event, 100))
+            format!(
+                "{env}: {} ({}) {}",
+                current.status,
+                current.health,
+                trim_to(&newest_event, 100)
+            )
         };
         spinner.set(&msg);
     }
 }
 
 /// `None` while still going; `Some(Ok)` when done; `Some(Err)` when the operation failed.
-pub(crate) fn check(e: &Environment, op_id: Option<i64>, until: Until) -> Option<Result<(), CliError>> {
+pub(crate) fn check(
+    e: &Environment,
+    op_id: Option<i64>,
+    until: Until,
+) -> Option<Result<(), CliError>> {
     // The operation we started (or a later one, if the server replaced it).
-    let op = e.operation.as_ref().filter(|o| !matches!(op_id, Some(id) if o.id < id));
+    let op = e
+        .operation
+        .as_ref()
+        .filter(|o| !matches!(op_id, Some(id) if o.id < id));
     if let Some(op) = op {
-        if op.outcome == OperationOutcome::Failed && (op_id.is_some() || !e.status.is_transitional()) {
-            let msg = op.message.clone().unwrap_or_else(|| format!("{} failed", op.kind));
+        if op.outcome == OperationOutcome::Failed
+            && (op_id.is_some() || !e.status.is_transitional())
+        {
+            let msg = op
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("{} failed", op.kind));
             return Some(Err(CliError::Failed(msg)));
         }
     }
@@ -168,7 +200,10 @@ pub(crate) fn check(e: &Environment, op_id: Option<i64>, until: Until) -> Option
 
 /// The line printed when an environment operation succeeded.
 pub(crate) fn summary(e: &Environment) -> String {
-    let mut s = format!("environment {} is {} ({}), running version {}", e.name, e.status, e.health, e.version);
+    let mut s = format!(
+        "environment {} is {} ({}), running version {}",
+        e.name, e.status, e.health, e.version
+    );
     if let Some(url) = &e.url {
         s.push_str(&format!(" at {url}"));
     }
@@ -229,13 +264,22 @@ mod tests {
         use OperationOutcome::*;
         let w = Until::OperationEnds;
         assert!(check(&env(EnvStatus::Updating, Some((2, Running))), Some(2), w).is_none());
-        assert!(matches!(check(&env(EnvStatus::Ready, Some((2, Succeeded))), Some(2), w), Some(Ok(()))));
+        assert!(matches!(
+            check(&env(EnvStatus::Ready, Some((2, Succeeded))), Some(2), w),
+            Some(Ok(()))
+        ));
         let failed = check(&env(EnvStatus::Ready, Some((2, Failed))), Some(2), w);
-        assert_eq!(failed.unwrap().unwrap_err().to_string(), "health check failed");
+        assert_eq!(
+            failed.unwrap().unwrap_err().to_string(),
+            "health check failed"
+        );
         // An older, finished operation is not ours.
         assert!(check(&env(EnvStatus::Updating, Some((1, Failed))), Some(2), w).is_none());
         assert!(check(&env(EnvStatus::Launching, None), None, w).is_none());
-        assert!(matches!(check(&env(EnvStatus::Ready, None), None, w), Some(Ok(()))));
+        assert!(matches!(
+            check(&env(EnvStatus::Ready, None), None, w),
+            Some(Ok(()))
+        ));
     }
 
     #[test]
@@ -243,8 +287,23 @@ mod tests {
         use OperationOutcome::*;
         let w = Until::Terminated;
         assert!(check(&env(EnvStatus::Terminating, Some((3, Running))), Some(3), w).is_none());
-        assert!(check(&env(EnvStatus::Terminating, Some((3, Succeeded))), Some(3), w).is_none());
-        assert!(matches!(check(&env(EnvStatus::Terminated, Some((3, Succeeded))), Some(3), w), Some(Ok(()))));
-        assert!(matches!(check(&env(EnvStatus::Terminating, Some((3, Failed))), Some(3), w), Some(Err(_))));
+        assert!(check(
+            &env(EnvStatus::Terminating, Some((3, Succeeded))),
+            Some(3),
+            w
+        )
+        .is_none());
+        assert!(matches!(
+            check(
+                &env(EnvStatus::Terminated, Some((3, Succeeded))),
+                Some(3),
+                w
+            ),
+            Some(Ok(()))
+        ));
+        assert!(matches!(
+            check(&env(EnvStatus::Terminating, Some((3, Failed))), Some(3), w),
+            Some(Err(_))
+        ));
     }
 }

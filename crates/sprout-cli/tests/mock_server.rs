@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use sprout_cli::{Client, CliError, Command, GlobalArgs};
+use sprout_cli::{CliError, Client, Command, GlobalArgs};
 use sprout_core::api::*;
 use sprout_core::{Bootstrap, EnvStatus, InstanceType, Mode, Severity, Tier, VersionStatus};
 use std::collections::HashMap;
@@ -32,7 +32,12 @@ fn problem(status: StatusCode, detail: &str) -> Response {
         detail: detail.into(),
         instance: None,
     };
-    (status, [("content-type", PROBLEM_JSON)], serde_json::to_string(&p).unwrap()).into_response()
+    (
+        status,
+        [("content-type", PROBLEM_JSON)],
+        serde_json::to_string(&p).unwrap(),
+    )
+        .into_response()
 }
 
 fn version(label: &str, status: VersionStatus) -> Version {
@@ -79,7 +84,8 @@ fn environment(status: EnvStatus, outcome: OperationOutcome, version: &str) -> E
             started_at: Utc::now(),
             finished_at: None,
             outcome,
-            message: (outcome == OperationOutcome::Failed).then(|| "instances failed their health check".into()),
+            message: (outcome == OperationOutcome::Failed)
+                .then(|| "instances failed their health check".into()),
         }),
     }
 }
@@ -98,40 +104,69 @@ async fn start() -> (String, S) {
                 if req.password != "pw" {
                     return problem(StatusCode::UNAUTHORIZED, "wrong user name or password");
                 }
-                Json(LoginResponse { token: "tok".into(), username: req.username, role: "admin".into(), expires_at: Utc::now() })
-                    .into_response()
+                Json(LoginResponse {
+                    token: "tok".into(),
+                    username: req.username,
+                    role: "admin".into(),
+                    expires_at: Utc::now(),
+                })
+                .into_response()
             }),
         )
         .route(
             "/api/v1/apps",
             get(|State(s): State<S>, h: HeaderMap| async move {
-                s.lock().unwrap().auth.push(h.get("authorization").map(|v| v.to_str().unwrap().to_string()));
-                Json(vec![App { name: "shop".into(), created_at: Utc::now(), versions: 1, environments: 0 }])
+                s.lock().unwrap().auth.push(
+                    h.get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                );
+                Json(vec![App {
+                    name: "shop".into(),
+                    created_at: Utc::now(),
+                    versions: 1,
+                    environments: 0,
+                }])
             }),
         )
         .route(
             "/api/v1/apps/{app}/versions",
-            post(|State(s): State<S>, Path(app): Path<String>, Query(q): Query<LabelQ>, h: HeaderMap, body: Bytes| async move {
-                let ct = h.get("content-type").map(|v| v.to_str().unwrap().to_string());
-                s.lock().unwrap().uploads.push((app, q.label.clone(), body.len(), ct));
-                (StatusCode::ACCEPTED, Json(version(&q.label, VersionStatus::Processing)))
-            }),
+            post(
+                |State(s): State<S>,
+                 Path(app): Path<String>,
+                 Query(q): Query<LabelQ>,
+                 h: HeaderMap,
+                 body: Bytes| async move {
+                    let ct = h
+                        .get("content-type")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    s.lock()
+                        .unwrap()
+                        .uploads
+                        .push((app, q.label.clone(), body.len(), ct));
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(version(&q.label, VersionStatus::Processing)),
+                    )
+                },
+            ),
         )
         .route(
             "/api/v1/apps/{app}/versions/{label}",
-            get(|State(s): State<S>, Path((_app, label)): Path<(String, String)>| async move {
-                let mut m = s.lock().unwrap();
-                let n = m.polls.entry(label.clone()).or_default();
-                *n += 1;
-                let status = if *n < 2 {
-                    VersionStatus::Processing
-                } else if label.starts_with("bad") {
-                    VersionStatus::Failed
-                } else {
-                    VersionStatus::Ready
-                };
-                Json(version(&label, status))
-            }),
+            get(
+                |State(s): State<S>, Path((_app, label)): Path<(String, String)>| async move {
+                    let mut m = s.lock().unwrap();
+                    let n = m.polls.entry(label.clone()).or_default();
+                    *n += 1;
+                    let status = if *n < 2 {
+                        VersionStatus::Processing
+                    } else if label.starts_with("bad") {
+                        VersionStatus::Failed
+                    } else {
+                        VersionStatus::Ready
+                    };
+                    Json(version(&label, status))
+                },
+            ),
         )
         .route(
             "/api/v1/environments/{env}",
@@ -149,17 +184,30 @@ async fn start() -> (String, S) {
                 } else {
                     (EnvStatus::Ready, OperationOutcome::Succeeded)
                 };
-                Json(EnvironmentDetail { environment: environment(status, outcome, &v), instances: vec![] }).into_response()
+                Json(EnvironmentDetail {
+                    environment: environment(status, outcome, &v),
+                    instances: vec![],
+                })
+                .into_response()
             }),
         )
         .route(
             "/api/v1/environments/{env}/deploy",
-            post(|State(s): State<S>, Json(req): Json<DeployRequest>| async move {
-                let mut m = s.lock().unwrap();
-                m.deployed = Some(req.version.clone());
-                m.env_polls = 0;
-                (StatusCode::ACCEPTED, Json(environment(EnvStatus::Updating, OperationOutcome::Running, &req.version)))
-            }),
+            post(
+                |State(s): State<S>, Json(req): Json<DeployRequest>| async move {
+                    let mut m = s.lock().unwrap();
+                    m.deployed = Some(req.version.clone());
+                    m.env_polls = 0;
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(environment(
+                            EnvStatus::Updating,
+                            OperationOutcome::Running,
+                            &req.version,
+                        )),
+                    )
+                },
+            ),
         )
         .route(
             "/api/v1/environments/{env}/events",
@@ -174,7 +222,10 @@ async fn start() -> (String, S) {
                 }])
             }),
         )
-        .route("/api/v1/environments/{env}/logs", get(|| async { "i-1 hello\ni-1 world\n" }))
+        .route(
+            "/api/v1/environments/{env}/logs",
+            get(|| async { "i-1 hello\ni-1 world\n" }),
+        )
         .route(
             "/api/v1/platforms/{name}/build",
             post(|Path(name): Path<String>| async move {
@@ -210,12 +261,31 @@ async fn client_and_verbs_against_a_mock() {
     // Saved login supplies the token (and server) to later verbs.
     sprout_cli::config::save_login(
         cfg.path(),
-        &sprout_cli::SavedLogin { server: base.clone(), token: "tok".into(), username: "admin".into() },
+        &sprout_cli::SavedLogin {
+            server: base.clone(),
+            token: "tok".into(),
+            username: "admin".into(),
+        },
     )
     .unwrap();
-    sprout_cli::run(GlobalArgs::default(), Command::Apps { json: false }).await.unwrap();
-    sprout_cli::run(GlobalArgs { server: Some(base.clone()) }, Command::Apps { json: true }).await.unwrap();
-    assert_eq!(state.lock().unwrap().auth, vec![Some("Bearer tok".to_string()), Some("Bearer tok".to_string())]);
+    sprout_cli::run(GlobalArgs::default(), Command::Apps { json: false })
+        .await
+        .unwrap();
+    sprout_cli::run(
+        GlobalArgs {
+            server: Some(base.clone()),
+        },
+        Command::Apps { json: true },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        state.lock().unwrap().auth,
+        vec![
+            Some("Bearer tok".to_string()),
+            Some("Bearer tok".to_string())
+        ]
+    );
 
     // Push a directory: archived, streamed as gzip, built, deployed, waited for.
     let dir = tempfile::tempdir().unwrap();
@@ -223,14 +293,22 @@ async fn client_and_verbs_against_a_mock() {
     std::fs::write(dir.path().join("app.py"), "print('hi')\n").unwrap();
     sprout_cli::run(
         GlobalArgs::default(),
-        Command::Push { source: dir.path().to_path_buf(), app: "shop".into(), label: "v2".into(), deploy: Some("web".into()) },
+        Command::Push {
+            source: dir.path().to_path_buf(),
+            app: "shop".into(),
+            label: "v2".into(),
+            deploy: Some("web".into()),
+        },
     )
     .await
     .unwrap();
     {
         let m = state.lock().unwrap();
         let (app, label, len, ct) = &m.uploads[0];
-        assert_eq!((app.as_str(), label.as_str(), ct.as_deref()), ("shop", "v2", Some("application/gzip")));
+        assert_eq!(
+            (app.as_str(), label.as_str(), ct.as_deref()),
+            ("shop", "v2", Some("application/gzip"))
+        );
         assert!(*len > 20);
         assert_eq!(m.deployed.as_deref(), Some("v2"));
     }
@@ -238,44 +316,97 @@ async fn client_and_verbs_against_a_mock() {
     // A failed build fails the push with the version's error.
     let e = sprout_cli::run(
         GlobalArgs::default(),
-        Command::Push { source: dir.path().to_path_buf(), app: "shop".into(), label: "bad1".into(), deploy: None },
+        Command::Push {
+            source: dir.path().to_path_buf(),
+            app: "shop".into(),
+            label: "bad1".into(),
+            deploy: None,
+        },
     )
     .await
     .unwrap_err();
-    assert_eq!(e.to_string(), "version bad1 failed: no web process in the Procfile");
+    assert_eq!(
+        e.to_string(),
+        "version bad1 failed: no web process in the Procfile"
+    );
 
     // A zip goes as is.
     let zip = dir.path().join("bundle.zip");
     std::fs::write(&zip, b"PK\x05\x06").unwrap();
     let v = c.upload_version("shop", "v3", &zip, None).await.unwrap();
     assert_eq!(v.status, VersionStatus::Processing);
-    assert_eq!(state.lock().unwrap().uploads[2].3.as_deref(), Some("application/zip"));
+    assert_eq!(
+        state.lock().unwrap().uploads[2].3.as_deref(),
+        Some("application/zip")
+    );
 
     // A deploy that fails exits with the operation's message.
-    let e = sprout_cli::run(GlobalArgs::default(), Command::Deploy { env: "web".into(), version: "sick".into(), wait: true })
-        .await
-        .unwrap_err();
+    let e = sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Deploy {
+            env: "web".into(),
+            version: "sick".into(),
+            wait: true,
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.to_string(), "instances failed their health check");
 
     // Not found: the problem's detail.
-    let e = sprout_cli::run(GlobalArgs::default(), Command::Status { env: "nope".into(), json: false }).await.unwrap_err();
+    let e = sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Status {
+            env: "nope".into(),
+            json: false,
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.to_string(), "no environment 'nope'");
-    sprout_cli::run(GlobalArgs::default(), Command::Status { env: "web".into(), json: false }).await.unwrap();
-    sprout_cli::run(GlobalArgs::default(), Command::Events { env: "web".into(), json: false, follow: false, limit: 5 })
-        .await
-        .unwrap();
-    assert_eq!(c.logs("web", Some(5)).await.unwrap(), "i-1 hello\ni-1 world\n");
+    sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Status {
+            env: "web".into(),
+            json: false,
+        },
+    )
+    .await
+    .unwrap();
+    sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Events {
+            env: "web".into(),
+            json: false,
+            follow: false,
+            limit: 5,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.logs("web", Some(5)).await.unwrap(),
+        "i-1 hello\ni-1 world\n"
+    );
 
     // Platform build streams; an unknown platform is an API error.
     let mut log = Vec::new();
-    c.build_platform("python", |b| log.extend_from_slice(b)).await.unwrap();
+    c.build_platform("python", |b| log.extend_from_slice(b))
+        .await
+        .unwrap();
     assert_eq!(log, b"step 1\nstep 2\n");
     let e = c.build_platform("nope", |_| {}).await.unwrap_err();
     assert!(matches!(e, CliError::Api { status: 404, .. }));
 
     // Nobody listening: one clear line.
-    let e = Client::new("http://127.0.0.1:9", None).list_apps().await.unwrap_err();
+    let e = Client::new("http://127.0.0.1:9", None)
+        .list_apps()
+        .await
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.starts_with("cannot reach the Sprout server at http://127.0.0.1:9"), "{msg}");
+    assert!(
+        msg.starts_with("cannot reach the Sprout server at http://127.0.0.1:9"),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }

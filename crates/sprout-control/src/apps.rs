@@ -23,7 +23,13 @@ impl Control {
     }
 
     pub async fn list_apps(&self) -> Result<Vec<api::App>> {
-        Ok(self.store().list_apps().await?.iter().map(app_view).collect())
+        Ok(self
+            .store()
+            .list_apps()
+            .await?
+            .iter()
+            .map(app_view)
+            .collect())
     }
 
     /// Deletes an application with no environment left, and its versions' images.

@@ -1,7 +1,9 @@
 //! Unpacking an uploaded bundle, entry by entry, under the domain's rules
 //! (`sprout_core::bundle`). Synchronous: callers run it on a blocking thread.
 
-use sprout_core::bundle::{check_entry, sniff_format, ArchiveFormat, BundleError, BundleLimits, EntryKind, UnpackBudget};
+use sprout_core::bundle::{
+    check_entry, sniff_format, ArchiveFormat, BundleError, BundleLimits, EntryKind, UnpackBudget,
+};
 use sprout_core::manifest::BundleManifest;
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -35,7 +37,10 @@ impl Writer<'_> {
         let mut prefix = String::new();
         for part in clean.split('/') {
             if !prefix.is_empty() && self.links.contains(&prefix) {
-                return Err(BundleError::LinkEscapes { path: original.to_string(), target: prefix });
+                return Err(BundleError::LinkEscapes {
+                    path: original.to_string(),
+                    target: prefix,
+                });
             }
             if !prefix.is_empty() {
                 prefix.push('/');
@@ -52,18 +57,29 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn file(&mut self, path: &str, size: u64, mode: u32, body: &mut dyn Read) -> Result<(), BundleError> {
+    fn file(
+        &mut self,
+        path: &str,
+        size: u64,
+        mode: u32,
+        body: &mut dyn Read,
+    ) -> Result<(), BundleError> {
         self.budget.take_entry(size)?;
         let Some(clean) = check_entry(path, EntryKind::File, None)? else {
-            return Err(BundleError::BadName { path: path.to_string() });
+            return Err(BundleError::BadName {
+                path: path.to_string(),
+            });
         };
         let target = self.target(&clean, path)?;
         self.parent(&target)?;
         let mut out = File::create(&target).map_err(corrupt)?;
         // Count what is really written: a header may lie about the size.
-        let written = io::copy(&mut body.take(size.saturating_add(1)), &mut out).map_err(corrupt)?;
+        let written =
+            io::copy(&mut body.take(size.saturating_add(1)), &mut out).map_err(corrupt)?;
         if written > size {
-            return Err(BundleError::Corrupt(format!("entry '{path}' is longer than its header says")));
+            return Err(BundleError::Corrupt(format!(
+                "entry '{path}' is longer than its header says"
+            )));
         }
         let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         fs::set_permissions(&target, fs::Permissions::from_mode(perm)).map_err(corrupt)?;
@@ -82,7 +98,9 @@ impl Writer<'_> {
     fn symlink(&mut self, path: &str, link_target: &str) -> Result<(), BundleError> {
         self.budget.take_entry(0)?;
         let Some(clean) = check_entry(path, EntryKind::Symlink, Some(link_target))? else {
-            return Err(BundleError::BadName { path: path.to_string() });
+            return Err(BundleError::BadName {
+                path: path.to_string(),
+            });
         };
         let target = self.target(&clean, path)?;
         self.parent(&target)?;
@@ -94,11 +112,15 @@ impl Writer<'_> {
     fn hardlink(&mut self, path: &str, link_target: &str) -> Result<(), BundleError> {
         self.budget.take_entry(0)?;
         let Some(clean) = check_entry(path, EntryKind::Hardlink, Some(link_target))? else {
-            return Err(BundleError::BadName { path: path.to_string() });
+            return Err(BundleError::BadName {
+                path: path.to_string(),
+            });
         };
         let target = self.target(&clean, path)?;
         let Some(source_clean) = check_entry(link_target, EntryKind::File, None)? else {
-            return Err(BundleError::BadName { path: path.to_string() });
+            return Err(BundleError::BadName {
+                path: path.to_string(),
+            });
         };
         let source = self.target(&source_clean, link_target)?;
         self.parent(&target)?;
@@ -128,10 +150,17 @@ fn unpack_tar_gz(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError>
         let mut entry = entry.map_err(corrupt)?;
         let header_kind = entry.header().entry_type();
         // Metadata entries (pax headers, GNU long names) are consumed by the reader itself.
-        if matches!(header_kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+        if matches!(
+            header_kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
             continue;
         }
-        let path = entry.path().map_err(corrupt)?.to_string_lossy().into_owned();
+        let path = entry
+            .path()
+            .map_err(corrupt)?
+            .to_string_lossy()
+            .into_owned();
         match entry_kind(header_kind) {
             EntryKind::File => {
                 let size = entry.size();
@@ -140,7 +169,10 @@ fn unpack_tar_gz(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError>
             }
             EntryKind::Directory => writer.dir(&path)?,
             kind @ (EntryKind::Symlink | EntryKind::Hardlink) => {
-                let target = entry.link_name().map_err(corrupt)?.map(|t| t.to_string_lossy().into_owned());
+                let target = entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .map(|t| t.to_string_lossy().into_owned());
                 let target = target.unwrap_or_default();
                 if kind == EntryKind::Symlink {
                     writer.symlink(&path, &target)?;
@@ -166,7 +198,11 @@ fn unpack_zip(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError> {
         match mode & S_IFMT {
             0o120000 => {
                 let mut target = String::new();
-                entry.by_ref().take(4096).read_to_string(&mut target).map_err(corrupt)?;
+                entry
+                    .by_ref()
+                    .take(4096)
+                    .read_to_string(&mut target)
+                    .map_err(corrupt)?;
                 writer.symlink(&path, &target)?;
             }
             0o020000 | 0o060000 | 0o010000 | 0o140000 => {
@@ -183,14 +219,22 @@ fn unpack_zip(file: File, writer: &mut Writer<'_>) -> Result<(), BundleError> {
 }
 
 /// Reads `path` (a tar.gz or zip), unpacks it into `dest` and parses its manifest.
-pub fn unpack_bundle(path: &Path, dest: &Path, limits: BundleLimits) -> Result<UnpackedBundle, BundleError> {
+pub fn unpack_bundle(
+    path: &Path,
+    dest: &Path,
+    limits: BundleLimits,
+) -> Result<UnpackedBundle, BundleError> {
     let mut head = [0u8; 4];
     let mut file = File::open(path).map_err(corrupt)?;
     let n = file.read(&mut head).map_err(corrupt)?;
     let format = sniff_format(&head[..n])?;
     let file = File::open(path).map_err(corrupt)?;
     fs::create_dir_all(dest).map_err(corrupt)?;
-    let mut writer = Writer { dest, budget: UnpackBudget::new(limits), links: HashSet::new() };
+    let mut writer = Writer {
+        dest,
+        budget: UnpackBudget::new(limits),
+        links: HashSet::new(),
+    };
     match format {
         ArchiveFormat::TarGz => unpack_tar_gz(file, &mut writer)?,
         ArchiveFormat::Zip => unpack_zip(file, &mut writer)?,
@@ -202,14 +246,21 @@ pub fn unpack_bundle(path: &Path, dest: &Path, limits: BundleLimits) -> Result<U
     let read_text = |name: &str| -> Result<Option<String>, BundleError> {
         let p = dest.join(name);
         match fs::symlink_metadata(&p) {
-            Ok(meta) if meta.is_file() => {
-                fs::read_to_string(&p).map(Some).map_err(|e| BundleError::Corrupt(format!("{name}: {e}")))
-            }
+            Ok(meta) if meta.is_file() => fs::read_to_string(&p)
+                .map(Some)
+                .map_err(|e| BundleError::Corrupt(format!("{name}: {e}"))),
             _ => Ok(None),
         }
     };
-    let manifest = BundleManifest::parse(read_text("Procfile")?.as_deref(), read_text("sprout.yaml")?.as_deref())?;
-    Ok(UnpackedBundle { format, manifest, entries })
+    let manifest = BundleManifest::parse(
+        read_text("Procfile")?.as_deref(),
+        read_text("sprout.yaml")?.as_deref(),
+    )?;
+    Ok(UnpackedBundle {
+        format,
+        manifest,
+        entries,
+    })
 }
 
 #[cfg(test)]
@@ -218,12 +269,21 @@ mod tests {
     use std::io::Write;
 
     fn tar_gz(build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>)) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
         build(&mut b);
-        b.into_inner().and_then(|gz| gz.finish()).unwrap_or_default()
+        b.into_inner()
+            .and_then(|gz| gz.finish())
+            .unwrap_or_default()
     }
 
-    fn file_entry(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, body: &[u8]) {
+    fn file_entry(
+        b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
+        path: &str,
+        body: &[u8],
+    ) {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
@@ -235,7 +295,12 @@ mod tests {
         b.append(&h, body).unwrap();
     }
 
-    fn link_entry(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str, target: &str, kind: tar::EntryType) {
+    fn link_entry(
+        b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
+        path: &str,
+        target: &str,
+        kind: tar::EntryType,
+    ) {
         let mut h = tar::Header::new_gnu();
         h.set_size(0);
         h.set_entry_type(kind);
@@ -265,7 +330,10 @@ mod tests {
         });
         let (dir, result) = unpack(&bytes);
         let unpacked = result.unwrap();
-        assert_eq!(unpacked.manifest.procfile.command("web"), Some("python3 app.py"));
+        assert_eq!(
+            unpacked.manifest.procfile.command("web"),
+            Some("python3 app.py")
+        );
         assert!(dir.path().join("out/app.py").is_file());
     }
 

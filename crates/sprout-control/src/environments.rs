@@ -5,8 +5,8 @@ use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome};
 use sprout_core::manifest::BundleManifest;
 use sprout_core::{
-    AppName, Bootstrap, Cname, EnvName, EnvOp, EnvStatus, InstanceType, LifecycleError, Mode, Tier, VersionLabel,
-    VersionStatus,
+    AppName, Bootstrap, Cname, EnvName, EnvOp, EnvStatus, InstanceType, LifecycleError, Mode, Tier,
+    VersionLabel, VersionStatus,
 };
 use sprout_store::{EnvRow, NewEnvironment, OperationRow, VersionRow};
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 pub const MAX_INSTANCES: u32 = 20;
 
 /// The Docker labels of an instance; the reconciler finds its containers by them.
-pub fn instance_labels(server_id: &str, env: &EnvRow, version: &str, zone: &str, instance: &str) -> HashMap<String, String> {
+pub fn instance_labels(
+    server_id: &str,
+    env: &EnvRow,
+    version: &str,
+    zone: &str,
+    instance: &str,
+) -> HashMap<String, String> {
     HashMap::from([
         ("sprout.server".to_string(), server_id.to_string()),
         ("sprout.app".to_string(), env.app.clone()),
@@ -32,7 +38,10 @@ fn lifecycle(e: LifecycleError) -> ControlError {
 }
 
 fn check_property_key(key: &str) -> Result<()> {
-    let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && key.len() <= 128;
     if !valid {
@@ -41,7 +50,9 @@ fn check_property_key(key: &str) -> Result<()> {
         )));
     }
     if key == "PORT" || key.starts_with("SPROUT_") {
-        return Err(ControlError::Invalid(format!("property '{key}' is reserved: Sprout sets it")));
+        return Err(ControlError::Invalid(format!(
+            "property '{key}' is reserved: Sprout sets it"
+        )));
     }
     Ok(())
 }
@@ -68,16 +79,25 @@ impl Control {
         format!("sprout-{}-{}-{}", self.server_id(), env.name, env.id)
     }
 
-    async fn ready_version(&self, app: &AppName, label: &VersionLabel, tier: Tier) -> Result<VersionRow> {
+    async fn ready_version(
+        &self,
+        app: &AppName,
+        label: &VersionLabel,
+        tier: Tier,
+    ) -> Result<VersionRow> {
         let version = self
             .store()
             .get_version(app.as_str(), label.as_str())
             .await?
-            .ok_or_else(|| ControlError::NotFound(format!("version '{label}' of '{app}' not found")))?;
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("version '{label}' of '{app}' not found"))
+            })?;
         match version.status.parse::<VersionStatus>() {
             Ok(VersionStatus::Ready) => {}
             Ok(VersionStatus::Processing) => {
-                return Err(ControlError::Conflict(format!("version '{label}' is still being built; try again when it is ready")))
+                return Err(ControlError::Conflict(format!(
+                    "version '{label}' is still being built; try again when it is ready"
+                )))
             }
             _ => {
                 return Err(ControlError::Invalid(format!(
@@ -86,9 +106,11 @@ impl Control {
                 )))
             }
         }
-        let manifest: BundleManifest =
-            serde_json::from_str(&version.manifest).map_err(|e| ControlError::Internal(e.to_string()))?;
-        manifest.command_for(tier).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let manifest: BundleManifest = serde_json::from_str(&version.manifest)
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        manifest
+            .command_for(tier)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
         Ok(version)
     }
 
@@ -96,11 +118,17 @@ impl Control {
         let name = EnvName::parse(name)?;
         match self.store().get_environment(name.as_str()).await? {
             Some(env) if env.status()? != EnvStatus::Terminated => Ok(env),
-            _ => Err(ControlError::NotFound(format!("environment '{name}' not found"))),
+            _ => Err(ControlError::NotFound(format!(
+                "environment '{name}' not found"
+            ))),
         }
     }
 
-    pub async fn create_environment(&self, req: api::CreateEnvironment, by: Option<&str>) -> Result<api::Environment> {
+    pub async fn create_environment(
+        &self,
+        req: api::CreateEnvironment,
+        by: Option<&str>,
+    ) -> Result<api::Environment> {
         let name = EnvName::parse(&req.name)?;
         let app = AppName::parse(&req.app)?;
         let label = VersionLabel::parse(&req.version)?;
@@ -114,7 +142,11 @@ impl Control {
                 let min = min.unwrap_or(mode.default_instances());
                 (min, max.unwrap_or(min.max(mode.default_instances())))
             }
-            (Some(_), _, _) => return Err(ControlError::Invalid("give --instances or --min/--max, not both".into())),
+            (Some(_), _, _) => {
+                return Err(ControlError::Invalid(
+                    "give --instances or --min/--max, not both".into(),
+                ))
+            }
         };
         if min == 0 || min > max || max > MAX_INSTANCES {
             return Err(ControlError::Invalid(format!(
@@ -153,11 +185,19 @@ impl Control {
         self.environment_view(&env).await
     }
 
-    pub async fn deploy(&self, env_name: &str, version: &str, by: Option<&str>) -> Result<api::Environment> {
+    pub async fn deploy(
+        &self,
+        env_name: &str,
+        version: &str,
+        by: Option<&str>,
+    ) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
         let label = VersionLabel::parse(version)?;
         let app = AppName::parse(&env.app)?;
-        let tier: Tier = env.tier.parse().map_err(|e: sprout_core::model::UnknownValue| ControlError::Internal(e.to_string()))?;
+        let tier: Tier = env
+            .tier
+            .parse()
+            .map_err(|e: sprout_core::model::UnknownValue| ControlError::Internal(e.to_string()))?;
         let status = env.status()?;
         status.begin(EnvOp::Deploy).map_err(lifecycle)?;
         let version = self.ready_version(&app, &label, tier).await?;
@@ -170,11 +210,15 @@ impl Control {
                 "deploy",
                 Some((version.id, &version.label)),
                 by,
-                &format!("Deploying version {} over {} (all at once, by {who})", version.label, env.version),
+                &format!(
+                    "Deploying version {} over {} (all at once, by {who})",
+                    version.label, env.version
+                ),
             )
             .await?;
         self.wake();
-        self.environment_view(&self.store().environment_by_id(env.id).await?).await
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
     }
 
     pub async fn terminate(&self, env_name: &str, by: Option<&str>) -> Result<api::Environment> {
@@ -183,10 +227,19 @@ impl Control {
         let to = status.begin(EnvOp::Terminate).map_err(lifecycle)?;
         let who = by.unwrap_or("system");
         self.store()
-            .begin_operation(&env, status, to, "terminate", None, by, &format!("terminateEnvironment is starting (by {who})"))
+            .begin_operation(
+                &env,
+                status,
+                to,
+                "terminate",
+                None,
+                by,
+                &format!("terminateEnvironment is starting (by {who})"),
+            )
             .await?;
         self.wake();
-        self.environment_view(&self.store().environment_by_id(env.id).await?).await
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
     }
 
     pub async fn get_environment(&self, name: &str) -> Result<api::EnvironmentDetail> {
@@ -198,7 +251,10 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
         let environment = self.environment_view(&env).await?;
         let instances = self.instance_views(&env).await?;
-        Ok(api::EnvironmentDetail { environment, instances })
+        Ok(api::EnvironmentDetail {
+            environment,
+            instances,
+        })
     }
 
     pub async fn list_environments(&self, app: Option<&str>) -> Result<Vec<api::Environment>> {
@@ -224,7 +280,10 @@ impl Control {
             .get_environment(name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
-        let rows = self.store().env_events(env.id, after, limit.clamp(1, 10_000)).await?;
+        let rows = self
+            .store()
+            .env_events(env.id, after, limit.clamp(1, 10_000))
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| api::Event {
@@ -244,7 +303,11 @@ impl Control {
         let containers = self.env_containers(&env).await?;
         let mut out = String::new();
         for c in containers {
-            let instance = c.labels.get("sprout.instance").cloned().unwrap_or_else(|| c.name.clone());
+            let instance = c
+                .labels
+                .get("sprout.instance")
+                .cloned()
+                .unwrap_or_else(|| c.name.clone());
             match self.runtime().logs(&c.id, tail.clamp(1, 10_000)).await {
                 Ok(lines) => {
                     for line in lines {
@@ -257,18 +320,29 @@ impl Control {
         Ok(out)
     }
 
-    pub(crate) async fn env_containers(&self, env: &EnvRow) -> Result<Vec<sprout_runtime::ContainerInfo>> {
+    pub(crate) async fn env_containers(
+        &self,
+        env: &EnvRow,
+    ) -> Result<Vec<sprout_runtime::ContainerInfo>> {
         let env_id = env.id.to_string();
         self.runtime()
-            .list_instances(&[("sprout.server", self.server_id()), ("sprout.env-id", &env_id)])
+            .list_instances(&[
+                ("sprout.server", self.server_id()),
+                ("sprout.env-id", &env_id),
+            ])
             .await
             .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))
     }
 
     async fn instance_views(&self, env: &EnvRow) -> Result<Vec<api::Instance>> {
         let containers = self.env_containers(env).await.unwrap_or_default();
-        let rows: HashMap<String, sprout_store::InstanceRow> =
-            self.store().live_instances(env.id).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let rows: HashMap<String, sprout_store::InstanceRow> = self
+            .store()
+            .live_instances(env.id)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
         let mut out: Vec<api::Instance> = containers
             .iter()
             .map(|c| {
@@ -300,7 +374,8 @@ impl Control {
             .balancer()
             .backends(&env.name)
             .iter()
-            .filter(|b| b.healthy && b.version == env.version)
+            // While updating, old and new instances both serve; judge the whole pool.
+            .filter(|b| b.healthy && (status == EnvStatus::Updating || b.version == env.version))
             .count() as i64;
         match healthy {
             0 => "Red",
@@ -312,7 +387,12 @@ impl Control {
     pub async fn environment_view(&self, env: &EnvRow) -> Result<api::Environment> {
         let status = env.status()?;
         let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
-        let operation = self.store().current_operation(env.id).await?.as_ref().map(operation_view);
+        let operation = self
+            .store()
+            .current_operation(env.id)
+            .await?
+            .as_ref()
+            .map(operation_view);
         let port = self.config().balancer_port;
         let url = (tier == Tier::Web).then(|| match port {
             80 => format!("http://{}/", self.host_of(&env.cname)),
@@ -350,7 +430,9 @@ impl Control {
         message: &str,
     ) -> Result<()> {
         tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");
-        self.store().finish_operation(env, status, outcome, roll_back, message).await?;
+        self.store()
+            .finish_operation(env, status, outcome, roll_back, message)
+            .await?;
         Ok(())
     }
 }

@@ -124,7 +124,12 @@ struct Inner {
 }
 
 impl Control {
-    pub async fn new(store: Store, runtime: Runtime, balancer: Arc<Balancer>, config: ControlConfig) -> Result<Self> {
+    pub async fn new(
+        store: Store,
+        runtime: Runtime,
+        balancer: Arc<Balancer>,
+        config: ControlConfig,
+    ) -> Result<Self> {
         let server_id = store.server_id().await?;
         tokio::fs::create_dir_all(config.bundles_dir().join("tmp")).await?;
         Ok(Self {

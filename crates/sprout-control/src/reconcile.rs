@@ -60,7 +60,11 @@ impl Control {
         for (env_id, orphans) in by_env.iter().filter(|(id, _)| !active.contains(*id)) {
             for c in orphans {
                 tracing::warn!(env_id = %env_id, container = %c.name, "removing an orphaned instance");
-                if let Err(e) = self.runtime().remove_instance(&c.id, Duration::from_secs(1)).await {
+                if let Err(e) = self
+                    .runtime()
+                    .remove_instance(&c.id, Duration::from_secs(1))
+                    .await
+                {
                     tracing::warn!(container = %c.name, error = %e, "could not remove orphan");
                 }
             }
@@ -80,9 +84,19 @@ impl Control {
         Ok(())
     }
 
-    fn route_for(&self, env: &EnvRow, tier: Tier, live: bool, containers: &[&ContainerInfo]) -> RouteSpec {
+    fn route_for(
+        &self,
+        env: &EnvRow,
+        tier: Tier,
+        live: bool,
+        containers: &[&ContainerInfo],
+    ) -> RouteSpec {
         let manifest: BundleManifest = serde_json::from_str(&env.manifest).unwrap_or_default();
-        let hosts = if tier == Tier::Web && live { vec![self.host_of(&env.cname)] } else { Vec::new() };
+        let hosts = if tier == Tier::Web && live {
+            vec![self.host_of(&env.cname)]
+        } else {
+            Vec::new()
+        };
         let port = self.config().instance_port;
         let backends = containers
             .iter()
@@ -98,7 +112,10 @@ impl Control {
         RouteSpec {
             env: env.name.clone(),
             hosts,
-            health: HealthCheck { path: manifest.config.health_check().to_string(), ..HealthCheck::default() },
+            health: HealthCheck {
+                path: manifest.config.health_check().to_string(),
+                ..HealthCheck::default()
+            },
             backends,
         }
     }
@@ -106,24 +123,43 @@ impl Control {
     async fn reconcile_env(&self, env: EnvRow, containers: Vec<ContainerInfo>) -> Result<()> {
         let status = env.status()?;
         let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
-        let rows: HashMap<String, InstanceRow> =
-            self.store().live_instances(env.id).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let rows: HashMap<String, InstanceRow> = self
+            .store()
+            .live_instances(env.id)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
 
         // Keep the balancer in line with what runs before deciding anything: adopted
         // instances (after a restart) get health-checked and routed at once.
         let all: Vec<&ContainerInfo> = containers.iter().collect();
-        self.balancer().set_route(self.route_for(&env, tier, status.is_live(), &all));
+        self.balancer()
+            .set_route(self.route_for(&env, tier, status.is_live(), &all));
 
         let mut observed = Vec::with_capacity(containers.len());
         let mut by_instance: HashMap<String, &ContainerInfo> = HashMap::new();
         for c in &containers {
-            let Some(id) = c.labels.get("sprout.instance").cloned() else { continue };
+            let Some(id) = c.labels.get("sprout.instance").cloned() else {
+                continue;
+            };
             let healthy = c.running && self.balancer().is_healthy(&env.name, &id);
-            if healthy && rows.get(&id).is_some_and(|r| r.healthy_at.is_none()) && self.store().instance_healthy(&id).await? {
+            if healthy
+                && rows.get(&id).is_some_and(|r| r.healthy_at.is_none())
+                && self.store().instance_healthy(&id).await?
+            {
                 if let Some(row) = rows.get(&id) {
-                    let secs = (chrono::Utc::now() - row.created_at).num_milliseconds() as f64 / 1000.0;
+                    let secs =
+                        (chrono::Utc::now() - row.created_at).num_milliseconds() as f64 / 1000.0;
                     self.store()
-                        .add_event(env.id, Severity::Info, &format!("instance {id} (zone {}) is healthy, {secs:.1} s after start", row.zone))
+                        .add_event(
+                            env.id,
+                            Severity::Info,
+                            &format!(
+                                "instance {id} (zone {}) is healthy, {secs:.1} s after start",
+                                row.zone
+                            ),
+                        )
                         .await?;
                 }
             }
@@ -145,16 +181,25 @@ impl Control {
             zones: self.config().zones.clone(),
         };
         let step = plan(&desired, &observed);
-        let operation = self.store().current_operation(env.id).await?.filter(|op| op.outcome() == OperationOutcome::Running);
+        let operation = self
+            .store()
+            .current_operation(env.id)
+            .await?
+            .filter(|op| op.outcome() == OperationOutcome::Running);
 
         // Removals: out of the route first, so no new request reaches them.
         if !step.remove.is_empty() {
             let leaving: HashSet<&str> = step.remove.iter().map(|(id, _)| id.as_str()).collect();
             let staying: Vec<&ContainerInfo> = containers
                 .iter()
-                .filter(|c| c.labels.get("sprout.instance").is_none_or(|id| !leaving.contains(id.as_str())))
+                .filter(|c| {
+                    c.labels
+                        .get("sprout.instance")
+                        .is_none_or(|id| !leaving.contains(id.as_str()))
+                })
                 .collect();
-            self.balancer().set_route(self.route_for(&env, tier, status.is_live(), &staying));
+            self.balancer()
+                .set_route(self.route_for(&env, tier, status.is_live(), &staying));
             let removals = step.remove.iter().filter_map(|(id, reason)| {
                 let c = by_instance.get(id)?;
                 Some(self.remove_one(&env, id, c, *reason, operation.as_ref().map(|op| op.id)))
@@ -181,7 +226,10 @@ impl Control {
                     .ensure_network(&network, &labels)
                     .await
                     .map_err(|e| ControlError::Unavailable(format!("docker network: {e}")))?;
-                let starts = step.start.iter().map(|zone| self.start_one(&env, tier, &network, zone));
+                let starts = step
+                    .start
+                    .iter()
+                    .map(|zone| self.start_one(&env, tier, &network, zone));
                 let results = futures_util::future::join_all(starts).await;
                 if results.iter().any(|r| r.is_err()) {
                     if let Ok(mut m) = self.inner.start_backoff.lock() {
@@ -190,14 +238,21 @@ impl Control {
                 }
                 for r in results {
                     if let Err(e) = r {
-                        self.store().add_event(env.id, Severity::Error, &format!("could not start an instance: {e}")).await?;
+                        self.store()
+                            .add_event(
+                                env.id,
+                                Severity::Error,
+                                &format!("could not start an instance: {e}"),
+                            )
+                            .await?;
                     }
                 }
                 self.wake();
             }
         }
 
-        self.settle_operation(&env, status, step.converged, operation).await
+        self.settle_operation(&env, status, step.converged, operation)
+            .await
     }
 
     async fn remove_one(
@@ -208,10 +263,21 @@ impl Control {
         reason: RemoveReason,
         op_id: Option<i64>,
     ) -> Result<()> {
-        let severity = if reason == RemoveReason::Exited { Severity::Warn } else { Severity::Info };
-        let version = container.labels.get("sprout.version").cloned().unwrap_or_default();
+        let severity = if reason == RemoveReason::Exited {
+            Severity::Warn
+        } else {
+            Severity::Info
+        };
+        let version = container
+            .labels
+            .get("sprout.version")
+            .cloned()
+            .unwrap_or_default();
         let message = match reason {
-            RemoveReason::Exited => format!("instance {id} ({version}) stopped ({}); replacing it", container.state),
+            RemoveReason::Exited => format!(
+                "instance {id} ({version}) stopped ({}); replacing it",
+                container.state
+            ),
             _ => format!("removing instance {id} ({version}): {}", reason.describe()),
         };
         self.store().add_event(env.id, severity, &message).await?;
@@ -220,7 +286,11 @@ impl Control {
                 *exits.entry(op).or_insert(0) += 1;
             }
         }
-        let grace = if reason == RemoveReason::Exited { Duration::from_secs(1) } else { self.config().stop_grace };
+        let grace = if reason == RemoveReason::Exited {
+            Duration::from_secs(1)
+        } else {
+            self.config().stop_grace
+        };
         self.runtime()
             .remove_instance(&container.id, grace)
             .await
@@ -231,23 +301,39 @@ impl Control {
     }
 
     async fn start_one(&self, env: &EnvRow, tier: Tier, network: &str, zone: &str) -> Result<()> {
-        let manifest: BundleManifest =
-            serde_json::from_str(&env.manifest).map_err(|e| ControlError::Internal(format!("manifest: {e}")))?;
-        let command = manifest.command_for(tier).map_err(|e| ControlError::Invalid(e.to_string()))?.to_string();
+        let manifest: BundleManifest = serde_json::from_str(&env.manifest)
+            .map_err(|e| ControlError::Internal(format!("manifest: {e}")))?;
+        let command = manifest
+            .command_for(tier)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?
+            .to_string();
         let bootstrap: Bootstrap = env.bootstrap.parse().unwrap_or(Bootstrap::Golden);
-        let boot = manifest.config.boot.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_shell());
-        let build = manifest.config.build.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_shell());
+        let boot = manifest
+            .config
+            .boot
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_shell());
+        let build = manifest
+            .config
+            .build
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_shell());
         let (image, bundle_dir, mut script) = match bootstrap {
             Bootstrap::Golden | Bootstrap::Hybrid => {
-                let image = env
-                    .image
-                    .clone()
-                    .ok_or_else(|| ControlError::Conflict(format!("version {} has no image yet", env.version)))?;
+                let image = env.image.clone().ok_or_else(|| {
+                    ControlError::Conflict(format!("version {} has no image yet", env.version))
+                })?;
                 (image, None, String::new())
             }
             Bootstrap::UserData => {
                 let sha = self.store().version_by_id(env.version_id).await?.sha256;
-                (platform_image(manifest.config.platform()), Some(self.bundle_dir(&sha)), build.unwrap_or_default())
+                (
+                    platform_image(manifest.config.platform()),
+                    Some(self.bundle_dir(&sha)),
+                    build.unwrap_or_default(),
+                )
             }
         };
         if let Some(boot) = boot {
@@ -270,8 +356,16 @@ impl Control {
             format!("SPROUT_INSTANCE={id}"),
             format!("SPROUT_ZONE={zone}"),
         ];
-        envs.extend(env.properties().into_iter().map(|(k, v)| format!("{k}={v}")));
-        let limits = env.instance_type.parse::<InstanceType>().unwrap_or(InstanceType::Micro).limits();
+        envs.extend(
+            env.properties()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        let limits = env
+            .instance_type
+            .parse::<InstanceType>()
+            .unwrap_or(InstanceType::Micro)
+            .limits();
         let spec = InstanceSpec {
             name: format!("sprout-{}-{id}", env.name),
             image,
@@ -301,15 +395,23 @@ impl Control {
         match self.runtime().start_instance(&spec).await {
             Ok(started) => {
                 let address = started.address.map(|a| a.to_string());
-                self.store().instance_started(&id, &started.container_id, address.as_deref()).await?;
                 self.store()
-                    .add_event(env.id, Severity::Info, &format!("started instance {id} ({}) in zone {zone}", env.version))
+                    .instance_started(&id, &started.container_id, address.as_deref())
+                    .await?;
+                self.store()
+                    .add_event(
+                        env.id,
+                        Severity::Info,
+                        &format!("started instance {id} ({}) in zone {zone}", env.version),
+                    )
                     .await?;
                 tracing::info!(env = %env.name, instance = %id, %zone, address = ?address, "instance started");
                 Ok(())
             }
             Err(e) => {
-                self.store().instance_removed(&id, "failed to start").await?;
+                self.store()
+                    .instance_removed(&id, "failed to start")
+                    .await?;
                 Err(ControlError::Unavailable(e.to_string()))
             }
         }
@@ -329,7 +431,11 @@ impl Control {
         }
         let elapsed = operation
             .as_ref()
-            .map(|op| (chrono::Utc::now() - op.started_at).to_std().unwrap_or_default())
+            .map(|op| {
+                (chrono::Utc::now() - op.started_at)
+                    .to_std()
+                    .unwrap_or_default()
+            })
             .unwrap_or_default();
         let took = format!("{:.1} s", elapsed.as_secs_f64());
         if converged {
@@ -351,14 +457,28 @@ impl Control {
                 ),
             };
             self.forget_operation(operation.as_ref());
-            return self.finish(env, status.finish(), OperationOutcome::Succeeded, false, &message).await;
+            return self
+                .finish(
+                    env,
+                    status.finish(),
+                    OperationOutcome::Succeeded,
+                    false,
+                    &message,
+                )
+                .await;
         }
         if status == EnvStatus::Terminating {
             return Ok(());
         }
         let exits = operation
             .as_ref()
-            .and_then(|op| self.inner.exits.lock().ok().and_then(|m| m.get(&op.id).copied()))
+            .and_then(|op| {
+                self.inner
+                    .exits
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&op.id).copied())
+            })
             .unwrap_or(0);
         let crashing = exits > 2 * u32::try_from(env.desired).unwrap_or(1).max(1);
         let timed_out = elapsed > self.config().operation_timeout;
@@ -366,7 +486,10 @@ impl Control {
             return Ok(());
         }
         let why = if crashing {
-            format!("instances of version {} keep exiting ({exits} exits); see `sprout logs {}`", env.version, env.name)
+            format!(
+                "instances of version {} keep exiting ({exits} exits); see `sprout logs {}`",
+                env.version, env.name
+            )
         } else {
             format!(
                 "instances of version {} did not pass health checks within {} s",
@@ -377,10 +500,24 @@ impl Control {
         self.forget_operation(operation.as_ref());
         if status == EnvStatus::Updating && env.previous_version_id.is_some() {
             let message = format!("deployment failed: {why}; rolling back to the previous version");
-            self.finish(env, EnvStatus::Ready, OperationOutcome::Failed, true, &message).await?;
+            self.finish(
+                env,
+                EnvStatus::Ready,
+                OperationOutcome::Failed,
+                true,
+                &message,
+            )
+            .await?;
         } else {
             let message = format!("createEnvironment failed: {why}");
-            self.finish(env, EnvStatus::Ready, OperationOutcome::Failed, false, &message).await?;
+            self.finish(
+                env,
+                EnvStatus::Ready,
+                OperationOutcome::Failed,
+                false,
+                &message,
+            )
+            .await?;
         }
         self.wake();
         Ok(())

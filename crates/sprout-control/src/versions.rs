@@ -38,7 +38,11 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
-            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
         }
     }
 }
@@ -84,8 +88,15 @@ impl Control {
             .get_app(app_name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app_name}' not found")))?;
-        if self.store().get_version(app_name.as_str(), label.as_str()).await?.is_some() {
-            return Err(ControlError::Conflict(format!("version '{label}' of '{app_name}' already exists")));
+        if self
+            .store()
+            .get_version(app_name.as_str(), label.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ControlError::Conflict(format!(
+                "version '{label}' of '{app_name}' already exists"
+            )));
         }
         let limit = self.config().limits.max_archive_bytes;
         if incoming.declared_size.is_some_and(|size| size > limit) {
@@ -102,9 +113,10 @@ impl Control {
         let mut staging_guard = Cleanup(Some(staging.clone()));
         let limits = self.config().limits;
         let (archive, dest) = (tmp_archive.clone(), staging.clone());
-        let unpacked = tokio::task::spawn_blocking(move || bundle_io::unpack_bundle(&archive, &dest, limits))
-            .await
-            .map_err(|e| ControlError::Internal(format!("unpack task: {e}")))??;
+        let unpacked =
+            tokio::task::spawn_blocking(move || bundle_io::unpack_bundle(&archive, &dest, limits))
+                .await
+                .map_err(|e| ControlError::Internal(format!("unpack task: {e}")))??;
 
         let ext = match unpacked.format {
             ArchiveFormat::TarGz => "tar.gz",
@@ -123,8 +135,8 @@ impl Control {
         drop(staging_guard);
         drop(archive_guard);
 
-        let manifest_json =
-            serde_json::to_string(&unpacked.manifest).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let manifest_json = serde_json::to_string(&unpacked.manifest)
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
         let row = self
             .store()
             .insert_version(&NewVersion {
@@ -198,21 +210,32 @@ impl Control {
         image: &str,
         log: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> std::result::Result<(), String> {
-        let manifest: BundleManifest =
-            serde_json::from_str(&row.manifest).map_err(|e| format!("stored manifest unreadable: {e}"))?;
+        let manifest: BundleManifest = serde_json::from_str(&row.manifest)
+            .map_err(|e| format!("stored manifest unreadable: {e}"))?;
         let base = platform_image(manifest.config.platform());
         let _ = log.send(format!("--> platform {base}"));
-        self.runtime().ensure_platform(&base, log).await.map_err(|e| e.to_string())?;
+        self.runtime()
+            .ensure_platform(&base, log)
+            .await
+            .map_err(|e| e.to_string())?;
         let bundle_dir = self.bundle_dir(&row.sha256);
         if !bundle_dir.is_dir() {
-            return Err(format!("the bundle {} is missing from the data directory", row.sha256));
+            return Err(format!(
+                "the bundle {} is missing from the data directory",
+                row.sha256
+            ));
         }
         let labels = HashMap::from([
             ("sprout.server".to_string(), self.server_id().to_string()),
             ("sprout.app".to_string(), row.app.clone()),
             ("sprout.version".to_string(), row.label.clone()),
         ]);
-        let build_script = manifest.config.build.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_shell());
+        let build_script = manifest
+            .config
+            .build
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_shell());
         let _ = log.send(format!("--> baking {image}"));
         let spec = BakeSpec {
             base_image: base,
@@ -222,7 +245,10 @@ impl Control {
             env: Vec::new(),
             labels,
         };
-        self.runtime().bake(&spec, log).await.map_err(|e| e.to_string())?;
+        self.runtime()
+            .bake(&spec, log)
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = log.send(format!("--> image {image} ready"));
         Ok(())
     }
@@ -233,15 +259,19 @@ impl Control {
             .get_app(app.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
-        Ok(self.store().list_versions(app.as_str()).await?.iter().map(|r| version_view(r, false)).collect())
+        Ok(self
+            .store()
+            .list_versions(app.as_str())
+            .await?
+            .iter()
+            .map(|r| version_view(r, false))
+            .collect())
     }
 
     pub async fn get_version(&self, app: &str, label: &str) -> Result<api::Version> {
-        let row = self
-            .store()
-            .get_version(app, label)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("version '{label}' of '{app}' not found")))?;
+        let row = self.store().get_version(app, label).await?.ok_or_else(|| {
+            ControlError::NotFound(format!("version '{label}' of '{app}' not found"))
+        })?;
         Ok(version_view(&row, true))
     }
 }
@@ -274,7 +304,9 @@ where
     }
     file.flush().await?;
     if size == 0 {
-        return Err(ControlError::Bundle(sprout_core::bundle::BundleError::Empty));
+        return Err(ControlError::Bundle(
+            sprout_core::bundle::BundleError::Empty,
+        ));
     }
     Ok((hex::encode(hasher.finalize()), size))
 }

@@ -41,7 +41,11 @@ pub struct BundleLimits {
 
 impl Default for BundleLimits {
     fn default() -> Self {
-        Self { max_archive_bytes: 256 << 20, max_unpacked_bytes: 1 << 30, max_entries: 50_000 }
+        Self {
+            max_archive_bytes: 256 << 20,
+            max_unpacked_bytes: 1 << 30,
+            max_entries: 50_000,
+        }
     }
 }
 
@@ -60,16 +64,24 @@ pub enum EntryKind {
 /// Returns `None` for the archive root itself (`.`, `./`).
 pub fn normalize_entry(path: &str) -> Result<Option<String>, BundleError> {
     if path.contains('\0') || path.contains('\\') {
-        return Err(BundleError::BadName { path: path.to_string() });
+        return Err(BundleError::BadName {
+            path: path.to_string(),
+        });
     }
     if path.starts_with('/') {
-        return Err(BundleError::AbsolutePath { path: path.to_string() });
+        return Err(BundleError::AbsolutePath {
+            path: path.to_string(),
+        });
     }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
             "" | "." => continue,
-            ".." => return Err(BundleError::ParentTraversal { path: path.to_string() }),
+            ".." => {
+                return Err(BundleError::ParentTraversal {
+                    path: path.to_string(),
+                })
+            }
             p => parts.push(p),
         }
     }
@@ -81,17 +93,29 @@ pub fn normalize_entry(path: &str) -> Result<Option<String>, BundleError> {
 
 /// Checks one entry: its path, its kind, and for links where they point.
 /// Returns the clean path to write, or `None` for the root directory entry.
-pub fn check_entry(path: &str, kind: EntryKind, link_target: Option<&str>) -> Result<Option<String>, BundleError> {
+pub fn check_entry(
+    path: &str,
+    kind: EntryKind,
+    link_target: Option<&str>,
+) -> Result<Option<String>, BundleError> {
     let clean = normalize_entry(path)?;
     match kind {
         EntryKind::File | EntryKind::Directory => Ok(clean),
-        EntryKind::Other(what) => Err(BundleError::ForbiddenKind { path: path.to_string(), kind: what.to_string() }),
+        EntryKind::Other(what) => Err(BundleError::ForbiddenKind {
+            path: path.to_string(),
+            kind: what.to_string(),
+        }),
         EntryKind::Symlink | EntryKind::Hardlink => {
             let Some(clean_path) = clean else {
-                return Err(BundleError::BadName { path: path.to_string() });
+                return Err(BundleError::BadName {
+                    path: path.to_string(),
+                });
             };
             let target = link_target.unwrap_or("");
-            let escapes = || BundleError::LinkEscapes { path: path.to_string(), target: target.to_string() };
+            let escapes = || BundleError::LinkEscapes {
+                path: path.to_string(),
+                target: target.to_string(),
+            };
             if target.is_empty() || target.starts_with('/') {
                 return Err(escapes());
             }
@@ -132,17 +156,25 @@ pub struct UnpackBudget {
 
 impl UnpackBudget {
     pub fn new(limits: BundleLimits) -> Self {
-        Self { limits, bytes: 0, entries: 0 }
+        Self {
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
     }
 
     pub fn take_entry(&mut self, size: u64) -> Result<(), BundleError> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
-            return Err(BundleError::TooManyEntries { limit: self.limits.max_entries });
+            return Err(BundleError::TooManyEntries {
+                limit: self.limits.max_entries,
+            });
         }
         self.bytes = self.bytes.saturating_add(size);
         if self.bytes > self.limits.max_unpacked_bytes {
-            return Err(BundleError::ExpandsTooFar { limit: self.limits.max_unpacked_bytes });
+            return Err(BundleError::ExpandsTooFar {
+                limit: self.limits.max_unpacked_bytes,
+            });
         }
         Ok(())
     }
@@ -176,17 +208,35 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        assert_eq!(normalize_entry("./app.py").unwrap().as_deref(), Some("app.py"));
-        assert_eq!(normalize_entry("a//b/./c").unwrap().as_deref(), Some("a/b/c"));
+        assert_eq!(
+            normalize_entry("./app.py").unwrap().as_deref(),
+            Some("app.py")
+        );
+        assert_eq!(
+            normalize_entry("a//b/./c").unwrap().as_deref(),
+            Some("a/b/c")
+        );
         assert_eq!(normalize_entry("./").unwrap(), None);
     }
 
     #[test]
     fn refused_paths() {
-        assert!(matches!(normalize_entry("/etc/passwd"), Err(BundleError::AbsolutePath { .. })));
-        assert!(matches!(normalize_entry("a/../../x"), Err(BundleError::ParentTraversal { .. })));
-        assert!(matches!(normalize_entry("../x"), Err(BundleError::ParentTraversal { .. })));
-        assert!(matches!(normalize_entry("a\\b"), Err(BundleError::BadName { .. })));
+        assert!(matches!(
+            normalize_entry("/etc/passwd"),
+            Err(BundleError::AbsolutePath { .. })
+        ));
+        assert!(matches!(
+            normalize_entry("a/../../x"),
+            Err(BundleError::ParentTraversal { .. })
+        ));
+        assert!(matches!(
+            normalize_entry("../x"),
+            Err(BundleError::ParentTraversal { .. })
+        ));
+        assert!(matches!(
+            normalize_entry("a\\b"),
+            Err(BundleError::BadName { .. })
+        ));
     }
 
     #[test]
@@ -198,7 +248,10 @@ mod tests {
             check_entry("a/link", EntryKind::Symlink, Some("../../etc/passwd")),
             Err(BundleError::LinkEscapes { .. })
         ));
-        assert!(matches!(check_entry("link", EntryKind::Symlink, Some("/etc/passwd")), Err(BundleError::LinkEscapes { .. })));
+        assert!(matches!(
+            check_entry("link", EntryKind::Symlink, Some("/etc/passwd")),
+            Err(BundleError::LinkEscapes { .. })
+        ));
         assert!(check_entry("h", EntryKind::Hardlink, Some("app.py")).is_ok());
         assert!(check_entry("h", EntryKind::Hardlink, Some("../app.py")).is_err());
     }
@@ -213,18 +266,38 @@ mod tests {
 
     #[test]
     fn budget() {
-        let mut b = UnpackBudget::new(BundleLimits { max_archive_bytes: 10, max_unpacked_bytes: 100, max_entries: 3 });
+        let mut b = UnpackBudget::new(BundleLimits {
+            max_archive_bytes: 10,
+            max_unpacked_bytes: 100,
+            max_entries: 3,
+        });
         assert!(b.take_entry(60).is_ok());
-        assert!(matches!(b.take_entry(41), Err(BundleError::ExpandsTooFar { limit: 100 })));
-        let mut b = UnpackBudget::new(BundleLimits { max_archive_bytes: 10, max_unpacked_bytes: 100, max_entries: 1 });
+        assert!(matches!(
+            b.take_entry(41),
+            Err(BundleError::ExpandsTooFar { limit: 100 })
+        ));
+        let mut b = UnpackBudget::new(BundleLimits {
+            max_archive_bytes: 10,
+            max_unpacked_bytes: 100,
+            max_entries: 1,
+        });
         assert!(b.take_entry(0).is_ok());
-        assert!(matches!(b.take_entry(0), Err(BundleError::TooManyEntries { .. })));
+        assert!(matches!(
+            b.take_entry(0),
+            Err(BundleError::TooManyEntries { .. })
+        ));
     }
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff_format(&[0x1f, 0x8b, 8]).ok(), Some(ArchiveFormat::TarGz));
-        assert_eq!(sniff_format(b"PK\x03\x04rest").ok(), Some(ArchiveFormat::Zip));
+        assert_eq!(
+            sniff_format(&[0x1f, 0x8b, 8]).ok(),
+            Some(ArchiveFormat::TarGz)
+        );
+        assert_eq!(
+            sniff_format(b"PK\x03\x04rest").ok(),
+            Some(ArchiveFormat::Zip)
+        );
         assert!(sniff_format(b"hello").is_err());
     }
 }

@@ -52,7 +52,10 @@ pub enum LifecycleError {
 impl EnvStatus {
     /// Whether the control plane is still moving this environment (not a resting state).
     pub fn is_transitional(self) -> bool {
-        matches!(self, EnvStatus::Launching | EnvStatus::Updating | EnvStatus::Terminating)
+        matches!(
+            self,
+            EnvStatus::Launching | EnvStatus::Updating | EnvStatus::Terminating
+        )
     }
 
     /// Whether the environment still owns (or should own) instances.
@@ -68,7 +71,10 @@ impl EnvStatus {
             (_, EnvOp::Terminate) => Ok(Terminating),
             (Ready, EnvOp::Deploy) | (Ready, EnvOp::Configure) => Ok(Updating),
             (Ready, EnvOp::Scale) => Ok(Updating),
-            (Launching | Updating, op) => Err(LifecycleError::Busy { op: op.as_str(), status: self }),
+            (Launching | Updating, op) => Err(LifecycleError::Busy {
+                op: op.as_str(),
+                status: self,
+            }),
         }
     }
 
@@ -88,15 +94,27 @@ mod tests {
 
     #[test]
     fn ready_accepts_everything() {
-        assert_eq!(EnvStatus::Ready.begin(EnvOp::Deploy), Ok(EnvStatus::Updating));
-        assert_eq!(EnvStatus::Ready.begin(EnvOp::Terminate), Ok(EnvStatus::Terminating));
-        assert_eq!(EnvStatus::Ready.begin(EnvOp::Scale), Ok(EnvStatus::Updating));
+        assert_eq!(
+            EnvStatus::Ready.begin(EnvOp::Deploy),
+            Ok(EnvStatus::Updating)
+        );
+        assert_eq!(
+            EnvStatus::Ready.begin(EnvOp::Terminate),
+            Ok(EnvStatus::Terminating)
+        );
+        assert_eq!(
+            EnvStatus::Ready.begin(EnvOp::Scale),
+            Ok(EnvStatus::Updating)
+        );
     }
 
     #[test]
     fn busy_refuses_deploys_but_not_terminate() {
         for status in [EnvStatus::Launching, EnvStatus::Updating] {
-            assert!(matches!(status.begin(EnvOp::Deploy), Err(LifecycleError::Busy { .. })));
+            assert!(matches!(
+                status.begin(EnvOp::Deploy),
+                Err(LifecycleError::Busy { .. })
+            ));
             assert_eq!(status.begin(EnvOp::Terminate), Ok(EnvStatus::Terminating));
         }
     }
@@ -104,7 +122,12 @@ mod tests {
     #[test]
     fn gone_refuses_all() {
         for status in [EnvStatus::Terminating, EnvStatus::Terminated] {
-            for op in [EnvOp::Deploy, EnvOp::Scale, EnvOp::Configure, EnvOp::Terminate] {
+            for op in [
+                EnvOp::Deploy,
+                EnvOp::Scale,
+                EnvOp::Configure,
+                EnvOp::Terminate,
+            ] {
                 assert!(matches!(status.begin(op), Err(LifecycleError::Gone { .. })));
             }
         }

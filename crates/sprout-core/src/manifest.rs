@@ -30,21 +30,37 @@ impl Procfile {
                 continue;
             }
             let Some((name, command)) = line.split_once(':') else {
-                return Err(ManifestError::Procfile { line: line_no, reason: "expected `name: command`".into() });
+                return Err(ManifestError::Procfile {
+                    line: line_no,
+                    reason: "expected `name: command`".into(),
+                });
             };
             let name = name.trim();
             let command = command.trim();
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(ManifestError::Procfile {
                     line: line_no,
                     reason: format!("invalid process name '{name}' (letters, digits, '_' or '-')"),
                 });
             }
             if command.is_empty() {
-                return Err(ManifestError::Procfile { line: line_no, reason: format!("process '{name}' has no command") });
+                return Err(ManifestError::Procfile {
+                    line: line_no,
+                    reason: format!("process '{name}' has no command"),
+                });
             }
-            if processes.insert(name.to_string(), command.to_string()).is_some() {
-                return Err(ManifestError::Procfile { line: line_no, reason: format!("process '{name}' is defined twice") });
+            if processes
+                .insert(name.to_string(), command.to_string())
+                .is_some()
+            {
+                return Err(ManifestError::Procfile {
+                    line: line_no,
+                    reason: format!("process '{name}' is defined twice"),
+                });
             }
         }
         Ok(Self { processes })
@@ -106,7 +122,8 @@ impl SproutYaml {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let parsed: SproutYaml = serde_yaml::from_str(text).map_err(|e| ManifestError::SproutYaml(e.to_string()))?;
+        let parsed: SproutYaml =
+            serde_yaml::from_str(text).map_err(|e| ManifestError::SproutYaml(e.to_string()))?;
         if let Some(path) = &parsed.health_check {
             if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ManifestError::SproutYaml(format!(
@@ -116,7 +133,9 @@ impl SproutYaml {
         }
         if let Some(platform) = &parsed.platform {
             if platform.trim().is_empty() || platform.chars().any(|c| c.is_whitespace()) {
-                return Err(ManifestError::SproutYaml(format!("invalid platform '{platform}'")));
+                return Err(ManifestError::SproutYaml(format!(
+                    "invalid platform '{platform}'"
+                )));
             }
         }
         Ok(parsed)
@@ -141,14 +160,22 @@ pub struct BundleManifest {
 impl BundleManifest {
     pub fn parse(procfile: Option<&str>, sprout_yaml: Option<&str>) -> Result<Self, ManifestError> {
         Ok(Self {
-            procfile: procfile.map(Procfile::parse).transpose()?.unwrap_or_default(),
-            config: sprout_yaml.map(SproutYaml::parse).transpose()?.unwrap_or_default(),
+            procfile: procfile
+                .map(Procfile::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            config: sprout_yaml
+                .map(SproutYaml::parse)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
     /// The command instances of `tier` run, or why this bundle cannot serve that tier.
     pub fn command_for(&self, tier: Tier) -> Result<&str, ManifestError> {
-        self.procfile.command(tier.as_str()).ok_or(ManifestError::MissingProcess { tier })
+        self.procfile
+            .command(tier.as_str())
+            .ok_or(ManifestError::MissingProcess { tier })
     }
 }
 
@@ -175,14 +202,20 @@ mod tests {
 
     #[test]
     fn procfile_parses_processes() {
-        let p = Procfile::parse("# comment\nweb: python3 app.py --port $PORT\n\nworker:  python3 w.py\n").unwrap();
+        let p = Procfile::parse(
+            "# comment\nweb: python3 app.py --port $PORT\n\nworker:  python3 w.py\n",
+        )
+        .unwrap();
         assert_eq!(p.command("web"), Some("python3 app.py --port $PORT"));
         assert_eq!(p.command("worker"), Some("python3 w.py"));
     }
 
     #[test]
     fn procfile_rejects_garbage() {
-        assert!(matches!(Procfile::parse("web python3"), Err(ManifestError::Procfile { line: 1, .. })));
+        assert!(matches!(
+            Procfile::parse("web python3"),
+            Err(ManifestError::Procfile { line: 1, .. })
+        ));
         assert!(Procfile::parse("web:").is_err());
         assert!(Procfile::parse("we b: x").is_err());
         assert!(Procfile::parse("web: a\nweb: b").is_err());
@@ -198,7 +231,10 @@ mod tests {
     fn sprout_yaml_forms() {
         let y = SproutYaml::parse("platform: static\nbuild:\n  - echo a\n  - echo b\nboot: echo hi\nhealth_check: /health\n").unwrap();
         assert_eq!(y.platform(), "static");
-        assert_eq!(y.build.as_ref().map(Script::to_shell).as_deref(), Some("set -e\necho a\necho b\n"));
+        assert_eq!(
+            y.build.as_ref().map(Script::to_shell).as_deref(),
+            Some("set -e\necho a\necho b\n")
+        );
         assert_eq!(y.health_check(), "/health");
         assert_eq!(SproutYaml::parse("").unwrap().platform(), "python");
     }
@@ -213,7 +249,10 @@ mod tests {
     #[test]
     fn web_tier_needs_web_process() {
         let m = BundleManifest::parse(Some("worker: x"), None).unwrap();
-        assert!(matches!(m.command_for(Tier::Web), Err(ManifestError::MissingProcess { tier: Tier::Web })));
+        assert!(matches!(
+            m.command_for(Tier::Web),
+            Err(ManifestError::MissingProcess { tier: Tier::Web })
+        ));
         assert_eq!(m.command_for(Tier::Worker).ok(), Some("x"));
         let none = BundleManifest::parse(None, None).unwrap();
         assert!(none.command_for(Tier::Web).is_err());
@@ -223,7 +262,10 @@ mod tests {
     fn catalogue() {
         assert_eq!(platform_image("python"), "sprout/platform-python");
         assert_eq!(platform_image("myorg/img:1"), "myorg/img:1");
-        assert_eq!(catalogue_platform("sprout/platform-static:latest"), Some("static"));
+        assert_eq!(
+            catalogue_platform("sprout/platform-static:latest"),
+            Some("static")
+        );
         assert_eq!(catalogue_platform("debian"), None);
     }
 }

@@ -93,7 +93,10 @@ impl InstanceType {
             InstanceType::Medium => (2000, 1024),
             InstanceType::Large => (4000, 2048),
         };
-        Limits { millicpus, memory_mib }
+        Limits {
+            millicpus,
+            memory_mib,
+        }
     }
 }
 
@@ -122,15 +125,23 @@ mod tests {
         for t in InstanceType::ALL {
             assert_eq!(t.as_str().parse::<InstanceType>().ok(), Some(*t));
         }
-        assert_eq!("user-data".parse::<Bootstrap>().ok(), Some(Bootstrap::UserData));
+        assert_eq!(
+            "user-data".parse::<Bootstrap>().ok(),
+            Some(Bootstrap::UserData)
+        );
         let err = "huge".parse::<InstanceType>().unwrap_err();
         assert!(err.to_string().contains("nano micro small medium large"));
-        assert_eq!(serde_json::to_string(&Severity::Warn).ok().as_deref(), Some("\"WARN\""));
+        assert_eq!(
+            serde_json::to_string(&Severity::Warn).ok().as_deref(),
+            Some("\"WARN\"")
+        );
     }
 
     #[test]
     fn sizes_grow() {
         let sizes: Vec<Limits> = InstanceType::ALL.iter().map(|t| t.limits()).collect();
-        assert!(sizes.windows(2).all(|w| w[0].millicpus < w[1].millicpus && w[0].memory_mib < w[1].memory_mib));
+        assert!(sizes
+            .windows(2)
+            .all(|w| w[0].millicpus < w[1].millicpus && w[0].memory_mib < w[1].memory_mib));
     }
 }

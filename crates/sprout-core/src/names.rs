@@ -13,10 +13,12 @@ pub struct NameError {
     pub rule: &'static str,
 }
 
-static APP_OR_ENV: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-z][a-z0-9-]{1,62}$").expect("static regex"));
+static APP_OR_ENV: Lazy<Regex> =
+    Lazy::new(|| Regex::new(r"^[a-z][a-z0-9-]{1,62}$").expect("static regex"));
 static LABEL: Lazy<Regex> =
     Lazy::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$").expect("static regex"));
-static USER: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,31}$").expect("static regex"));
+static USER: Lazy<Regex> =
+    Lazy::new(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,31}$").expect("static regex"));
 
 macro_rules! name_type {
     ($ty:ident, $kind:literal, $re:ident, $rule:literal) => {
@@ -29,7 +31,11 @@ macro_rules! name_type {
                 if $re.is_match(value) && !value.ends_with('-') {
                     Ok(Self(value.to_string()))
                 } else {
-                    Err(NameError { kind: $kind, value: value.to_string(), rule: $rule })
+                    Err(NameError {
+                        kind: $kind,
+                        value: value.to_string(),
+                        rule: $rule,
+                    })
                 }
             }
             pub fn as_str(&self) -> &str {
@@ -104,7 +110,16 @@ mod tests {
     fn app_names() {
         assert!(AppName::parse("whatisthetime").is_ok());
         assert!(AppName::parse("a1-b2").is_ok());
-        for bad in ["", "a", "A1", "1abc", "ab_c", "abc-", "ab c", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "a",
+            "A1",
+            "1abc",
+            "ab_c",
+            "abc-",
+            "ab c",
+            &"a".repeat(64),
+        ] {
             assert!(AppName::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(AppName::parse(&"a".repeat(63)).is_ok());

@@ -73,12 +73,17 @@ pub fn place(n: usize, zones: &[String], current: &BTreeMap<String, usize>) -> V
     if zones.is_empty() {
         return Vec::new();
     }
-    let mut counts: Vec<(String, usize)> =
-        zones.iter().map(|z| (z.clone(), current.get(z).copied().unwrap_or(0))).collect();
+    let mut counts: Vec<(String, usize)> = zones
+        .iter()
+        .map(|z| (z.clone(), current.get(z).copied().unwrap_or(0)))
+        .collect();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let Some((zone, count)) =
-            counts.iter_mut().enumerate().min_by_key(|(i, (_, c))| (*c, *i)).map(|(_, entry)| entry)
+        let Some((zone, count)) = counts
+            .iter_mut()
+            .enumerate()
+            .min_by_key(|(i, (_, c))| (*c, *i))
+            .map(|(_, entry)| entry)
         else {
             break;
         };
@@ -95,7 +100,10 @@ pub fn place(n: usize, zones: &[String], current: &BTreeMap<String, usize>) -> V
 pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
     let mut out = Plan::default();
     if !desired.live {
-        out.remove = observed.iter().map(|o| (o.id.clone(), RemoveReason::Terminating)).collect();
+        out.remove = observed
+            .iter()
+            .map(|o| (o.id.clone(), RemoveReason::Terminating))
+            .collect();
         out.converged = observed.is_empty();
         return out;
     }
@@ -103,9 +111,14 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
     for dead in observed.iter().filter(|o| !o.running) {
         out.remove.push((dead.id.clone(), RemoveReason::Exited));
     }
-    let mut current: Vec<&Observed> =
-        observed.iter().filter(|o| o.running && o.version == desired.version).collect();
-    let old: Vec<&Observed> = observed.iter().filter(|o| o.running && o.version != desired.version).collect();
+    let mut current: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| o.running && o.version == desired.version)
+        .collect();
+    let old: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| o.running && o.version != desired.version)
+        .collect();
     let want = desired.count as usize;
 
     if current.len() > want {
@@ -141,10 +154,29 @@ mod tests {
         vec!["a".into(), "b".into()]
     }
     fn want(count: u32, version: &str) -> Desired {
-        Desired { count, version: version.into(), live: true, zones: zones() }
+        Desired {
+            count,
+            version: version.into(),
+            live: true,
+            zones: zones(),
+        }
     }
-    fn inst(id: &str, version: &str, zone: &str, running: bool, healthy: bool, seq: i64) -> Observed {
-        Observed { id: id.into(), version: version.into(), zone: zone.into(), running, healthy, seq }
+    fn inst(
+        id: &str,
+        version: &str,
+        zone: &str,
+        running: bool,
+        healthy: bool,
+        seq: i64,
+    ) -> Observed {
+        Observed {
+            id: id.into(),
+            version: version.into(),
+            zone: zone.into(),
+            running,
+            healthy,
+            seq,
+        }
     }
 
     #[test]
@@ -156,7 +188,10 @@ mod tests {
 
     #[test]
     fn steady_state_converges() {
-        let obs = [inst("i1", "v1", "a", true, true, 1), inst("i2", "v1", "b", true, true, 2)];
+        let obs = [
+            inst("i1", "v1", "a", true, true, 1),
+            inst("i2", "v1", "b", true, true, 2),
+        ];
         let p = plan(&want(2, "v1"), &obs);
         assert!(p.is_idle());
         assert!(p.converged);
@@ -164,7 +199,10 @@ mod tests {
 
     #[test]
     fn starting_instances_are_not_converged() {
-        let obs = [inst("i1", "v1", "a", true, false, 1), inst("i2", "v1", "b", true, true, 2)];
+        let obs = [
+            inst("i1", "v1", "a", true, false, 1),
+            inst("i2", "v1", "b", true, true, 2),
+        ];
         let p = plan(&want(2, "v1"), &obs);
         assert!(p.is_idle());
         assert!(!p.converged);
@@ -172,7 +210,10 @@ mod tests {
 
     #[test]
     fn dead_instance_replaced_in_its_zone_gap() {
-        let obs = [inst("i1", "v1", "a", false, false, 1), inst("i2", "v1", "b", true, true, 2)];
+        let obs = [
+            inst("i1", "v1", "a", false, false, 1),
+            inst("i2", "v1", "b", true, true, 2),
+        ];
         let p = plan(&want(2, "v1"), &obs);
         assert_eq!(p.remove, vec![("i1".to_string(), RemoveReason::Exited)]);
         assert_eq!(p.start, vec!["a"]);
@@ -180,7 +221,10 @@ mod tests {
 
     #[test]
     fn deploy_keeps_old_until_new_healthy() {
-        let old = [inst("i1", "v1", "a", true, true, 1), inst("i2", "v1", "b", true, true, 2)];
+        let old = [
+            inst("i1", "v1", "a", true, true, 1),
+            inst("i2", "v1", "b", true, true, 2),
+        ];
         let p = plan(&want(2, "v2"), &old);
         assert_eq!(p.start.len(), 2);
         assert!(p.remove.is_empty());
@@ -223,7 +267,10 @@ mod tests {
         let mut d = want(2, "v1");
         d.live = false;
         let p = plan(&d, &obs);
-        assert_eq!(p.remove, vec![("i1".to_string(), RemoveReason::Terminating)]);
+        assert_eq!(
+            p.remove,
+            vec![("i1".to_string(), RemoveReason::Terminating)]
+        );
         assert!(!p.converged);
         assert!(plan(&d, &[]).converged);
     }

@@ -55,41 +55,56 @@ const VERSION_SELECT: &str = "SELECT v.id, v.app_id, a.name AS app, v.label, v.d
 impl Store {
     pub async fn create_app(&self, name: &str) -> Result<AppRow> {
         let mut tx = self.pool().begin().await?;
-        let (id,): (i64,) = sqlx::query_as("INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING id")
-            .bind(name)
-            .bind(now())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| unique_or(e, || format!("application '{name}' already exists")))?;
-        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
-            .bind(id)
-            .bind(format!("application '{name}' created"))
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        let (id,): (i64,) =
+            sqlx::query_as("INSERT INTO apps (name, created_at) VALUES (?, ?) RETURNING id")
+                .bind(name)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| unique_or(e, || format!("application '{name}' already exists")))?;
+        sqlx::query(
+            "INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)",
+        )
+        .bind(id)
+        .bind(format!("application '{name}' created"))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        self.get_app(name).await?.ok_or_else(|| StoreError::NotFound(format!("application '{name}'")))
+        self.get_app(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("application '{name}'")))
     }
 
     pub async fn get_app(&self, name: &str) -> Result<Option<AppRow>> {
-        Ok(sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} WHERE a.name = ?"))
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} WHERE a.name = ?"))
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     pub async fn list_apps(&self) -> Result<Vec<AppRow>> {
-        Ok(sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} ORDER BY a.name")).fetch_all(self.pool()).await?)
+        Ok(
+            sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} ORDER BY a.name"))
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// Deletes an application, its versions and the records of its terminated environments.
     /// Refused while an environment of it still exists. Returns the images to remove.
     pub async fn delete_app(&self, name: &str) -> Result<Vec<String>> {
         let mut tx = self.pool().begin().await?;
-        let app: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM apps WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
+        let app: Option<(i64,)> = sqlx::query_as("SELECT id FROM apps WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((app_id,)) = app else {
-            return Err(StoreError::NotFound(format!("application '{name}' not found")));
+            return Err(StoreError::NotFound(format!(
+                "application '{name}' not found"
+            )));
         };
         let live: Vec<(String,)> =
             sqlx::query_as("SELECT name FROM environments WHERE app_id = ? AND status <> 'Terminated' ORDER BY name")
@@ -114,9 +129,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("DELETE FROM environments WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM events WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM apps WHERE id = ?").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM environments WHERE app_id = ?")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM events WHERE app_id = ?")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM apps WHERE id = ?")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(images.into_iter().map(|(i,)| i).collect())
     }
@@ -139,12 +163,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_or(e, || format!("version '{}' already exists", new.label)))?;
-        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
-            .bind(new.app_id)
-            .bind(format!("version '{}' uploaded ({} bytes, sha256 {})", new.label, new.size_bytes, new.sha256))
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)",
+        )
+        .bind(new.app_id)
+        .bind(format!(
+            "version '{}' uploaded ({} bytes, sha256 {})",
+            new.label, new.size_bytes, new.sha256
+        ))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.version_by_id(id).await
     }
@@ -158,25 +187,31 @@ impl Store {
     }
 
     pub async fn get_version(&self, app: &str, label: &str) -> Result<Option<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE a.name = ? AND v.label = ?"))
-            .bind(app)
-            .bind(label)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as::<_, VersionRow>(&format!(
+            "{VERSION_SELECT} WHERE a.name = ? AND v.label = ?"
+        ))
+        .bind(app)
+        .bind(label)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn list_versions(&self, app: &str) -> Result<Vec<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE a.name = ? ORDER BY v.id"))
-            .bind(app)
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as::<_, VersionRow>(&format!(
+            "{VERSION_SELECT} WHERE a.name = ? ORDER BY v.id"
+        ))
+        .bind(app)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Versions left `processing` by a control plane that stopped mid-build.
     pub async fn processing_versions(&self) -> Result<Vec<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE v.status = 'processing' ORDER BY v.id"))
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as::<_, VersionRow>(&format!(
+            "{VERSION_SELECT} WHERE v.status = 'processing' ORDER BY v.id"
+        ))
+        .fetch_all(self.pool())
+        .await?)
     }
 
     pub async fn version_built(&self, id: i64, image: &str, build_log: &str) -> Result<()> {
@@ -191,12 +226,14 @@ impl Store {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)")
-            .bind(row.0)
-            .bind(format!("version '{}' built: image {image}", row.1))
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'INFO', ?, ?)",
+        )
+        .bind(row.0)
+        .bind(format!("version '{}' built: image {image}", row.1))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -213,12 +250,14 @@ impl Store {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'ERROR', ?, ?)")
-            .bind(row.0)
-            .bind(format!("version '{}' failed to build: {error}", row.1))
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (app_id, severity, message, created_at) VALUES (?, 'ERROR', ?, ?)",
+        )
+        .bind(row.0)
+        .bind(format!("version '{}' failed to build: {error}", row.1))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

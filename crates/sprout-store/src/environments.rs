@@ -111,14 +111,16 @@ async fn event(
     severity: Severity,
     message: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO events (env_id, app_id, severity, message, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(env_id)
-        .bind(app_id)
-        .bind(severity.as_str())
-        .bind(message)
-        .bind(now())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (env_id, app_id, severity, message, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(env_id)
+    .bind(app_id)
+    .bind(severity.as_str())
+    .bind(message)
+    .bind(now())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -126,7 +128,8 @@ impl Store {
     /// Creates an environment (Launching) with its launch operation and first event, atomically.
     pub async fn create_environment(&self, new: &NewEnvironment) -> Result<(EnvRow, OperationRow)> {
         let mut tx = self.pool().begin().await?;
-        let properties = serde_json::to_string(&new.properties).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let properties = serde_json::to_string(&new.properties)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now();
         let (env_id,): (i64,) = sqlx::query_as(
             "INSERT INTO environments (name, app_id, version_id, tier, mode, status, cname, instance_type, bootstrap,
@@ -196,7 +199,11 @@ impl Store {
         .await?)
     }
 
-    pub async fn list_environments(&self, app: Option<&str>, include_terminated: bool) -> Result<Vec<EnvRow>> {
+    pub async fn list_environments(
+        &self,
+        app: Option<&str>,
+        include_terminated: bool,
+    ) -> Result<Vec<EnvRow>> {
         let mut sql = format!("{ENV_SELECT} WHERE 1 = 1");
         if app.is_some() {
             sql.push_str(" AND a.name = ?");
@@ -272,8 +279,14 @@ impl Store {
         .await?
         .rows_affected();
         if superseded > 0 {
-            event(&mut tx, env.id, Some(env.app_id), Severity::Warn, &format!("the running operation was superseded by {kind}"))
-                .await?;
+            event(
+                &mut tx,
+                env.id,
+                Some(env.app_id),
+                Severity::Warn,
+                &format!("the running operation was superseded by {kind}"),
+            )
+            .await?;
         }
         let op = sqlx::query_as::<_, OperationRow>(
             "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome)
@@ -335,17 +348,23 @@ impl Store {
         .bind(env.id)
         .execute(&mut *tx)
         .await?;
-        let severity = if outcome == OperationOutcome::Failed { Severity::Error } else { Severity::Info };
+        let severity = if outcome == OperationOutcome::Failed {
+            Severity::Error
+        } else {
+            Severity::Info
+        };
         event(&mut tx, env.id, Some(env.app_id), severity, message).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn current_operation(&self, env_id: i64) -> Result<Option<OperationRow>> {
-        Ok(sqlx::query_as::<_, OperationRow>("SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT 1")
-            .bind(env_id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as::<_, OperationRow>(
+            "SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(env_id)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn insert_instance(&self, row: &InstanceRow) -> Result<InstanceRow> {
@@ -364,7 +383,12 @@ impl Store {
         .await?)
     }
 
-    pub async fn instance_started(&self, id: &str, container_id: &str, address: Option<&str>) -> Result<()> {
+    pub async fn instance_started(
+        &self,
+        id: &str,
+        container_id: &str,
+        address: Option<&str>,
+    ) -> Result<()> {
         sqlx::query("UPDATE instances SET container_id = ?, address = ? WHERE id = ?")
             .bind(container_id)
             .bind(address)
@@ -376,11 +400,12 @@ impl Store {
 
     /// Records the first time an instance passed its health check; true if this call set it.
     pub async fn instance_healthy(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE instances SET healthy_at = ? WHERE id = ? AND healthy_at IS NULL")
-            .bind(now())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let done =
+            sqlx::query("UPDATE instances SET healthy_at = ? WHERE id = ? AND healthy_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -404,9 +429,11 @@ impl Store {
     }
 
     pub async fn get_instance(&self, id: &str) -> Result<Option<InstanceRow>> {
-        Ok(sqlx::query_as::<_, InstanceRow>("SELECT * FROM instances WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as::<_, InstanceRow>("SELECT * FROM instances WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 }

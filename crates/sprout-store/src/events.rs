@@ -30,7 +30,12 @@ impl Store {
     }
 
     /// An environment's events after `after_id`, oldest first, at most `limit` (the newest ones).
-    pub async fn env_events(&self, env_id: i64, after_id: i64, limit: i64) -> Result<Vec<EventRow>> {
+    pub async fn env_events(
+        &self,
+        env_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
         let mut rows = sqlx::query_as::<_, EventRow>(
             "SELECT ev.id, ev.env_id, e.name AS environment, a.name AS app, ev.severity, ev.message, ev.created_at
              FROM events ev LEFT JOIN environments e ON e.id = ev.env_id LEFT JOIN apps a ON a.id = ev.app_id

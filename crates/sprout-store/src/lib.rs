@@ -49,7 +49,9 @@ pub(crate) fn parse_enum<T: FromStr>(value: &str, what: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    value.parse::<T>().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    value
+        .parse::<T>()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 #[derive(Clone)]
@@ -67,7 +69,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         MIGRATOR.run(&pool).await?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Self { pool })
@@ -81,12 +86,15 @@ impl Store {
     /// several servers can share one engine without adopting each other's containers.
     pub async fn server_id(&self) -> Result<String> {
         let fresh = format!("{:08x}", rand::random::<u32>());
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('server_id', ?) ON CONFLICT(key) DO NOTHING")
-            .bind(&fresh)
-            .execute(&self.pool)
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('server_id', ?) ON CONFLICT(key) DO NOTHING",
+        )
+        .bind(&fresh)
+        .execute(&self.pool)
+        .await?;
+        let (id,): (String,) = sqlx::query_as("SELECT value FROM meta WHERE key = 'server_id'")
+            .fetch_one(&self.pool)
             .await?;
-        let (id,): (String,) =
-            sqlx::query_as("SELECT value FROM meta WHERE key = 'server_id'").fetch_one(&self.pool).await?;
         Ok(id)
     }
 

@@ -11,7 +11,12 @@ pub struct UserRow {
 }
 
 impl Store {
-    pub async fn create_user(&self, username: &str, password_hash: &str, role: &str) -> Result<UserRow> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<UserRow> {
         sqlx::query_as::<_, UserRow>(
             "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING *",
         )
@@ -25,14 +30,18 @@ impl Store {
     }
 
     pub async fn get_user(&self, username: &str) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
         Ok(n)
     }
 }

@@ -6,7 +6,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sprout", version, about = "Sprout: a small self-hosted PaaS. Push a bundle, get a load-balanced environment on Docker.")]
+#[command(
+    name = "sprout",
+    version,
+    about = "Sprout: a small self-hosted PaaS. Push a bundle, get a load-balanced environment on Docker."
+)]
 struct Cli {
     #[command(flatten)]
     global: sprout_cli::GlobalArgs,
@@ -24,7 +28,10 @@ enum Top {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -29,7 +29,12 @@ pub struct ServerArgs {
     #[arg(long, env = "SPROUT_DOMAIN", default_value = "localhost")]
     domain: String,
     /// Zones instances are spread over (comma-separated; all on the local engine for now)
-    #[arg(long, env = "SPROUT_ZONES", default_value = "a,b", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SPROUT_ZONES",
+        default_value = "a,b",
+        value_delimiter = ','
+    )]
     zones: Vec<String>,
     /// Largest bundle accepted, in bytes
     #[arg(long, env = "SPROUT_MAX_BUNDLE_BYTES", default_value_t = BundleLimits::default().max_archive_bytes)]
@@ -46,9 +51,13 @@ pub struct ServerArgs {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,bollard=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,bollard=warn,hyper=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {
@@ -73,10 +82,13 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_tracing();
-    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
     let data = args.data.canonicalize().context("data directory")?;
 
-    let store = Store::open(&data.join("sprout.db")).await.context("opening the store")?;
+    let store = Store::open(&data.join("sprout.db"))
+        .await
+        .context("opening the store")?;
     let configured = std::env::var("SPROUT_ADMIN_PASSWORD").ok();
     if let Some(password) = sprout_api::ensure_admin(&store, configured.as_deref()).await? {
         println!("admin password (shown once): {password}");
@@ -86,19 +98,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("cannot reach the Docker engine (is dockerd running and is DOCKER_HOST right?)")?;
 
-    let api_listener =
-        TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {} (API)", args.listen))?;
+    let api_listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (API)", args.listen))?;
     let balancer_listener = TcpListener::bind(&args.balancer)
         .await
         .with_context(|| format!("cannot listen on {} (balancer)", args.balancer))?;
     let api_addr = api_listener.local_addr()?;
     let balancer_addr = balancer_listener.local_addr()?;
 
-    let balancer = Balancer::new(BalancerConfig { domain: args.domain.clone() });
+    let balancer = Balancer::new(BalancerConfig {
+        domain: args.domain.clone(),
+    });
     let mut config = ControlConfig::new(data.clone());
     config.domain = args.domain.clone();
     config.balancer_port = balancer_addr.port();
-    config.zones = args.zones.iter().map(|z| z.trim().to_string()).filter(|z| !z.is_empty()).collect();
+    config.zones = args
+        .zones
+        .iter()
+        .map(|z| z.trim().to_string())
+        .filter(|z| !z.is_empty())
+        .collect();
     if config.zones.is_empty() {
         anyhow::bail!("--zones needs at least one zone");
     }
@@ -110,21 +130,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     control.resume_builds().await?;
 
     let shutdown = CancellationToken::new();
-    let state = AppState { control: control.clone(), auth };
+    let state = AppState {
+        control: control.clone(),
+        auth,
+    };
     let app = sprout_api::router(state);
 
     let api_task = {
         let token = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(api_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
+            axum::serve(
+                api_listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
         })
     };
     let balancer_task = {
         let token = shutdown.clone();
         let balancer = balancer.clone();
-        tokio::spawn(async move { balancer.serve(balancer_listener, async move { token.cancelled().await }).await })
+        tokio::spawn(async move {
+            balancer
+                .serve(balancer_listener, async move { token.cancelled().await })
+                .await
+        })
     };
     let reconciler_task = {
         let token = shutdown.clone();
@@ -135,7 +165,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
     // Tests and scripts read these two lines to find the ports.
     println!("api listening on http://{api_addr}");
-    println!("balancer listening on http://{balancer_addr} (domain {})", args.domain);
+    println!(
+        "balancer listening on http://{balancer_addr} (domain {})",
+        args.domain
+    );
+    println!("server id {}", control.server_id());
 
     shutdown_signal().await;
     tracing::info!("stopping: instances keep running and will be adopted at the next start");

@@ -1,0 +1,1 @@
+//! Bad input: a clear error, nothing changed.

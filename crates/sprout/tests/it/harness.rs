@@ -1,0 +1,335 @@
+//! `TestServer`: the real binary, started as production starts it.
+
+use sprout_cli::Client;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// Fails (never skips) when Docker is missing: these tests exist to prove the Docker path.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "these tests need a reachable Docker engine (`docker info` failed); .ci/run starts one"
+    );
+    for image in ["sprout/platform-python", "sprout/platform-static"] {
+        let present = Command::new("docker")
+            .args(["image", "inspect", image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            present,
+            "platform image {image} is missing: run docker/build-platform.sh (.ci/run does)"
+        );
+    }
+}
+
+/// A name unique to this test run, valid as an app or environment name.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    h.finish() as u32
+}
+
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/whatisthetime")
+}
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub api: String,
+    pub balancer: String,
+    pub server_id: String,
+    pub data: PathBuf,
+    _data_guard: Option<tempfile::TempDir>,
+    pub config_dir: tempfile::TempDir,
+    pub client: Client,
+    pub token: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        require_docker();
+        let data_guard = tempfile::tempdir().expect("temp dir");
+        let data = data_guard.path().join("data");
+        let extra_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut server = Self::spawn(
+            &data,
+            extra_env.clone(),
+            tempfile::tempdir().expect("temp dir"),
+        )
+        .await;
+        server._data_guard = Some(data_guard);
+        server
+    }
+
+    async fn spawn(
+        data: &Path,
+        extra_env: Vec<(String, String)>,
+        config_dir: tempfile::TempDir,
+    ) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sprout"));
+        cmd.args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--balancer",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SPROUT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "info,sqlx=warn,bollard=warn,hyper=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in &extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start sprout server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut api, mut balancer, mut server_id) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api.is_none() || balancer.is_none() || server_id.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the server did not report its addresses in 30 s");
+            if let Some(rest) = line.strip_prefix("api listening on ") {
+                api = Some(rest.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("balancer listening on ") {
+                balancer = rest.split_whitespace().next().map(str::to_string);
+            } else if let Some(rest) = line.strip_prefix("server id ") {
+                server_id = Some(rest.trim().to_string());
+            }
+        }
+        let api = api.unwrap_or_default();
+        let login = Client::new(&api, None)
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        Self {
+            child: Some(child),
+            client: Client::new(&api, Some(login.token.clone())),
+            token: login.token,
+            api,
+            balancer: balancer.unwrap_or_default(),
+            server_id: server_id.unwrap_or_default(),
+            data: data.to_path_buf(),
+            _data_guard: None,
+            config_dir,
+            extra_env,
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(
+                            status.success(),
+                            "sprout server exited with {status} after SIGTERM"
+                        );
+                        return;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        panic!("sprout server did not stop within 20 s of SIGTERM");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a new server process on the same data directory (fresh ports).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let config_dir =
+            std::mem::replace(&mut self.config_dir, tempfile::tempdir().expect("temp dir"));
+        let guard = self._data_guard.take();
+        let mut next = Self::spawn(&self.data, self.extra_env.clone(), config_dir).await;
+        next._data_guard = guard;
+        let old = std::mem::replace(self, next);
+        std::mem::forget(old); // its child is gone and its guards moved; nothing left to drop
+    }
+
+    /// Runs a CLI verb of the real binary against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, None)
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sprout"))
+            .args(args)
+            .env("SPROUT_URL", &self.api)
+            .env("SPROUT_TOKEN", &self.token)
+            .env("SPROUT_CONFIG_DIR", self.config_dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sprout");
+        if let Some(mut pipe) = child.stdin.take() {
+            if let Some(text) = stdin {
+                let _ = pipe.write_all(text.as_bytes());
+            }
+        }
+        child.wait_with_output().expect("sprout output")
+    }
+
+    /// A GET through the balancer with the environment's Host.
+    pub async fn get_via_balancer(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        http_client()
+            .get(format!("{}{}", self.balancer, path))
+            .header("host", host)
+            .header("accept", "application/json")
+            .send()
+            .await
+    }
+
+    pub fn host(&self, cname: &str) -> String {
+        format!("{cname}.localhost")
+    }
+
+    /// Containers of this server, from Docker itself.
+    pub fn containers(&self, label: &str) -> Vec<String> {
+        docker_lines(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=sprout.server={}", self.server_id),
+            "--filter",
+            &format!("label={label}"),
+        ])
+    }
+
+    pub fn networks(&self) -> Vec<String> {
+        docker_lines(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=sprout.server={}", self.server_id),
+        ])
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.server_id.is_empty() {
+            return;
+        }
+        let label = format!("label=sprout.server={}", self.server_id);
+        let containers = docker_lines(&["ps", "-a", "-q", "--filter", &label]);
+        if !containers.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&containers)
+                .output();
+        }
+        let networks = docker_lines(&["network", "ls", "-q", "--filter", &label]);
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
+        let images = docker_lines(&["image", "ls", "-q", "--filter", &label]);
+        if !images.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f"])
+                .args(&images)
+                .output();
+        }
+    }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[allow(dead_code)]
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,7 @@
+//! Sprout's integration tests: one binary, modules inside. Every test starts the real
+//! `sprout` binary on free ports with its own data directory, against the real Docker
+//! engine and a real SQLite file, and cleans up the Docker objects it made.
+
+mod bad_input;
+mod harness;
+mod spine;
