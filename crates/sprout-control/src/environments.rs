@@ -421,18 +421,26 @@ impl Control {
     }
 
     /// Operation outcome helper for the loops.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish(
         &self,
         env: &EnvRow,
+        from: EnvStatus,
+        operation: Option<i64>,
         status: EnvStatus,
         outcome: OperationOutcome,
         roll_back: bool,
         message: &str,
     ) -> Result<()> {
-        tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");
-        self.store()
-            .finish_operation(env, status, outcome, roll_back, message)
-            .await?;
+        if self
+            .store()
+            .finish_operation(env, from, operation, status, outcome, roll_back, message)
+            .await?
+        {
+            tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");
+        } else {
+            tracing::debug!(env = %env.name, "state moved on before the operation could be closed");
+        }
         Ok(())
     }
 }

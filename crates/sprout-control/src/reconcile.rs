@@ -460,6 +460,8 @@ impl Control {
             return self
                 .finish(
                     env,
+                    status,
+                    operation.as_ref().map(|op| op.id),
                     status.finish(),
                     OperationOutcome::Succeeded,
                     false,
@@ -502,6 +504,8 @@ impl Control {
             let message = format!("deployment failed: {why}; rolling back to the previous version");
             self.finish(
                 env,
+                status,
+                operation.as_ref().map(|op| op.id),
                 EnvStatus::Ready,
                 OperationOutcome::Failed,
                 true,
@@ -512,6 +516,8 @@ impl Control {
             let message = format!("createEnvironment failed: {why}");
             self.finish(
                 env,
+                status,
+                operation.as_ref().map(|op| op.id),
                 EnvStatus::Ready,
                 OperationOutcome::Failed,
                 false,

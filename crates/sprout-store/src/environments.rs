@@ -307,16 +307,45 @@ impl Store {
     /// Ends the running operation: the environment moves to `status`, the operation gets its
     /// outcome, and an event says how it ended. With `roll_back`, the environment returns to
     /// the version it ran before the operation.
+    ///
+    /// Conditional on the environment still being in `from` with `operation` running: a pass
+    /// of the control loop that read an older state cannot close a newer operation. Returns
+    /// false (and changes nothing) when the state moved on.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_operation(
         &self,
         env: &EnvRow,
+        from: EnvStatus,
+        operation: Option<i64>,
         status: EnvStatus,
         outcome: OperationOutcome,
         roll_back: bool,
         message: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let at = now();
+        let still =
+            sqlx::query("UPDATE environments SET updated_at = ? WHERE id = ? AND status = ?")
+                .bind(at)
+                .bind(env.id)
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if still == 0 {
+            return Ok(false);
+        }
+        if let Some(op) = operation {
+            let (running,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM operations WHERE id = ? AND outcome = 'running'",
+            )
+            .bind(op)
+            .fetch_one(&mut *tx)
+            .await?;
+            if running == 0 {
+                return Ok(false);
+            }
+        }
         if roll_back {
             sqlx::query(
                 "UPDATE environments SET version_id = COALESCE(previous_version_id, version_id), previous_version_id = NULL
@@ -355,7 +384,7 @@ impl Store {
         };
         event(&mut tx, env.id, Some(env.app_id), severity, message).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn current_operation(&self, env_id: i64) -> Result<Option<OperationRow>> {

@@ -128,6 +128,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.stop_grace = Duration::from_secs(args.stop_grace);
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
     control.resume_builds().await?;
+    // Build missing platform images now, so the first push does not wait for debootstrap.
+    {
+        let runtime = control.runtime().clone();
+        tokio::spawn(async move {
+            for image in ["sprout/platform-python", "sprout/platform-static"] {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let log = tokio::spawn(async move {
+                    while let Some(line) = rx.recv().await {
+                        tracing::info!(target: "sprout::platform", "{line}");
+                    }
+                });
+                if let Err(e) = runtime.ensure_platform(image, &tx).await {
+                    tracing::error!(%image, error = %e, "could not build the platform image");
+                }
+                drop(tx);
+                let _ = log.await;
+            }
+        });
+    }
 
     let shutdown = CancellationToken::new();
     let state = AppState {
