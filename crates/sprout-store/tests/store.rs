@@ -1,0 +1,264 @@
+//! The store against a real SQLite file.
+
+use sprout_core::api::OperationOutcome;
+use sprout_core::EnvStatus;
+use sprout_store::{NewEnvironment, NewVersion, Store, StoreError};
+use std::collections::BTreeMap;
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("sprout.db"))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
+async fn app_with_version(store: &Store, app: &str, label: &str) -> (i64, i64) {
+    let app_row = match store.get_app(app).await.expect("get") {
+        Some(a) => a,
+        None => store.create_app(app).await.expect("app"),
+    };
+    let v = store
+        .insert_version(&NewVersion {
+            app_id: app_row.id,
+            label,
+            description: None,
+            sha256: "00",
+            size_bytes: 1,
+            format: "tar.gz",
+            manifest: "{}",
+            platform: "python",
+        })
+        .await
+        .expect("version");
+    (app_row.id, v.id)
+}
+
+fn new_env(name: &str, app_id: i64, version_id: i64) -> NewEnvironment {
+    NewEnvironment {
+        name: name.into(),
+        app_id,
+        version_id,
+        version_label: "v1".into(),
+        tier: "web".into(),
+        mode: "dev".into(),
+        cname: name.into(),
+        instance_type: "micro".into(),
+        bootstrap: "golden".into(),
+        min_instances: 1,
+        max_instances: 1,
+        desired: 1,
+        properties: BTreeMap::new(),
+        started_by: Some("test".into()),
+    }
+}
+
+#[tokio::test]
+async fn names_are_unique_and_errors_are_conflicts() {
+    let (_d, store) = open().await;
+    store.create_app("shop").await.expect("first");
+    assert!(matches!(
+        store.create_app("shop").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
+    let dup = store
+        .insert_version(&NewVersion {
+            app_id,
+            label: "v1",
+            description: None,
+            sha256: "11",
+            size_bytes: 2,
+            format: "zip",
+            manifest: "{}",
+            platform: "python",
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store
+            .get_version("shop", "v1")
+            .await
+            .expect("get")
+            .map(|v| v.sha256),
+        Some("00".into())
+    );
+    store
+        .create_environment(&new_env("web", app_id, v1))
+        .await
+        .expect("env");
+    assert!(matches!(
+        store.create_environment(&new_env("web", app_id, v1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_terminated_name_can_be_reused_and_delete_app_refuses_live_envs() {
+    let (_d, store) = open().await;
+    let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
+    let (env, op) = store
+        .create_environment(&new_env("web", app_id, v1))
+        .await
+        .expect("env");
+    assert!(matches!(
+        store.delete_app("shop").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let closed = store
+        .finish_operation(
+            &env,
+            EnvStatus::Launching,
+            Some(op.id),
+            EnvStatus::Ready,
+            OperationOutcome::Succeeded,
+            false,
+            "up",
+        )
+        .await
+        .expect("finish");
+    assert!(closed);
+    let env = store.environment_by_id(env.id).await.expect("env");
+    store
+        .begin_operation(
+            &env,
+            EnvStatus::Ready,
+            EnvStatus::Terminating,
+            "terminate",
+            None,
+            None,
+            "bye",
+        )
+        .await
+        .expect("terminate");
+    store
+        .finish_operation(
+            &env,
+            EnvStatus::Terminating,
+            None,
+            EnvStatus::Terminated,
+            OperationOutcome::Succeeded,
+            false,
+            "gone",
+        )
+        .await
+        .expect("finish");
+    let (again, _) = store
+        .create_environment(&new_env("web", app_id, v1))
+        .await
+        .expect("reuse the name");
+    assert_ne!(again.id, env.id);
+    assert_eq!(
+        store
+            .get_environment("web")
+            .await
+            .expect("get")
+            .map(|e| e.id),
+        Some(again.id),
+        "the live one wins"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_pass_cannot_close_a_newer_operation() {
+    let (_d, store) = open().await;
+    let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
+    let (_, v2) = app_with_version(&store, "shop", "v2").await;
+    let (env, launch) = store
+        .create_environment(&new_env("web", app_id, v1))
+        .await
+        .expect("env");
+    store
+        .finish_operation(
+            &env,
+            EnvStatus::Launching,
+            Some(launch.id),
+            EnvStatus::Ready,
+            OperationOutcome::Succeeded,
+            false,
+            "up",
+        )
+        .await
+        .expect("finish");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    let deploy = store
+        .begin_operation(
+            &env,
+            EnvStatus::Ready,
+            EnvStatus::Updating,
+            "deploy",
+            Some((v2, "v2")),
+            None,
+            "deploying",
+        )
+        .await
+        .expect("deploy");
+    // A pass that still believes the launch is running must change nothing.
+    let stale = store
+        .finish_operation(
+            &env,
+            EnvStatus::Launching,
+            Some(launch.id),
+            EnvStatus::Ready,
+            OperationOutcome::Succeeded,
+            false,
+            "x",
+        )
+        .await
+        .expect("stale");
+    assert!(!stale);
+    assert_eq!(
+        store
+            .current_operation(env.id)
+            .await
+            .expect("op")
+            .map(|o| o.outcome()),
+        Some(OperationOutcome::Running)
+    );
+    // A second deploy from a Ready it no longer is: refused.
+    let refused = store
+        .begin_operation(
+            &env,
+            EnvStatus::Ready,
+            EnvStatus::Updating,
+            "deploy",
+            Some((v1, "v1")),
+            None,
+            "again",
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    // A failed deploy rolls back to v1.
+    let env = store.environment_by_id(env.id).await.expect("env");
+    assert_eq!(env.version, "v2");
+    store
+        .finish_operation(
+            &env,
+            EnvStatus::Updating,
+            Some(deploy.id),
+            EnvStatus::Ready,
+            OperationOutcome::Failed,
+            true,
+            "rolled back",
+        )
+        .await
+        .expect("finish");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    assert_eq!((env.version.as_str(), env.status.as_str()), ("v1", "Ready"));
+    let events = store.env_events(env.id, 0, 100).await.expect("events");
+    assert!(events
+        .iter()
+        .any(|e| e.severity == "ERROR" && e.message == "rolled back"));
+}
+
+#[tokio::test]
+async fn server_id_is_stable() {
+    let (dir, store) = open().await;
+    let first = store.server_id().await.expect("id");
+    assert_eq!(store.server_id().await.expect("id"), first);
+    store.close().await;
+    let reopened = Store::open(&dir.path().join("sprout.db"))
+        .await
+        .expect("reopen");
+    assert_eq!(reopened.server_id().await.expect("id"), first);
+}
