@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use sprout_control::IncomingBundle;
 use sprout_core::api::{
-    self, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, UploadQuery,
+    self, ConfigUpdate, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, SaveConfig,
+    SetProperties, SwapRequest, UploadQuery,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -36,6 +37,20 @@ pub fn router() -> Router<AppState> {
             get(get_environment).delete(terminate),
         )
         .route("/api/v1/environments/{env}/deploy", post(deploy))
+        .route("/api/v1/environments/{env}/abort", post(abort))
+        .route("/api/v1/environments/{env}/health", get(health))
+        .route(
+            "/api/v1/environments/{env}/config",
+            get(get_config).patch(configure),
+        )
+        .route("/api/v1/environments/{env}/config/save", post(save_config))
+        .route(
+            "/api/v1/environments/{env}/properties",
+            post(set_properties),
+        )
+        .route("/api/v1/environments/{env}/swap", post(swap))
+        .route("/api/v1/environments/{env}/deployments", get(deployments))
+        .route("/metrics", get(metrics))
         .route("/api/v1/environments/{env}/events", get(events))
         .route("/api/v1/environments/{env}/logs", get(logs))
         .route("/api/v1/platforms/{name}/build", post(build_platform))
@@ -188,12 +203,111 @@ async fn deploy(
     c.require_write()?;
     Ok((
         StatusCode::ACCEPTED,
+        Json(s.control.deploy(&env, &req, Some(&c.username)).await?),
+    ))
+}
+
+async fn abort(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<(StatusCode, Json<api::Environment>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.abort(&env, Some(&c.username)).await?),
+    ))
+}
+
+async fn health(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<api::HealthReport>> {
+    Ok(Json(s.control.health_report(&env).await?))
+}
+
+async fn get_config(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<api::ConfigView>> {
+    Ok(Json(s.control.get_config(&env).await?))
+}
+
+async fn configure(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<ConfigUpdate>,
+) -> ApiResult<(StatusCode, Json<api::Environment>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.configure(&env, &req, Some(&c.username)).await?),
+    ))
+}
+
+async fn save_config(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<SaveConfig>,
+) -> ApiResult<(StatusCode, Json<api::SavedConfig>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::CREATED,
         Json(
             s.control
-                .deploy(&env, &req.version, Some(&c.username))
+                .save_config(&env, &req.name, Some(&c.username))
                 .await?,
         ),
     ))
+}
+
+async fn set_properties(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<SetProperties>,
+) -> ApiResult<(StatusCode, Json<api::Environment>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            s.control
+                .set_properties(&env, &req, Some(&c.username))
+                .await?,
+        ),
+    ))
+}
+
+async fn swap(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<SwapRequest>,
+) -> ApiResult<StatusCode> {
+    c.require_write()?;
+    s.control.swap(&env, &req.with, Some(&c.username)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deployments(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<api::Deployment>>> {
+    Ok(Json(s.control.deployments(&env).await?))
+}
+
+/// Prometheus text exposition of the balancer's metrics.
+async fn metrics(State(s): State<AppState>, _c: Caller) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.control.balancer().prometheus(),
+    )
+        .into_response()
 }
 
 async fn terminate(

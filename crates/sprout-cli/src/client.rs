@@ -8,9 +8,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprout_core::api::{
-    App, CreateApp, CreateEnvironment, DeployRequest, Environment, EnvironmentDetail, Event,
-    LoginRequest, LoginResponse, Problem, Version, API_PREFIX, HEALTHZ,
+    App, ConfigUpdate, ConfigView, CreateApp, CreateEnvironment, DeployRequest, Deployment,
+    Environment, EnvironmentDetail, Event, HealthReport, LoginRequest, LoginResponse, Problem,
+    SaveConfig, SavedConfig, SetProperties, SwapRequest, Version, API_PREFIX, HEALTHZ,
 };
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -227,9 +229,103 @@ impl Client {
     pub async fn deploy(&self, env: &str, version: &str) -> Result<Environment, CliError> {
         let body = DeployRequest {
             version: version.to_string(),
+            ..Default::default()
         };
-        self.send_json(Method::POST, &["environments", env, "deploy"], Some(&body))
+        self.deploy_with(env, &body).await
+    }
+
+    /// `POST /environments/{env}/deploy` with a policy, batch, canary settings.
+    pub async fn deploy_with(
+        &self,
+        env: &str,
+        body: &DeployRequest,
+    ) -> Result<Environment, CliError> {
+        self.send_json(Method::POST, &["environments", env, "deploy"], Some(body))
             .await
+    }
+
+    /// `POST /environments/{env}/abort`: fails the running deployment and starts rolling
+    /// back; answers the environment with the rollback as its operation.
+    pub async fn abort(&self, env: &str) -> Result<Environment, CliError> {
+        self.send_json::<(), _>(Method::POST, &["environments", env, "abort"], None)
+            .await
+    }
+
+    /// `GET /environments/{env}/health`: enhanced health, like `eb health`.
+    pub async fn health_report(&self, env: &str) -> Result<HealthReport, CliError> {
+        self.get_json(&["environments", env, "health"], &[]).await
+    }
+
+    /// `GET /environments/{env}/config`: every setting and the environment properties.
+    pub async fn get_config(&self, env: &str) -> Result<ConfigView, CliError> {
+        self.get_json(&["environments", env, "config"], &[]).await
+    }
+
+    /// `PATCH /environments/{env}/config`: changes settings; an operation runs when
+    /// instances have to be replaced.
+    pub async fn configure(
+        &self,
+        env: &str,
+        set: BTreeMap<String, String>,
+    ) -> Result<Environment, CliError> {
+        self.send_json(
+            Method::PATCH,
+            &["environments", env, "config"],
+            Some(&ConfigUpdate { set }),
+        )
+        .await
+    }
+
+    /// `POST /environments/{env}/config/save`: saves the environment's configuration under
+    /// `name` for its application.
+    pub async fn save_config(&self, env: &str, name: &str) -> Result<SavedConfig, CliError> {
+        self.send_json(
+            Method::POST,
+            &["environments", env, "config", "save"],
+            Some(&SaveConfig {
+                name: name.to_string(),
+            }),
+        )
+        .await
+    }
+
+    /// `POST /environments/{env}/properties`: sets and removes environment properties.
+    pub async fn set_properties(
+        &self,
+        env: &str,
+        body: &SetProperties,
+    ) -> Result<Environment, CliError> {
+        self.send_json(
+            Method::POST,
+            &["environments", env, "properties"],
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /environments/{env}/swap`: exchanges CNAMEs with `other`.
+    pub async fn swap(&self, env: &str, other: &str) -> Result<(), CliError> {
+        let url = self.api_url(&["environments", env, "swap"])?;
+        let body = SwapRequest {
+            with: other.to_string(),
+        };
+        self.send(self.request(Method::POST, url).json(&body))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /environments/{env}/deployments`, newest first.
+    pub async fn deployments(&self, env: &str) -> Result<Vec<Deployment>, CliError> {
+        self.get_json(&["environments", env, "deployments"], &[])
+            .await
+    }
+
+    /// `GET /metrics` (at the server's root, with the token): Prometheus text.
+    pub async fn metrics(&self) -> Result<String, CliError> {
+        let url = Url::parse(&format!("{}/metrics", self.base))
+            .map_err(|e| CliError::Usage(format!("invalid server URL '{}': {e}", self.base)))?;
+        let resp = self.send(self.request(Method::GET, url)).await?;
+        Ok(resp.text().await?)
     }
 
     /// `DELETE /environments/{env}`: starts terminating it.

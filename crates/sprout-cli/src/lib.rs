@@ -15,8 +15,10 @@ pub use client::Client;
 pub use config::SavedLogin;
 pub use error::CliError;
 
-use sprout_core::api::CreateEnvironment;
-use sprout_core::{AppName, Bootstrap, EnvName, InstanceType, Mode, Tier, VersionLabel};
+use sprout_core::api::{CreateEnvironment, DeployRequest, Environment, SetProperties};
+use sprout_core::{
+    AppName, BatchSize, Bootstrap, EnvName, InstanceType, Mode, Policy, Tier, VersionLabel,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -117,14 +119,57 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Deploy a version to an environment
-    Deploy {
+    /// Show an environment's health, like `eb health`: its verdict, requests and instances
+    Health {
         env: String,
-        #[arg(long, value_name = "LABEL")]
-        version: String,
-        /// Wait until the deployment ends; fail if it failed
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        /// Redraw every 2 seconds until Ctrl-C
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Deploy a version to an environment
+    Deploy(DeployArgs),
+    /// Stop an environment's running deployment and roll back to what ran before
+    Abort {
+        env: String,
+        /// Wait until the rollback ends; fail if it failed
         #[arg(long)]
         wait: bool,
+    },
+    /// Show or change an environment's settings (instance_type, min, max, policy, batch,
+    /// health_check_path, sticky, …), or save them as a named configuration
+    Config(ConfigArgs),
+    /// Set or remove environment properties (passed to instances as environment variables)
+    Setenv {
+        env: String,
+        /// Properties to set
+        #[arg(
+            value_name = "KEY=VALUE",
+            value_parser = parse_key_value,
+            required_unless_present = "unset"
+        )]
+        set: Vec<(String, String)>,
+        /// A property to remove (repeatable)
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Wait until the instances run with the new properties; fail if that failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Exchange the CNAMEs (and so the URLs) of two environments
+    Swap {
+        env: String,
+        #[arg(value_name = "OTHER_ENV")]
+        other: String,
+    },
+    /// List an environment's deployments (launch, deploy, configure, rollback, …), newest first
+    Deployments {
+        env: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Terminate an environment
     Terminate {
@@ -183,12 +228,67 @@ pub struct EnvCreateArgs {
     /// golden, user-data or hybrid
     #[arg(long)]
     pub bootstrap: Option<Bootstrap>,
+    /// Sticky sessions with this cookie lifetime (1h, 30m, …); bare --sticky = on (1 day)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        default_missing_value = "on",
+        value_parser = parse_sticky
+    )]
+    pub sticky: Option<String>,
+    /// Start from this saved configuration of the application (`sprout config ENV --save NAME`)
+    #[arg(long = "config", value_name = "NAME")]
+    pub saved_config: Option<String>,
+    /// Any setting, as `sprout config` names them, e.g. policy=rolling (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
     /// An environment property (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env_vars: Vec<(String, String)>,
     /// Wait until the launch ends; fail if it failed
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    pub env: String,
+    #[arg(long, value_name = "LABEL")]
+    pub version: String,
+    /// This deployment's policy (default: the environment's): all-at-once, rolling,
+    /// rolling-with-additional-batch, immutable or traffic-splitting
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<Policy>,
+    /// Instances per batch, N or N% (default: the environment's)
+    #[arg(long, value_name = "N|N%", value_parser = parse_batch)]
+    pub batch: Option<String>,
+    /// Traffic splitting: the new version's share of requests while it is evaluated
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub canary_percent: Option<u8>,
+    /// Traffic splitting: how long the new version is evaluated, e.g. 30s or 2m
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub evaluation: Option<String>,
+    /// Wait until the deployment ends; if it failed, follow the rollback, then fail
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    pub env: String,
+    /// Change a setting (repeatable), e.g. --set policy=rolling --set batch=50%
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+    /// Save the environment's configuration under this name (after any --set)
+    #[arg(long, value_name = "NAME")]
+    pub save: Option<String>,
+    /// With --set: wait until the change is applied; fail if it failed
+    #[arg(long, requires = "set")]
+    pub wait: bool,
+    /// Print the API's JSON (property values unmasked)
+    #[arg(long, conflicts_with_all = ["set", "save"])]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -214,6 +314,42 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// Parses a setting's `KEY=VALUE` (the server checks the name and the value).
+pub fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("expected KEY=VALUE, got '{s}'"));
+    }
+    Ok((key.to_string(), value.trim().to_string()))
+}
+
+/// Checks a batch size, `N` or `N%`.
+pub fn parse_batch(s: &str) -> Result<String, String> {
+    BatchSize::parse(s)
+        .map(|b| b.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a duration like `20s`, `500ms`, `2m` or `1h`.
+pub fn parse_duration_arg(s: &str) -> Result<String, String> {
+    sprout_core::settings::parse_duration("duration", s)
+        .map(|_| s.trim().to_string())
+        .map_err(|_| format!("'{s}' is not a duration like 20s, 500ms or 2m"))
+}
+
+/// `--sticky`'s value: `on`, `off` or a cookie lifetime.
+pub fn parse_sticky(s: &str) -> Result<String, String> {
+    match s.trim() {
+        v @ ("on" | "off") => Ok(v.to_string()),
+        d => {
+            parse_duration_arg(d).map_err(|_| format!("'{s}' is not on, off or a duration like 1h"))
+        }
+    }
 }
 
 /// Runs one client verb.
@@ -314,15 +450,80 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             limit,
         } => events(&global, env, json, follow, limit).await,
         Command::Logs { env, tail, follow } => logs(&global, env, tail, follow).await,
-        Command::Deploy { env, version, wait } => {
+        Command::Health { env, json, refresh } => health(&global, env, json, refresh).await,
+        Command::Deploy(a) => deploy(&global, a).await,
+        Command::Abort { env, wait } => {
             let c = client(&global);
-            let started = c.deploy(&env, &version).await?;
+            let started = c.abort(&env).await?;
             if wait {
                 let done =
                     wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
-                println!("{}", wait::summary(&done));
+                println!("rolled back: {}", wait::summary(&done));
             } else {
-                println!("deploying {version} to {env} (status {}); follow with `sprout events {env} -f`", started.status);
+                let what = started
+                    .operation
+                    .as_ref()
+                    .map(|o| format!("{} {}", o.kind, o.id))
+                    .unwrap_or_else(|| "rollback".to_string());
+                println!(
+                    "aborted; {what} started on {env} (status {}); follow with `sprout events {env} -f`",
+                    started.status
+                );
+            }
+            Ok(())
+        }
+        Command::Config(a) => config_verb(&global, a).await,
+        Command::Setenv {
+            env,
+            set,
+            unset,
+            wait,
+        } => {
+            let c = client(&global);
+            let before = current_operation(&c, &env).await?;
+            let body = SetProperties {
+                set: set.into_iter().collect(),
+                unset,
+            };
+            let started = c.set_properties(&env, &body).await?;
+            after_change(&c, &env, before, &started, wait, "properties").await
+        }
+        Command::Swap { env, other } => {
+            let c = client(&global);
+            c.swap(&env, &other).await?;
+            let url = |e: &sprout_core::api::EnvironmentDetail| {
+                e.environment
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| e.environment.cname.clone())
+            };
+            match (
+                c.get_environment(&env).await,
+                c.get_environment(&other).await,
+            ) {
+                (Ok(a), Ok(b)) => println!(
+                    "swapped CNAMEs: {env} now answers at {}, {other} at {}",
+                    url(&a),
+                    url(&b)
+                ),
+                _ => println!("swapped the CNAMEs of {env} and {other}"),
+            }
+            Ok(())
+        }
+        Command::Deployments { env, json } => {
+            let c = client(&global);
+            if json {
+                output::print_json(
+                    &c.get_json::<serde_json::Value>(&["environments", &env, "deployments"], &[])
+                        .await?,
+                );
+            } else {
+                let ds = c.deployments(&env).await?;
+                if ds.is_empty() {
+                    eprintln!("no deployments");
+                } else {
+                    println!("{}", output::render(&output::deployments_table(&ds)));
+                }
             }
             Ok(())
         }
@@ -479,7 +680,7 @@ async fn push(
 
     if let Some(env) = deploy {
         let started = c.deploy(&env, &label).await?;
-        let done = wait::environment(&c, &env, &started, wait::Until::OperationEnds).await?;
+        let done = wait::operation(&c, &env, &started).await?;
         println!("{}", wait::summary(&done));
     }
     Ok(())
@@ -510,6 +711,9 @@ async fn env_create(global: &GlobalArgs, a: EnvCreateArgs) -> Result<(), CliErro
         cname: a.cname,
         bootstrap: a.bootstrap,
         env,
+        sticky: a.sticky,
+        config: a.saved_config,
+        settings: a.settings.into_iter().collect(),
     };
     let c = client(global);
     let started = c.create_environment(&req).await?;
@@ -523,6 +727,154 @@ async fn env_create(global: &GlobalArgs, a: EnvCreateArgs) -> Result<(), CliErro
         );
     }
     Ok(())
+}
+
+async fn deploy(global: &GlobalArgs, a: DeployArgs) -> Result<(), CliError> {
+    let c = client(global);
+    let body = DeployRequest {
+        version: a.version.clone(),
+        policy: a.policy,
+        batch: a.batch,
+        canary_percent: a.canary_percent,
+        evaluation: a.evaluation,
+    };
+    let started = c.deploy_with(&a.env, &body).await?;
+    if a.wait {
+        let done = wait::operation(&c, &a.env, &started).await?;
+        println!("{}", wait::summary(&done));
+    } else {
+        let how = a.policy.unwrap_or(started.policy);
+        println!(
+            "deploying {} to {} ({how}, status {}); follow with `sprout events {} -f`",
+            a.version, a.env, started.status, a.env
+        );
+    }
+    Ok(())
+}
+
+/// The id of the environment's current operation, to tell whether a change started one.
+async fn current_operation(c: &Client, env: &str) -> Result<Option<i64>, CliError> {
+    Ok(c.get_environment(env)
+        .await?
+        .environment
+        .operation
+        .map(|o| o.id))
+}
+
+/// After a configuration or properties change: follows the operation it started, if any
+/// (its id differs from `before`'s), with `--wait`; else says what happened.
+async fn after_change(
+    c: &Client,
+    env: &str,
+    before: Option<i64>,
+    started: &Environment,
+    wait: bool,
+    what: &str,
+) -> Result<(), CliError> {
+    // A new operation has a higher id than the one before the change.
+    let new_op = started.operation.as_ref().filter(|o| match before {
+        Some(b) => o.id > b,
+        None => true,
+    });
+    match new_op {
+        None => println!("{what} of {env} updated"),
+        Some(_) if wait => {
+            let done = wait::operation(c, env, started).await?;
+            println!("{what} of {env} applied: {}", wait::summary(&done));
+        }
+        Some(op) => println!(
+            "{what} of {env} updated; {} {} is replacing instances (status {}); follow with `sprout events {env} -f`",
+            op.kind, op.id, started.status
+        ),
+    }
+    Ok(())
+}
+
+async fn config_verb(global: &GlobalArgs, a: ConfigArgs) -> Result<(), CliError> {
+    let c = client(global);
+    if a.set.is_empty() && a.save.is_none() {
+        if a.json {
+            output::print_json(
+                &c.get_json::<serde_json::Value>(&["environments", &a.env, "config"], &[])
+                    .await?,
+            );
+        } else {
+            println!("{}", output::config_text(&c.get_config(&a.env).await?));
+        }
+        return Ok(());
+    }
+    if !a.set.is_empty() {
+        let before = current_operation(&c, &a.env).await?;
+        let started = c.configure(&a.env, a.set.into_iter().collect()).await?;
+        after_change(&c, &a.env, before, &started, a.wait, "configuration").await?;
+    }
+    if let Some(name) = a.save {
+        let saved = c.save_config(&a.env, &name).await?;
+        println!(
+            "saved configuration {} (revision {})",
+            saved.name, saved.revision
+        );
+    }
+    Ok(())
+}
+
+/// ANSI: clear the screen and home the cursor.
+const CLEAR_SCREEN: &str = "\x1b[2J\x1b[H";
+
+async fn health(
+    global: &GlobalArgs,
+    env: String,
+    json: bool,
+    refresh: bool,
+) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    let c = client(global);
+    let tty = std::io::stdout().is_terminal();
+    let mut first = true;
+    let mut failures = 0;
+    loop {
+        let text = if json {
+            c.get_json::<serde_json::Value>(&["environments", &env, "health"], &[])
+                .await
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        } else {
+            c.health_report(&env).await.map(|h| output::health_text(&h))
+        };
+        let text = match text {
+            Ok(t) => {
+                failures = 0;
+                t
+            }
+            Err(e @ CliError::Http(_)) if refresh && !first && failures < 10 => {
+                failures += 1;
+                eprintln!("warning: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !refresh {
+            println!("{text}");
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        if tty {
+            let now = chrono::Utc::now().format("%H:%M:%S");
+            let _ = write!(
+                out,
+                "{CLEAR_SCREEN}{text}\n\n{now}  refreshing every 2 s; Ctrl-C to stop\n"
+            );
+        } else {
+            if !first && !json {
+                let _ = writeln!(out);
+            }
+            let _ = writeln!(out, "{text}");
+        }
+        let _ = out.flush();
+        drop(out);
+        first = false;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 async fn events(
@@ -860,7 +1212,7 @@ mod tests {
             parse(&["deploy", "web", "--version", "v2", "--wait"])
                 .unwrap()
                 .command,
-            Command::Deploy { wait: true, .. }
+            Command::Deploy(DeployArgs { wait: true, .. })
         ));
         assert!(matches!(
             parse(&["terminate", "web"]).unwrap().command,
@@ -908,5 +1260,212 @@ mod tests {
             new_lines(&v(&["p", "q", "r"]), &v(&["s", "t"])),
             v(&["s", "t"]).as_slice()
         );
+    }
+
+    #[test]
+    fn deploy_flags() {
+        let Command::Deploy(a) = parse(&[
+            "deploy",
+            "web",
+            "--version",
+            "v2",
+            "--policy",
+            "traffic-splitting",
+            "--batch",
+            "25%",
+            "--canary-percent",
+            "20",
+            "--evaluation",
+            "30s",
+            "--wait",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(a.policy, Some(Policy::TrafficSplitting));
+        assert_eq!(a.batch.as_deref(), Some("25%"));
+        assert_eq!(a.canary_percent, Some(20));
+        assert_eq!(a.evaluation.as_deref(), Some("30s"));
+        assert!(a.wait);
+        let Command::Deploy(a) = parse(&["deploy", "web", "--version", "v2", "--batch", "2"])
+            .unwrap()
+            .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            (a.policy, a.batch.as_deref(), a.canary_percent, a.wait),
+            (None, Some("2"), None, false)
+        );
+        for policy in Policy::ALL {
+            assert!(parse(&["deploy", "w", "--version", "v", "--policy", policy.as_str()]).is_ok());
+        }
+        let bad: &[&[&str]] = &[
+            &["--policy", "blue-green"],
+            &["--batch", "0"],
+            &["--batch", "150%"],
+            &["--batch", "half"],
+            &["--canary-percent", "0"],
+            &["--canary-percent", "100"],
+            &["--evaluation", "soon"],
+        ];
+        for extra in bad {
+            let mut args = vec!["deploy", "web", "--version", "v2"];
+            args.extend_from_slice(extra);
+            assert!(parse(&args).is_err(), "{extra:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn config_setenv_and_other_new_verbs() {
+        let Command::Config(a) = parse(&[
+            "config",
+            "web",
+            "--set",
+            "policy=rolling",
+            "--set",
+            "health_check_path=/up?x=1",
+            "--save",
+            "base",
+            "--wait",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            a.set,
+            vec![
+                ("policy".into(), "rolling".into()),
+                ("health_check_path".into(), "/up?x=1".into())
+            ]
+        );
+        assert_eq!(a.save.as_deref(), Some("base"));
+        assert!(a.wait && !a.json);
+        assert!(matches!(
+            parse(&["config", "web", "--json"]).unwrap().command,
+            Command::Config(ConfigArgs { json: true, .. })
+        ));
+        // --json is for reading, --wait for changes.
+        assert!(parse(&["config", "web", "--json", "--set", "min=2"]).is_err());
+        assert!(parse(&["config", "web", "--wait"]).is_err());
+        assert!(parse(&["config", "web", "--set", "nokey"]).is_err());
+        assert!(parse(&["config", "web", "--set", "=v"]).is_err());
+
+        let Command::Setenv {
+            env,
+            set,
+            unset,
+            wait,
+        } = parse(&["setenv", "web", "A=1", "DB=x=y", "--unset", "OLD", "--wait"])
+            .unwrap()
+            .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(env, "web");
+        assert_eq!(
+            set,
+            vec![("A".into(), "1".into()), ("DB".into(), "x=y".into())]
+        );
+        assert_eq!(unset, vec!["OLD".to_string()]);
+        assert!(wait);
+        assert!(parse(&["setenv", "web", "--unset", "OLD"]).is_ok());
+        assert!(parse(&["setenv", "web"]).is_err());
+        assert!(parse(&["setenv", "web", "1A=x"]).is_err());
+
+        assert!(matches!(
+            parse(&["swap", "blue", "green"]).unwrap().command,
+            Command::Swap { .. }
+        ));
+        assert!(parse(&["swap", "blue"]).is_err());
+        assert!(matches!(
+            parse(&["abort", "web", "--wait"]).unwrap().command,
+            Command::Abort { wait: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["health", "web", "--refresh", "--json"])
+                .unwrap()
+                .command,
+            Command::Health {
+                refresh: true,
+                json: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["deployments", "web", "--json"]).unwrap().command,
+            Command::Deployments { json: true, .. }
+        ));
+    }
+
+    #[test]
+    fn env_create_sticky_config_and_settings() {
+        let create = |extra: &[&str]| {
+            let mut args = vec!["env", "create", "web", "--app", "shop", "--version", "v1"];
+            args.extend_from_slice(extra);
+            parse(&args).map(|cli| match cli.command {
+                Command::Env {
+                    command: EnvCommand::Create(a),
+                } => a,
+                _ => panic!("wrong command"),
+            })
+        };
+        let a = create(&[]).unwrap();
+        assert_eq!((a.sticky, a.saved_config), (None, None));
+        assert!(a.settings.is_empty());
+        assert_eq!(create(&["--sticky"]).unwrap().sticky.as_deref(), Some("on"));
+        assert_eq!(
+            create(&["--sticky", "--wait"]).unwrap().sticky.as_deref(),
+            Some("on")
+        );
+        assert_eq!(
+            create(&["--sticky", "30m"]).unwrap().sticky.as_deref(),
+            Some("30m")
+        );
+        assert_eq!(
+            create(&["--sticky=off"]).unwrap().sticky.as_deref(),
+            Some("off")
+        );
+        assert!(create(&["--sticky", "forever"]).is_err());
+        let a = create(&[
+            "--config",
+            "base",
+            "--set",
+            "policy=immutable",
+            "--set",
+            "batch=50%",
+        ])
+        .unwrap();
+        assert_eq!(a.saved_config.as_deref(), Some("base"));
+        assert_eq!(
+            a.settings,
+            vec![
+                ("policy".into(), "immutable".into()),
+                ("batch".into(), "50%".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_setting(" min = 2 "), Ok(("min".into(), "2".into())));
+        assert_eq!(
+            parse_setting("health_check_path="),
+            Ok(("health_check_path".into(), "".into()))
+        );
+        assert!(parse_setting("min").is_err());
+        assert_eq!(parse_batch("3"), Ok("3".into()));
+        assert_eq!(parse_batch(" 30% "), Ok("30%".into()));
+        assert!(parse_batch("0%").is_err());
+        assert_eq!(parse_duration_arg("500ms"), Ok("500ms".into()));
+        assert_eq!(parse_duration_arg("2m"), Ok("2m".into()));
+        assert!(parse_duration_arg("2 weeks").is_err());
+        assert_eq!(parse_sticky("on"), Ok("on".into()));
+        assert_eq!(parse_sticky("1h"), Ok("1h".into()));
+        assert!(parse_sticky("maybe").is_err());
     }
 }

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use sprout_core::api::{App, Environment, EnvironmentDetail, Event, Version};
+use sprout_core::api::{
+    App, ConfigView, Deployment, Environment, EnvironmentDetail, Event, HealthReport, Metrics,
+    Version,
+};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -128,6 +131,8 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
     row("Mode", e.mode.to_string());
     row("Status", e.status.to_string());
     row("Health", e.health.clone());
+    row("Health status", e.health_status.to_string());
+    row("Deployment policy", e.policy.to_string());
     row("CNAME", e.cname.clone());
     row("URL", opt(&e.url));
     row("Instance type", e.instance_type.to_string());
@@ -161,20 +166,250 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
     if d.instances.is_empty() {
         out.push_str("no instances");
     } else {
-        let mut t = table(&["ID", "ZONE", "VERSION", "STATE", "HEALTHY", "ADDRESS"]);
+        let mut t = table(&[
+            "ID",
+            "ZONE",
+            "VERSION",
+            "STATE",
+            "HEALTH",
+            "START→HEALTHY",
+            "ADDRESS",
+        ]);
         for i in &d.instances {
             t.add_row(vec![
                 i.id.clone(),
                 i.zone.clone(),
                 i.version.clone(),
                 i.state.clone(),
-                if i.healthy { "yes" } else { "no" }.to_string(),
+                i.health.to_string(),
+                i.start_to_healthy_ms.map(millis).unwrap_or_else(dash),
                 opt(&i.address),
             ]);
         }
         out.push_str(&render(&t));
     }
     out
+}
+
+fn dash() -> String {
+    "-".to_string()
+}
+
+/// A duration in milliseconds, in seconds with one decimal: `1.8 s`; minutes past 100 s.
+pub(crate) fn millis(ms: i64) -> String {
+    seconds(ms as f64 / 1000.0)
+}
+
+/// A duration in seconds: `0.4 s`, `12.0 s`, `2m 05s`, `1h 02m`.
+pub(crate) fn seconds(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return dash();
+    }
+    if secs < 100.0 {
+        return format!("{secs:.1} s");
+    }
+    let whole = secs.round() as u64;
+    if whole < 3600 {
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{}h {:02}m", whole / 3600, whole % 3600 / 60)
+    }
+}
+
+/// How long something has been up: `45s`, `12m`, `3h 04m`, `2d 05h`.
+pub(crate) fn uptime(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// A latency: `0.8 ms`, `12 ms`, `1.25 s`.
+pub(crate) fn latency(ms: f64) -> String {
+    if !ms.is_finite() || ms < 0.0 {
+        dash()
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+/// `part` of `whole` as a share: `97.5 %`; `-` when there is nothing to share.
+pub(crate) fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        dash()
+    } else {
+        format!("{:.1} %", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// Requests per second: `12.3`.
+pub(crate) fn rate(r: f64) -> String {
+    format!("{r:.1}")
+}
+
+/// Whether an environment property's value is hidden in human output: its key names a
+/// secret, password, token or key.
+pub(crate) fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["SECRET", "PASSWORD", "TOKEN", "KEY"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// A property's value as shown: `****` for secrets.
+pub(crate) fn masked(key: &str, value: &str) -> String {
+    if is_secret(key) {
+        "****".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// `sprout config ENV`: the settings (in `sprout config`'s order), then the properties
+/// with secret values masked.
+pub(crate) fn config_text(c: &ConfigView) -> String {
+    let mut t = table(&["KEY", "VALUE"]);
+    let known = sprout_core::settings::KEYS;
+    for key in known {
+        if let Some(v) = c.settings.get(*key) {
+            t.add_row(vec![key.to_string(), v.clone()]);
+        }
+    }
+    for (k, v) in &c.settings {
+        if !known.contains(&k.as_str()) {
+            t.add_row(vec![k.clone(), v.clone()]);
+        }
+    }
+    let mut out = render(&t);
+    out.push_str("\n\n");
+    if c.properties.is_empty() {
+        out.push_str("no environment properties");
+    } else {
+        let mut p = table(&["PROPERTY", "VALUE"]);
+        for (k, v) in &c.properties {
+            p.add_row(vec![k.clone(), masked(k, v)]);
+        }
+        out.push_str(&render(&p));
+    }
+    out
+}
+
+fn metrics_table(m: &Metrics) -> Table {
+    let mut t = table(&[
+        "REQ/S", "REQUESTS", "2XX", "3XX", "4XX", "5XX", "P50", "P90", "P99", "P99.9",
+    ]);
+    let quiet = m.count == 0;
+    let lat = |ms: f64| if quiet { dash() } else { latency(ms) };
+    t.add_row(vec![
+        rate(m.requests_per_sec),
+        m.count.to_string(),
+        percent(m.status_2xx, m.count),
+        percent(m.status_3xx, m.count),
+        percent(m.status_4xx, m.count),
+        percent(m.status_5xx, m.count),
+        lat(m.p50_ms),
+        lat(m.p90_ms),
+        lat(m.p99_ms),
+        lat(m.p999_ms),
+    ]);
+    t
+}
+
+/// `sprout health ENV`, like `eb health`: the environment's verdict and causes, its
+/// requests over the window, then one row per instance.
+pub(crate) fn health_text(h: &HealthReport) -> String {
+    let mut out = format!(
+        "{}  {}  {} ({})",
+        h.environment, h.status, h.health, h.color
+    );
+    for cause in &h.causes {
+        out.push_str(&format!("\n  {}", crate::error::one_line(cause)));
+    }
+    let window = if h.metrics.window_secs > 0.0 {
+        format!(" (last {:.0} s)", h.metrics.window_secs)
+    } else {
+        String::new()
+    };
+    out.push_str(&format!("\n\nrequests{window}\n"));
+    out.push_str(&render(&metrics_table(&h.metrics)));
+    out.push_str("\n\n");
+    if h.instances.is_empty() {
+        out.push_str("no instances");
+        return out;
+    }
+    let mut t = table(&[
+        "ID",
+        "ZONE",
+        "VERSION",
+        "HEALTH",
+        "CAUSES",
+        "REQ/S",
+        "5XX",
+        "P50",
+        "P99",
+        "IN FLIGHT",
+        "START→HEALTHY",
+        "UPTIME",
+    ]);
+    for i in &h.instances {
+        let quiet = i.count == 0;
+        let lat = |ms: f64| if quiet { dash() } else { latency(ms) };
+        t.add_row(vec![
+            i.id.clone(),
+            i.zone.clone(),
+            i.version.clone(),
+            i.health.to_string(),
+            if i.causes.is_empty() {
+                dash()
+            } else {
+                crate::error::one_line(&i.causes.join("; "))
+            },
+            rate(i.requests_per_sec),
+            percent(i.status_5xx, i.count),
+            lat(i.p50_ms),
+            lat(i.p99_ms),
+            i.in_flight.to_string(),
+            i.start_to_healthy_ms.map(millis).unwrap_or_else(dash),
+            i.uptime_secs.map(uptime).unwrap_or_else(dash),
+        ]);
+    }
+    out.push_str(&render(&t));
+    out
+}
+
+pub(crate) fn deployments_table(ds: &[Deployment]) -> Table {
+    let mut t = table(&[
+        "ID", "KIND", "VERSION", "POLICY", "BATCH", "OUTCOME", "STARTED", "DURATION", "REQUESTS",
+        "FAILED", "BY", "MESSAGE",
+    ]);
+    let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(dash);
+    for d in ds {
+        t.add_row(vec![
+            d.id.to_string(),
+            d.kind.clone(),
+            opt(&d.version),
+            opt(&d.policy),
+            opt(&d.batch),
+            outcome(d.outcome).to_string(),
+            time(&d.started_at),
+            d.duration_secs.map(seconds).unwrap_or_else(dash),
+            num(d.requests),
+            num(d.failed),
+            opt(&d.started_by),
+            d.message
+                .as_deref()
+                .map(crate::error::one_line)
+                .unwrap_or_else(dash),
+        ]);
+    }
+    t
 }
 
 pub(crate) fn outcome(o: sprout_core::api::OperationOutcome) -> &'static str {
@@ -270,6 +505,15 @@ impl Spinner {
         }
     }
 
+    /// Prints a line on stderr above the spinner.
+    pub(crate) fn println(&self, line: &str) {
+        if self.visible {
+            self.pb.suspend(|| eprintln!("{line}"));
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
     pub(crate) fn finish(self) {
         self.pb.finish_and_clear();
     }
@@ -279,4 +523,161 @@ impl Spinner {
 pub(crate) fn tail_lines(text: &str, n: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sprout_core::api::{InstanceHealth, OperationOutcome};
+    use sprout_core::{EnvStatus, HealthStatus};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn secrets_are_masked() {
+        for key in [
+            "SECRET_KEY_BASE",
+            "DB_PASSWORD",
+            "github_token",
+            "API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "KEYCLOAK_URL",
+        ] {
+            assert!(is_secret(key), "{key}");
+            assert_eq!(masked(key, "hunter2"), "****");
+        }
+        for key in ["DATABASE_URL", "PORT", "LOG_LEVEL", "PASS"] {
+            assert!(!is_secret(key), "{key}");
+            assert_eq!(masked(key, "v"), "v");
+        }
+    }
+
+    #[test]
+    fn config_lists_settings_in_order_and_masks_properties() {
+        let view = ConfigView {
+            environment: "web".into(),
+            settings: BTreeMap::from([
+                ("policy".to_string(), "rolling".to_string()),
+                ("min".to_string(), "2".to_string()),
+                ("zz_new".to_string(), "x".to_string()),
+                ("instance_type".to_string(), "micro".to_string()),
+            ]),
+            properties: BTreeMap::from([
+                ("DB_PASSWORD".to_string(), "hunter2".to_string()),
+                ("PORT".to_string(), "8000".to_string()),
+            ]),
+        };
+        let text = config_text(&view);
+        let keys: Vec<&str> = text
+            .lines()
+            .take(5)
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(keys, ["KEY", "instance_type", "min", "policy", "zz_new"]);
+        assert!(text.contains("DB_PASSWORD  ****"), "{text}");
+        assert!(text.contains("PORT         8000"), "{text}");
+        assert!(!text.contains("hunter2"));
+        let empty = ConfigView {
+            properties: BTreeMap::new(),
+            ..view
+        };
+        assert!(config_text(&empty).ends_with("no environment properties"));
+    }
+
+    #[test]
+    fn durations_and_shares() {
+        assert_eq!(millis(1800), "1.8 s");
+        assert_eq!(millis(250), "0.2 s");
+        assert_eq!(seconds(12.04), "12.0 s");
+        assert_eq!(seconds(125.0), "2m 05s");
+        assert_eq!(seconds(3720.0), "1h 02m");
+        assert_eq!(seconds(-1.0), "-");
+        assert_eq!(uptime(45), "45s");
+        assert_eq!(uptime(720), "12m");
+        assert_eq!(uptime(3 * 3600 + 4 * 60), "3h 04m");
+        assert_eq!(uptime(2 * 86400 + 5 * 3600), "2d 05h");
+        assert_eq!(latency(0.84), "0.8 ms");
+        assert_eq!(latency(12.4), "12 ms");
+        assert_eq!(latency(1250.0), "1.25 s");
+        assert_eq!(percent(1, 8), "12.5 %");
+        assert_eq!(percent(0, 0), "-");
+        assert_eq!(percent(3, 3), "100.0 %");
+        assert_eq!(rate(2.46), "2.5");
+    }
+
+    #[test]
+    fn health_report_text() {
+        let report = HealthReport {
+            environment: "web".into(),
+            status: EnvStatus::Ready,
+            health: HealthStatus::Warning,
+            color: "Yellow".into(),
+            causes: vec!["1 of 2 instances is not serving".into()],
+            metrics: Metrics {
+                window_secs: 10.0,
+                requests_per_sec: 4.0,
+                count: 40,
+                status_2xx: 38,
+                status_5xx: 2,
+                p50_ms: 3.0,
+                p90_ms: 12.0,
+                p99_ms: 40.0,
+                p999_ms: 1500.0,
+                ..Default::default()
+            },
+            instances: vec![InstanceHealth {
+                id: "i-1".into(),
+                version: "v2".into(),
+                zone: "zone-a".into(),
+                health: HealthStatus::Ok,
+                color: "Green".into(),
+                causes: vec![],
+                requests_per_sec: 4.0,
+                count: 40,
+                status_5xx: 2,
+                p50_ms: 3.0,
+                p99_ms: 40.0,
+                in_flight: 1,
+                start_to_healthy_ms: Some(1800),
+                uptime_secs: Some(90),
+            }],
+        };
+        let text = health_text(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "web  Ready  Warning (Yellow)");
+        assert_eq!(lines[1], "  1 of 2 instances is not serving");
+        assert!(text.contains("requests (last 10 s)"), "{text}");
+        assert!(text.contains("95.0 %"), "{text}");
+        assert!(text.contains("1.50 s"), "{text}");
+        let row = lines.last().unwrap();
+        for cell in ["i-1", "zone-a", "v2", "Ok", "5.0 %", "1.8 s", "1m"] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+    }
+
+    #[test]
+    fn deployments_rows() {
+        let d = Deployment {
+            id: 7,
+            kind: "deploy".into(),
+            version: Some("v2".into()),
+            policy: Some("rolling".into()),
+            batch: Some("50%".into()),
+            started_by: Some("admin".into()),
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_secs: Some(42.3),
+            outcome: OperationOutcome::Failed,
+            message: Some("deploy 7 failed:\nunhealthy".into()),
+            requests: Some(120),
+            failed: None,
+        };
+        let text = render(&deployments_table(&[d]));
+        let row = text.lines().nth(1).unwrap();
+        for cell in [
+            "deploy", "rolling", "50%", "failed", "42.3 s", "120", "admin",
+        ] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+        assert!(row.ends_with("deploy 7 failed: unhealthy"), "{row}");
+    }
 }

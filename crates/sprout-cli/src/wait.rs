@@ -3,7 +3,7 @@
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{tail_lines, Spinner};
-use sprout_core::api::{Environment, OperationOutcome, Version};
+use sprout_core::api::{Environment, Operation, OperationOutcome, Version};
 use sprout_core::{EnvStatus, VersionStatus};
 use std::time::Duration;
 
@@ -95,6 +95,71 @@ pub(crate) async fn version(c: &Client, app: &str, mut v: Version) -> Result<Ver
     Ok(v)
 }
 
+/// Polls an environment for `--wait`, keeping a spinner on stderr up to date with its
+/// status and newest event.
+struct Poller<'a> {
+    c: &'a Client,
+    env: &'a str,
+    spinner: Spinner,
+    retry: Retry,
+    last_event_id: i64,
+    newest_event: String,
+    current: Environment,
+}
+
+impl<'a> Poller<'a> {
+    fn new(c: &'a Client, env: &'a str, started: &Environment) -> Self {
+        Poller {
+            c,
+            env,
+            spinner: Spinner::new(&format!("{env}: {}", started.status)),
+            retry: Retry(0),
+            last_event_id: 0,
+            newest_event: String::new(),
+            current: started.clone(),
+        }
+    }
+
+    /// Waits a moment, then refreshes `current` (retrying connection failures) and the
+    /// spinner. Errors other than tolerated connection failures pass through.
+    async fn next(&mut self) -> Result<(), CliError> {
+        loop {
+            tokio::time::sleep(POLL).await;
+            match self.c.get_environment(self.env).await {
+                Ok(d) => {
+                    self.retry.0 = 0;
+                    self.current = d.environment;
+                    break;
+                }
+                Err(e) if self.retry.allow(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if let Ok(events) = self.c.events(self.env, Some(1)).await {
+            if let Some(e) = events.last() {
+                if e.id != self.last_event_id {
+                    self.last_event_id = e.id;
+                    self.newest_event = crate::error::one_line(&e.message);
+                }
+            }
+        }
+        let cur = &self.current;
+        let msg = if self.newest_event.is_empty() {
+            format!("{}: {} ({})", self.env, cur.status, cur.health)
+        } else {
+            format!(
+                "{}: {} ({}) {}",
+                self.env,
+                cur.status,
+                cur.health,
+                trim_to(&self.newest_event, 100)
+            )
+        };
+        self.spinner.set(&msg);
+        Ok(())
+    }
+}
+
 /// Follows an environment from the answer that started an operation (`started`) until
 /// `until`; fails with the operation's message if it failed.
 pub(crate) async fn environment(
@@ -104,60 +169,151 @@ pub(crate) async fn environment(
     until: Until,
 ) -> Result<Environment, CliError> {
     let op_id = started.operation.as_ref().map(|o| o.id);
-    let mut spinner = Spinner::new(&format!("{env}: {}", started.status));
-    let mut retry = Retry(0);
-    let mut last_event_id = 0;
-    let mut newest_event = String::new();
-    let mut current = started.clone();
+    let mut p = Poller::new(c, env, started);
     loop {
-        match check(&current, op_id, until) {
+        match check(&p.current, op_id, until) {
             Some(Ok(())) => {
-                spinner.finish();
-                return Ok(current);
+                p.spinner.finish();
+                return Ok(p.current);
             }
             Some(Err(e)) => {
-                spinner.finish();
+                p.spinner.finish();
                 return Err(e);
             }
             None => {}
         }
-        tokio::time::sleep(POLL).await;
-        match c.get_environment(env).await {
-            Ok(d) => {
-                retry.0 = 0;
-                current = d.environment;
-            }
+        match p.next().await {
+            Ok(()) => {}
             Err(CliError::Api { status: 404, .. }) if until == Until::Terminated => {
-                spinner.finish();
-                current.status = EnvStatus::Terminated;
-                return Ok(current);
+                p.spinner.finish();
+                p.current.status = EnvStatus::Terminated;
+                return Ok(p.current);
             }
-            Err(e) if retry.allow(&e) => continue,
             Err(e) => {
-                spinner.finish();
+                p.spinner.finish();
                 return Err(e);
             }
         }
-        if let Ok(events) = c.events(env, Some(1)).await {
-            if let Some(e) = events.last() {
-                if e.id != last_event_id {
-                    last_event_id = e.id;
-                    newest_event = crate::error::one_line(&e.message);
+    }
+}
+
+/// Where the operation we follow stands, seen from the environment.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Ours {
+    Running,
+    Succeeded,
+    /// Failed, with its message.
+    Failed(String),
+    /// A later operation replaced it (a rollback, after a failure): ask its record.
+    Superseded,
+}
+
+pub(crate) fn ours(e: &Environment, op_id: i64) -> Ours {
+    match &e.operation {
+        Some(op) if op.id == op_id => match op.outcome {
+            OperationOutcome::Running => Ours::Running,
+            OperationOutcome::Succeeded => Ours::Succeeded,
+            OperationOutcome::Failed => Ours::Failed(failure_message(op)),
+        },
+        Some(op) if op.id > op_id => Ours::Superseded,
+        // Not visible (yet): go by the status.
+        _ if e.status.is_transitional() => Ours::Running,
+        _ => Ours::Succeeded,
+    }
+}
+
+fn failure_message(op: &Operation) -> String {
+    op.message
+        .clone()
+        .unwrap_or_else(|| format!("{} {} failed", op.kind, op.id))
+}
+
+/// Follows the operation `started` began (deploy, configure, …) to its end. When it fails
+/// and the server rolls back (the environment stays Updating under a `rollback`
+/// operation), keeps following until the environment is no longer Updating, tells the
+/// rollback's outcome on stderr, then fails with the operation's message.
+pub(crate) async fn operation(
+    c: &Client,
+    env: &str,
+    started: &Environment,
+) -> Result<Environment, CliError> {
+    let Some(op) = started.operation.clone() else {
+        return environment(c, env, started, Until::OperationEnds).await;
+    };
+    let mut p = Poller::new(c, env, started);
+    let failure = loop {
+        match ours(&p.current, op.id) {
+            Ours::Running => {}
+            Ours::Succeeded => {
+                p.spinner.finish();
+                return Ok(p.current);
+            }
+            Ours::Failed(msg) => break msg,
+            Ours::Superseded => {
+                let record = c
+                    .deployments(env)
+                    .await
+                    .ok()
+                    .and_then(|ds| ds.into_iter().find(|d| d.id == op.id));
+                let later_is_rollback = p
+                    .current
+                    .operation
+                    .as_ref()
+                    .is_some_and(|o| o.kind == "rollback");
+                match record {
+                    Some(d) if d.outcome == OperationOutcome::Failed => {
+                        break d
+                            .message
+                            .unwrap_or_else(|| format!("{} {} failed", op.kind, op.id))
+                    }
+                    Some(d) if d.outcome == OperationOutcome::Running => {}
+                    None if later_is_rollback => break format!("{} {} failed", op.kind, op.id),
+                    _ => {
+                        p.spinner.finish();
+                        return Ok(p.current);
+                    }
                 }
             }
         }
-        let msg = if newest_event.is_empty() {
-            format!("{env}: {} ({})", current.status, current.health)
-        } else {
-            format!(
-                "{env}: {} ({}) {}",
-                current.status,
-                current.health,
-                trim_to(&newest_event, 100)
-            )
-        };
-        spinner.set(&msg);
+        if let Err(e) = p.next().await {
+            p.spinner.finish();
+            return Err(e);
+        }
+    };
+    if p.current.status == EnvStatus::Updating {
+        p.spinner.println(&format!("{failure}; rolling back"));
+        while p.current.status == EnvStatus::Updating {
+            if let Err(e) = p.next().await {
+                p.spinner.finish();
+                eprintln!("cannot follow the rollback: {e}");
+                return Err(CliError::Failed(failure));
+            }
+        }
     }
+    p.spinner.finish();
+    if let Some(line) = rollback_outcome(&p.current, op.id) {
+        eprintln!("{line}");
+    }
+    Err(CliError::Failed(failure))
+}
+
+/// What became of the rollback that followed operation `op_id`, if one did.
+pub(crate) fn rollback_outcome(e: &Environment, op_id: i64) -> Option<String> {
+    let rb = e
+        .operation
+        .as_ref()
+        .filter(|o| o.id > op_id && o.kind == "rollback")?;
+    Some(match rb.outcome {
+        OperationOutcome::Succeeded => format!(
+            "rolled back: environment {} is {} ({}), running version {}",
+            e.name, e.status, e.health, e.version
+        ),
+        OperationOutcome::Failed => format!("rollback {} failed: {}", rb.id, failure_message(rb)),
+        OperationOutcome::Running => format!(
+            "rollback {} is still running (environment {} is {})",
+            rb.id, e.name, e.status
+        ),
+    })
 }
 
 /// `None` while still going; `Some(Ok)` when done; `Some(Err)` when the operation failed.
@@ -224,8 +380,7 @@ fn trim_to(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use sprout_core::api::Operation;
-    use sprout_core::{Bootstrap, InstanceType, Mode, Tier};
+    use sprout_core::{Bootstrap, HealthStatus, InstanceType, Mode, Policy, Tier};
 
     fn env(status: EnvStatus, op: Option<(i64, OperationOutcome)>) -> Environment {
         Environment {
@@ -236,6 +391,8 @@ mod tests {
             mode: Mode::Dev,
             status,
             health: "Green".into(),
+            health_status: HealthStatus::Ok,
+            policy: Policy::AllAtOnce,
             cname: "web".into(),
             url: None,
             instance_type: InstanceType::Micro,
@@ -305,5 +462,49 @@ mod tests {
             check(&env(EnvStatus::Terminating, Some((3, Failed))), Some(3), w),
             Some(Err(_))
         ));
+    }
+
+    #[test]
+    fn following_an_operation_through_a_rollback() {
+        use OperationOutcome::*;
+        assert_eq!(
+            ours(&env(EnvStatus::Updating, Some((7, Running))), 7),
+            Ours::Running
+        );
+        assert_eq!(
+            ours(&env(EnvStatus::Ready, Some((7, Succeeded))), 7),
+            Ours::Succeeded
+        );
+        assert_eq!(
+            ours(&env(EnvStatus::Ready, Some((7, Failed))), 7),
+            Ours::Failed("health check failed".into())
+        );
+        // The failure and the rollback's start are one step on the server: the deploy may
+        // never be seen failed, only replaced.
+        let mut rolling = env(EnvStatus::Updating, Some((8, Running)));
+        rolling.operation.as_mut().unwrap().kind = "rollback".into();
+        assert_eq!(ours(&rolling, 7), Ours::Superseded);
+        assert_eq!(
+            rollback_outcome(&rolling, 7).unwrap(),
+            "rollback 8 is still running (environment web is Updating)"
+        );
+        let mut done = env(EnvStatus::Ready, Some((8, Succeeded)));
+        done.operation.as_mut().unwrap().kind = "rollback".into();
+        assert_eq!(
+            rollback_outcome(&done, 7).unwrap(),
+            "rolled back: environment web is Ready (Green), running version v1"
+        );
+        let mut failed = env(EnvStatus::Ready, Some((8, Failed)));
+        failed.operation.as_mut().unwrap().kind = "rollback".into();
+        assert_eq!(
+            rollback_outcome(&failed, 7).unwrap(),
+            "rollback 8 failed: health check failed"
+        );
+        // Not a rollback, or not a later one: nothing to tell.
+        assert!(rollback_outcome(&env(EnvStatus::Ready, Some((8, Succeeded))), 7).is_none());
+        assert!(rollback_outcome(&done, 8).is_none());
+        // No operation in sight: the status decides.
+        assert_eq!(ours(&env(EnvStatus::Updating, None), 7), Ours::Running);
+        assert_eq!(ours(&env(EnvStatus::Ready, None), 7), Ours::Succeeded);
     }
 }

@@ -7,10 +7,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use sprout_cli::{CliError, Client, Command, GlobalArgs};
+use sprout_cli::{CliError, Client, Command, ConfigArgs, DeployArgs, GlobalArgs};
 use sprout_core::api::*;
-use sprout_core::{Bootstrap, EnvStatus, InstanceType, Mode, Severity, Tier, VersionStatus};
-use std::collections::HashMap;
+use sprout_core::{
+    Bootstrap, EnvStatus, HealthStatus, InstanceType, Mode, Policy, Severity, Tier, VersionStatus,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -19,7 +21,12 @@ struct Mock {
     polls: HashMap<String, u32>,
     env_polls: u32,
     deployed: Option<String>,
+    deploy_requests: Vec<DeployRequest>,
     auth: Vec<Option<String>>,
+    configured: Vec<BTreeMap<String, String>>,
+    saved: Vec<String>,
+    properties: Vec<SetProperties>,
+    swapped: Vec<(String, String)>,
 }
 
 type S = Arc<Mutex<Mock>>;
@@ -66,6 +73,8 @@ fn environment(status: EnvStatus, outcome: OperationOutcome, version: &str) -> E
         mode: Mode::Dev,
         status,
         health: "Green".into(),
+        health_status: HealthStatus::Ok,
+        policy: Policy::AllAtOnce,
         cname: "web".into(),
         url: Some("http://web.localhost:8000/".into()),
         instance_type: InstanceType::Micro,
@@ -87,6 +96,83 @@ fn environment(status: EnvStatus, outcome: OperationOutcome, version: &str) -> E
             message: (outcome == OperationOutcome::Failed)
                 .then(|| "instances failed their health check".into()),
         }),
+    }
+}
+
+/// After deploy 7 of `broken` failed: rollback 8, running or done.
+fn rollback(done: bool) -> Environment {
+    let mut e = environment(
+        if done {
+            EnvStatus::Ready
+        } else {
+            EnvStatus::Updating
+        },
+        if done {
+            OperationOutcome::Succeeded
+        } else {
+            OperationOutcome::Running
+        },
+        "v1",
+    );
+    let op = e.operation.as_mut().unwrap();
+    op.id = 8;
+    op.kind = "rollback".into();
+    op.message = done.then(|| "rollback 8 finished: back on v1".into());
+    e
+}
+
+fn deployment(id: i64, kind: &str, outcome: OperationOutcome, message: &str) -> Deployment {
+    Deployment {
+        id,
+        kind: kind.into(),
+        version: Some("v1".into()),
+        policy: Some("rolling".into()),
+        batch: Some("1".into()),
+        started_by: Some("admin".into()),
+        started_at: Utc::now(),
+        finished_at: Some(Utc::now()),
+        duration_secs: Some(4.2),
+        outcome,
+        message: Some(message.into()),
+        requests: Some(100),
+        failed: Some(3),
+    }
+}
+
+fn health_report() -> HealthReport {
+    HealthReport {
+        environment: "web".into(),
+        status: EnvStatus::Ready,
+        health: HealthStatus::Ok,
+        color: "Green".into(),
+        causes: vec![],
+        metrics: Metrics {
+            window_secs: 10.0,
+            requests_per_sec: 2.5,
+            count: 25,
+            status_2xx: 25,
+            p50_ms: 4.0,
+            p90_ms: 9.0,
+            p99_ms: 20.0,
+            p999_ms: 25.0,
+            ..Default::default()
+        },
+        instances: vec![InstanceHealth {
+            id: "i-1".into(),
+            version: "v1".into(),
+            zone: "zone-a".into(),
+            health: HealthStatus::Ok,
+            color: "Green".into(),
+            causes: vec![],
+            requests_per_sec: 2.5,
+            count: 25,
+            status_5xx: 0,
+            p50_ms: 4.0,
+            p99_ms: 20.0,
+            in_flight: 0,
+            start_to_healthy_ms: Some(1800),
+            uptime_secs: Some(600),
+        }],
     }
 }
 
@@ -184,9 +270,26 @@ async fn start() -> (String, S) {
                 } else {
                     (EnvStatus::Ready, OperationOutcome::Succeeded)
                 };
+                let mut environment = environment(status, outcome, &v);
+                if v.starts_with("broken") && m.env_polls >= 2 {
+                    // The deploy failed and a rollback replaced it in the same step.
+                    let rollback_done = m.env_polls >= 4;
+                    environment = rollback(rollback_done);
+                }
                 Json(EnvironmentDetail {
-                    environment: environment(status, outcome, &v),
-                    instances: vec![],
+                    environment,
+                    instances: vec![Instance {
+                        id: "i-1".into(),
+                        version: v.clone(),
+                        zone: "zone-a".into(),
+                        state: "running".into(),
+                        healthy: true,
+                        address: Some("10.0.0.2:8000".into()),
+                        container: None,
+                        started_at: Some(Utc::now()),
+                        health: HealthStatus::Ok,
+                        start_to_healthy_ms: Some(1800),
+                    }],
                 })
                 .into_response()
             }),
@@ -197,6 +300,7 @@ async fn start() -> (String, S) {
                 |State(s): State<S>, Json(req): Json<DeployRequest>| async move {
                     let mut m = s.lock().unwrap();
                     m.deployed = Some(req.version.clone());
+                    m.deploy_requests.push(req.clone());
                     m.env_polls = 0;
                     (
                         StatusCode::ACCEPTED,
@@ -206,6 +310,98 @@ async fn start() -> (String, S) {
                             &req.version,
                         )),
                     )
+                },
+            ),
+        )
+        .route(
+            "/api/v1/environments/{env}/deployments",
+            get(|| async {
+                Json(vec![
+                    deployment(8, "rollback", OperationOutcome::Succeeded, "rollback 8 finished"),
+                    deployment(
+                        7,
+                        "deploy",
+                        OperationOutcome::Failed,
+                        "deploy 7 failed: instances failed their health check",
+                    ),
+                ])
+            }),
+        )
+        .route(
+            "/api/v1/environments/{env}/health",
+            get(|| async { Json(health_report()) }),
+        )
+        .route(
+            "/api/v1/environments/{env}/config",
+            get(|| async {
+                Json(ConfigView {
+                    environment: "web".into(),
+                    settings: BTreeMap::from([
+                        ("policy".to_string(), "rolling".to_string()),
+                        ("min".to_string(), "1".to_string()),
+                    ]),
+                    properties: BTreeMap::from([(
+                        "DB_PASSWORD".to_string(),
+                        "hunter2".to_string(),
+                    )]),
+                })
+            })
+            .patch(
+                |State(s): State<S>, Json(req): Json<ConfigUpdate>| async move {
+                    s.lock().unwrap().configured.push(req.set);
+                    // Same operation as before: nothing to replace.
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(environment(
+                            EnvStatus::Ready,
+                            OperationOutcome::Succeeded,
+                            "v1",
+                        )),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/api/v1/environments/{env}/config/save",
+            post(|State(s): State<S>, Json(req): Json<SaveConfig>| async move {
+                s.lock().unwrap().saved.push(req.name.clone());
+                (
+                    StatusCode::CREATED,
+                    Json(SavedConfig {
+                        app: "shop".into(),
+                        name: req.name,
+                        revision: 3,
+                        settings: BTreeMap::new(),
+                        created_at: Utc::now(),
+                    }),
+                )
+            }),
+        )
+        .route(
+            "/api/v1/environments/{env}/properties",
+            post(
+                |State(s): State<S>, Json(req): Json<SetProperties>| async move {
+                    s.lock().unwrap().properties.push(req);
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(environment(
+                            EnvStatus::Ready,
+                            OperationOutcome::Succeeded,
+                            "v1",
+                        )),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/api/v1/environments/{env}/swap",
+            post(
+                |State(s): State<S>, Path(env): Path<String>, Json(req): Json<SwapRequest>| async move {
+                    if req.with == "nope" {
+                        return problem(StatusCode::NOT_FOUND, "no environment 'nope'");
+                    }
+                    s.lock().unwrap().swapped.push((env, req.with));
+                    StatusCode::NO_CONTENT.into_response()
                 },
             ),
         )
@@ -341,17 +537,140 @@ async fn client_and_verbs_against_a_mock() {
     );
 
     // A deploy that fails exits with the operation's message.
-    let e = sprout_cli::run(
-        GlobalArgs::default(),
-        Command::Deploy {
+    let deploy = |version: &str| {
+        Command::Deploy(DeployArgs {
             env: "web".into(),
-            version: "sick".into(),
+            version: version.into(),
+            policy: None,
+            batch: None,
+            canary_percent: None,
+            evaluation: None,
+            wait: true,
+        })
+    };
+    let e = sprout_cli::run(GlobalArgs::default(), deploy("sick"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "instances failed their health check");
+
+    // A deploy replaced by its rollback before it is seen failing: its record says why;
+    // the CLI follows the rollback to its end, then fails with the deploy's message.
+    let Command::Deploy(mut args) = deploy("broken") else {
+        unreachable!()
+    };
+    args.policy = Some(Policy::Rolling);
+    args.batch = Some("50%".into());
+    let e = sprout_cli::run(GlobalArgs::default(), Command::Deploy(args))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "deploy 7 failed: instances failed their health check"
+    );
+    {
+        let m = state.lock().unwrap();
+        assert!(m.env_polls >= 4, "followed the rollback to its end");
+        let req = m.deploy_requests.last().unwrap();
+        assert_eq!(req.policy, Some(Policy::Rolling));
+        assert_eq!(req.batch.as_deref(), Some("50%"));
+        assert_eq!(req.canary_percent, None);
+    }
+
+    // Health, deployments and config read.
+    let report = c.health_report("web").await.unwrap();
+    assert_eq!(report.instances[0].start_to_healthy_ms, Some(1800));
+    for command in [
+        Command::Health {
+            env: "web".into(),
+            json: false,
+            refresh: false,
+        },
+        Command::Health {
+            env: "web".into(),
+            json: true,
+            refresh: false,
+        },
+        Command::Deployments {
+            env: "web".into(),
+            json: false,
+        },
+        Command::Config(ConfigArgs {
+            env: "web".into(),
+            set: vec![],
+            save: None,
+            wait: false,
+            json: false,
+        }),
+    ] {
+        sprout_cli::run(GlobalArgs::default(), command)
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.deployments("web").await.unwrap()[1].id, 7);
+    assert_eq!(
+        c.get_config("web").await.unwrap().properties["DB_PASSWORD"],
+        "hunter2"
+    );
+
+    // Config change without a new operation, then save.
+    sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Config(ConfigArgs {
+            env: "web".into(),
+            set: vec![("min".into(), "2".into()), ("sticky".into(), "1h".into())],
+            save: Some("base".into()),
+            wait: true,
+            json: false,
+        }),
+    )
+    .await
+    .unwrap();
+    {
+        let m = state.lock().unwrap();
+        assert_eq!(
+            m.configured,
+            vec![BTreeMap::from([
+                ("min".to_string(), "2".to_string()),
+                ("sticky".to_string(), "1h".to_string())
+            ])]
+        );
+        assert_eq!(m.saved, vec!["base".to_string()]);
+    }
+    assert_eq!(c.save_config("web", "b2").await.unwrap().revision, 3);
+
+    // Properties and swap.
+    sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Setenv {
+            env: "web".into(),
+            set: vec![("A".into(), "1".into())],
+            unset: vec!["OLD".into()],
             wait: true,
         },
     )
     .await
-    .unwrap_err();
-    assert_eq!(e.to_string(), "instances failed their health check");
+    .unwrap();
+    {
+        let m = state.lock().unwrap();
+        let p = &m.properties[0];
+        assert_eq!(p.set, BTreeMap::from([("A".to_string(), "1".to_string())]));
+        assert_eq!(p.unset, vec!["OLD".to_string()]);
+    }
+    sprout_cli::run(
+        GlobalArgs::default(),
+        Command::Swap {
+            env: "web".into(),
+            other: "web-green".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        state.lock().unwrap().swapped,
+        vec![("web".to_string(), "web-green".to_string())]
+    );
+    let e = c.swap("web", "nope").await.unwrap_err();
+    assert_eq!(e.to_string(), "no environment 'nope'");
 
     // Not found: the problem's detail.
     let e = sprout_cli::run(

@@ -28,26 +28,45 @@ fn corrupt(e: impl std::fmt::Display) -> BundleError {
 struct Writer<'a> {
     dest: &'a Path,
     budget: UnpackBudget,
-    /// Links written so far: nothing may be written through one.
+    /// Links written so far: nothing may be written or read through one.
     links: HashSet<String>,
+    /// Symlinks as written (clean path, target), checked once the tree is complete.
+    symlinks: Vec<(String, String)>,
 }
 
 impl Writer<'_> {
+    /// Where `clean` goes in `dest`. Neither a directory above it nor the path itself may be
+    /// a link already written: a file written onto a link, or a hard link copied from one,
+    /// would go through it.
     fn target(&self, clean: &str, original: &str) -> Result<PathBuf, BundleError> {
         let mut prefix = String::new();
         for part in clean.split('/') {
-            if !prefix.is_empty() && self.links.contains(&prefix) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if self.links.contains(&prefix) {
                 return Err(BundleError::LinkEscapes {
                     path: original.to_string(),
                     target: prefix,
                 });
             }
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
         }
         Ok(self.dest.join(clean))
+    }
+
+    /// Every symlink, followed through the finished tree the way the kernel would (links
+    /// through links), must stay inside: each may be harmless alone and climb out in a chain.
+    fn check_symlinks(&self) -> Result<(), BundleError> {
+        for (path, target) in &self.symlinks {
+            if !resolves_inside(self.dest, path) {
+                return Err(BundleError::LinkEscapes {
+                    path: path.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn parent(&self, path: &Path) -> Result<(), BundleError> {
@@ -105,7 +124,8 @@ impl Writer<'_> {
         let target = self.target(&clean, path)?;
         self.parent(&target)?;
         std::os::unix::fs::symlink(link_target, &target).map_err(corrupt)?;
-        self.links.insert(clean);
+        self.links.insert(clean.clone());
+        self.symlinks.push((clean, link_target.to_string()));
         Ok(())
     }
 
@@ -122,12 +142,52 @@ impl Writer<'_> {
                 path: path.to_string(),
             });
         };
-        let source = self.target(&source_clean, link_target)?;
+        let source = self.target(&source_clean, path)?;
         self.parent(&target)?;
         // A copy, not a link: the unpacked tree must not share inodes with anything.
         fs::copy(&source, &target).map_err(corrupt)?;
         Ok(())
     }
+}
+
+/// Whether the path `link` (clean, relative to `dest`) resolves inside `dest`, following
+/// every symlink on the way. A component that does not exist ends the walk lexically.
+fn resolves_inside(dest: &Path, link: &str) -> bool {
+    const MAX_HOPS: usize = 40; // the kernel's own limit
+    let mut pending: std::collections::VecDeque<String> =
+        link.split('/').map(str::to_string).collect();
+    let mut current: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if current.pop().is_none() {
+                    return false;
+                }
+                continue;
+            }
+            _ => current.push(part),
+        }
+        let here = dest.join(current.join("/"));
+        let is_link = fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            continue;
+        }
+        hops += 1;
+        let Ok(target) = fs::read_link(&here) else {
+            return false;
+        };
+        let target = target.to_string_lossy().into_owned();
+        if hops > MAX_HOPS || target.starts_with('/') {
+            return false;
+        }
+        current.pop();
+        for part in target.split('/').rev() {
+            pending.push_front(part.to_string());
+        }
+    }
+    true
 }
 
 fn entry_kind(kind: tar::EntryType) -> EntryKind {
@@ -234,11 +294,13 @@ pub fn unpack_bundle(
         dest,
         budget: UnpackBudget::new(limits),
         links: HashSet::new(),
+        symlinks: Vec::new(),
     };
     match format {
         ArchiveFormat::TarGz => unpack_tar_gz(file, &mut writer)?,
         ArchiveFormat::Zip => unpack_zip(file, &mut writer)?,
     }
+    writer.check_symlinks()?;
     let entries = writer.budget.entries();
     if entries == 0 {
         return Err(BundleError::Empty);
@@ -354,6 +416,50 @@ mod tests {
             let (_dir, result) = unpack(bytes);
             assert!(result.is_err(), "case {i} should be refused");
         }
+    }
+
+    #[test]
+    fn link_chains_refused() {
+        // `a/b` → `..` is the root, harmless alone; chained, links climb out of `out/`.
+        let chain = |b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, target: &str| {
+            link_entry(b, "a/b", "..", tar::EntryType::Symlink);
+            link_entry(b, "c", target, tar::EntryType::Symlink);
+        };
+        let cases: Vec<Vec<u8>> = vec![
+            tar_gz(|b| chain(b, "a/b/a/b/../../bundle")),
+            // Read through the chain with a hard link, write through it with a file.
+            tar_gz(|b| {
+                chain(b, "a/b/a/b/../bundle");
+                link_entry(b, "h", "c", tar::EntryType::Link);
+            }),
+            tar_gz(|b| {
+                link_entry(b, "c", "inside", tar::EntryType::Symlink);
+                file_entry(b, "c", b"onto the link");
+            }),
+            tar_gz(|b| link_entry(b, "loop", "loop", tar::EntryType::Symlink)),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let (dir, result) = unpack(bytes);
+            assert!(
+                matches!(result, Err(BundleError::LinkEscapes { .. })),
+                "case {i} should be refused: {result:?}"
+            );
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                2,
+                "case {i}"
+            );
+        }
+        // Links to links that stay inside are fine.
+        let bytes = tar_gz(|b| {
+            file_entry(b, "v1/index.html", b"hi");
+            link_entry(b, "current", "v1", tar::EntryType::Symlink);
+            link_entry(b, "latest", "current/index.html", tar::EntryType::Symlink);
+            link_entry(b, "a/b", "..", tar::EntryType::Symlink);
+            link_entry(b, "up", "a/b/a/b/v1", tar::EntryType::Symlink);
+        });
+        let (_dir, result) = unpack(&bytes);
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[test]

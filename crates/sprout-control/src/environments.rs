@@ -3,12 +3,16 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome};
+use sprout_core::health::{self, CheckState, Verdict, Window};
 use sprout_core::manifest::BundleManifest;
+use sprout_core::plan::revision;
+use sprout_core::settings::{parse_duration, SettingError};
 use sprout_core::{
-    AppName, Bootstrap, Cname, EnvName, EnvOp, EnvStatus, InstanceType, LifecycleError, Mode, Tier,
-    VersionLabel, VersionStatus,
+    AppName, BatchSize, Bootstrap, Cname, EnvName, EnvOp, EnvSettings, EnvStatus, HealthStatus,
+    LifecycleError, Mode, Tier, VersionLabel, VersionStatus,
 };
-use sprout_store::{EnvRow, NewEnvironment, OperationRow, VersionRow};
+use sprout_proxy::{BackendState, EnvMetrics};
+use sprout_store::{EnvRow, NewEnvironment, OperationRow, OperationStart, VersionRow};
 use std::collections::{BTreeMap, HashMap};
 
 /// Most instances one environment may ask for (a guard against typos like `--instances 200`).
@@ -18,7 +22,7 @@ pub const MAX_INSTANCES: u32 = 20;
 pub fn instance_labels(
     server_id: &str,
     env: &EnvRow,
-    version: &str,
+    revision: &str,
     zone: &str,
     instance: &str,
 ) -> HashMap<String, String> {
@@ -27,14 +31,15 @@ pub fn instance_labels(
         ("sprout.app".to_string(), env.app.clone()),
         ("sprout.env".to_string(), env.name.clone()),
         ("sprout.env-id".to_string(), env.id.to_string()),
-        ("sprout.version".to_string(), version.to_string()),
+        ("sprout.version".to_string(), env.version.clone()),
+        ("sprout.revision".to_string(), revision.to_string()),
         ("sprout.zone".to_string(), zone.to_string()),
         ("sprout.instance".to_string(), instance.to_string()),
     ])
 }
 
-fn lifecycle(e: LifecycleError) -> ControlError {
-    ControlError::Conflict(e.to_string())
+fn setting(e: SettingError) -> ControlError {
+    ControlError::Invalid(e.to_string())
 }
 
 fn check_property_key(key: &str) -> Result<()> {
@@ -70,6 +75,52 @@ pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {
     }
 }
 
+fn deployment_view(op: &OperationRow) -> api::Deployment {
+    api::Deployment {
+        id: op.id,
+        kind: op.kind.clone(),
+        version: op.version_label.clone(),
+        policy: op.policy.clone(),
+        batch: op.batch.clone(),
+        started_by: op.started_by.clone(),
+        started_at: op.started_at,
+        finished_at: op.finished_at,
+        duration_secs: op
+            .finished_at
+            .map(|f| (f - op.started_at).num_milliseconds() as f64 / 1000.0),
+        outcome: op.outcome(),
+        message: op.message.clone(),
+        requests: op.requests,
+        failed: op.failed,
+    }
+}
+
+pub(crate) fn metrics_view(m: Option<&EnvMetrics>) -> api::Metrics {
+    let Some(m) = m else {
+        return api::Metrics::default();
+    };
+    api::Metrics {
+        window_secs: m.window_secs,
+        requests_per_sec: m.requests_per_sec,
+        count: m.count,
+        status_2xx: m.status_2xx,
+        status_3xx: m.status_3xx,
+        status_4xx: m.status_4xx,
+        status_5xx: m.status_5xx,
+        failed: m.failed,
+        p50_ms: m.p50_ms,
+        p90_ms: m.p90_ms,
+        p99_ms: m.p99_ms,
+        p999_ms: m.p999_ms,
+    }
+}
+
+/// What the balancer knows of one instance, judged by the health rules.
+pub(crate) struct InstanceJudgement {
+    pub verdict: Verdict,
+    pub metrics: Option<sprout_proxy::BackendMetrics>,
+}
+
 impl Control {
     pub(crate) fn host_of(&self, cname: &str) -> String {
         format!("{cname}.{}", self.config().domain)
@@ -77,6 +128,28 @@ impl Control {
 
     pub(crate) fn network_of(&self, env: &EnvRow) -> String {
         format!("sprout-{}-{}-{}", self.server_id(), env.name, env.id)
+    }
+
+    /// The revision the environment's instances should run.
+    pub(crate) fn revision_of(&self, env: &EnvRow) -> String {
+        let settings = env.settings();
+        revision(
+            &env.version,
+            settings.instance_type.as_str(),
+            &env.bootstrap,
+            &env.properties(),
+        )
+    }
+
+    /// The balancer's totals for an environment (requests, failed), for deployment records.
+    pub(crate) fn totals(&self, env: &str) -> Option<(i64, i64)> {
+        self.balancer().metrics(env).map(|m| {
+            let t = m.totals;
+            (
+                i64::try_from(t.requests).unwrap_or(i64::MAX),
+                i64::try_from(t.status_5xx).unwrap_or(i64::MAX),
+            )
+        })
     }
 
     async fn ready_version(
@@ -114,13 +187,49 @@ impl Control {
         Ok(version)
     }
 
-    async fn live_env(&self, name: &str) -> Result<EnvRow> {
+    pub(crate) async fn live_env(&self, name: &str) -> Result<EnvRow> {
         let name = EnvName::parse(name)?;
         match self.store().get_environment(name.as_str()).await? {
             Some(env) if env.status()? != EnvStatus::Terminated => Ok(env),
             _ => Err(ControlError::NotFound(format!(
                 "environment '{name}' not found"
             ))),
+        }
+    }
+
+    /// Why the environment cannot start another operation now (409), naming what runs.
+    async fn begin(&self, env: &EnvRow, op: EnvOp) -> Result<(EnvStatus, EnvStatus)> {
+        let status = env.status()?;
+        match status.begin(op) {
+            Ok(to) => Ok((status, to)),
+            Err(LifecycleError::Busy { .. }) => {
+                let running = self
+                    .store()
+                    .current_operation(env.id)
+                    .await?
+                    .filter(|o| o.outcome() == OperationOutcome::Running);
+                let what = match running {
+                    Some(o) => format!(
+                        "{} {} ({}{}, started by {}) is running",
+                        o.kind,
+                        o.id,
+                        o.version_label.as_deref().unwrap_or("-"),
+                        o.policy
+                            .as_deref()
+                            .map(|p| format!(", {p}"))
+                            .unwrap_or_default(),
+                        o.started_by.as_deref().unwrap_or("sprout")
+                    ),
+                    None => format!("the environment is {status}"),
+                };
+                Err(ControlError::Conflict(format!(
+                    "cannot {} '{}' now: {what}; wait for it or stop it with `sprout abort {}`",
+                    op.as_str(),
+                    env.name,
+                    env.name
+                )))
+            }
+            Err(e) => Err(ControlError::Conflict(e.to_string())),
         }
     }
 
@@ -133,36 +242,78 @@ impl Control {
         let app = AppName::parse(&req.app)?;
         let label = VersionLabel::parse(&req.version)?;
         let cname = Cname::parse(req.cname.as_deref().unwrap_or(name.as_str()))?;
-        let tier = req.tier.unwrap_or(Tier::Web);
-        let mode = req.mode.unwrap_or(Mode::Dev);
-        let (min, max) = match (req.instances, req.min, req.max) {
-            (Some(n), None, None) => (n, n),
-            (None, None, None) => (mode.default_instances(), mode.default_instances()),
+        let app_row = self
+            .store()
+            .get_app(app.as_str())
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
+        let saved = match &req.config {
+            Some(config) => Some(
+                self.store()
+                    .saved_config(app_row.id, config)
+                    .await?
+                    .ok_or_else(|| {
+                        ControlError::NotFound(format!(
+                            "saved configuration '{config}' of '{app}' not found"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let tier = req
+            .tier
+            .or_else(|| saved.as_ref().and_then(|s| s.tier.parse().ok()))
+            .unwrap_or(Tier::Web);
+        let mode = req
+            .mode
+            .or_else(|| saved.as_ref().and_then(|s| s.mode.parse().ok()))
+            .unwrap_or(Mode::Dev);
+        let bootstrap = req
+            .bootstrap
+            .or_else(|| saved.as_ref().and_then(|s| s.bootstrap.parse().ok()))
+            .unwrap_or(Bootstrap::Golden);
+        let mut settings = match &saved {
+            Some(s) => {
+                serde_json::from_str(&s.settings).unwrap_or_else(|_| EnvSettings::for_mode(mode))
+            }
+            None => EnvSettings::for_mode(mode),
+        };
+        let mut properties: BTreeMap<String, String> = saved
+            .as_ref()
+            .and_then(|s| serde_json::from_str(&s.properties).ok())
+            .unwrap_or_default();
+        properties.extend(req.env.clone());
+        match (req.instances, req.min, req.max) {
+            (Some(n), None, None) => (settings.min, settings.max) = (n, n),
             (None, min, max) => {
-                let min = min.unwrap_or(mode.default_instances());
-                (min, max.unwrap_or(min.max(mode.default_instances())))
+                if let Some(min) = min {
+                    settings.min = min;
+                    settings.max = settings.max.max(min);
+                }
+                if let Some(max) = max {
+                    settings.max = max;
+                }
             }
             (Some(_), _, _) => {
                 return Err(ControlError::Invalid(
                     "give --instances or --min/--max, not both".into(),
                 ))
             }
-        };
-        if min == 0 || min > max || max > MAX_INSTANCES {
-            return Err(ControlError::Invalid(format!(
-                "instance counts must satisfy 1 <= min ({min}) <= max ({max}) <= {MAX_INSTANCES}"
-            )));
         }
-        for key in req.env.keys() {
+        if let Some(t) = req.instance_type {
+            settings.instance_type = t;
+        }
+        if let Some(sticky) = &req.sticky {
+            settings.set("sticky", sticky).map_err(setting)?;
+        }
+        for (key, value) in &req.settings {
+            settings.set(key, value).map_err(setting)?;
+        }
+        settings.validate(MAX_INSTANCES).map_err(setting)?;
+        for key in properties.keys() {
             check_property_key(key)?;
         }
-        let app_row = self
-            .store()
-            .get_app(app.as_str())
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
         let version = self.ready_version(&app, &label, tier).await?;
-        let instance_type = req.instance_type.unwrap_or(mode.default_instance_type());
         let new = NewEnvironment {
             name: name.to_string(),
             app_id: app_row.id,
@@ -171,16 +322,14 @@ impl Control {
             tier: tier.to_string(),
             mode: mode.to_string(),
             cname: cname.to_string(),
-            instance_type: instance_type.to_string(),
-            bootstrap: req.bootstrap.unwrap_or(Bootstrap::Golden).to_string(),
-            min_instances: i64::from(min),
-            max_instances: i64::from(max),
-            desired: i64::from(min),
-            properties: req.env.clone(),
+            bootstrap: bootstrap.to_string(),
+            desired: i64::from(settings.min),
+            settings,
+            properties,
             started_by: by.map(str::to_string),
         };
         let (env, _op) = self.store().create_environment(&new).await?;
-        tracing::info!(env = %env.name, app = %env.app, version = %env.version, instances = min, "environment created");
+        tracing::info!(env = %env.name, app = %env.app, version = %env.version, instances = env.desired, "environment created");
         self.wake();
         self.environment_view(&env).await
     }
@@ -188,32 +337,51 @@ impl Control {
     pub async fn deploy(
         &self,
         env_name: &str,
-        version: &str,
+        req: &api::DeployRequest,
         by: Option<&str>,
     ) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        let label = VersionLabel::parse(version)?;
+        let label = VersionLabel::parse(&req.version)?;
         let app = AppName::parse(&env.app)?;
-        let tier: Tier = env
-            .tier
-            .parse()
-            .map_err(|e: sprout_core::model::UnknownValue| ControlError::Internal(e.to_string()))?;
-        let status = env.status()?;
-        status.begin(EnvOp::Deploy).map_err(lifecycle)?;
+        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
+        let (from, to) = self.begin(&env, EnvOp::Deploy).await?;
         let version = self.ready_version(&app, &label, tier).await?;
+        let mut settings = env.settings();
+        let before = settings.clone();
+        if let Some(p) = req.canary_percent {
+            settings
+                .set("canary_percent", &p.to_string())
+                .map_err(setting)?;
+        }
+        if let Some(e) = &req.evaluation {
+            settings.evaluation = parse_duration("evaluation", e).map_err(setting)?;
+        }
+        let policy = req.policy.unwrap_or(settings.policy);
+        let batch = match &req.batch {
+            Some(b) => BatchSize::parse(b).map_err(setting)?,
+            None => settings.batch,
+        };
         let who = by.unwrap_or("system");
+        let message = format!(
+            "deploying version {} over {} ({policy}, batch {batch}, by {who})",
+            version.label, env.version
+        );
         self.store()
             .begin_operation(
                 &env,
-                status,
-                EnvStatus::Updating,
-                "deploy",
-                Some((version.id, &version.label)),
-                by,
-                &format!(
-                    "Deploying version {} over {} (all at once, by {who})",
-                    version.label, env.version
-                ),
+                from,
+                to,
+                &OperationStart {
+                    kind: "deploy",
+                    new_version: Some((version.id, &version.label)),
+                    new_settings: (settings != before).then_some(&settings),
+                    policy: Some(policy.to_string()),
+                    batch: Some(batch.to_string()),
+                    totals: self.totals(&env.name),
+                    started_by: by,
+                    message: &message,
+                    ..Default::default()
+                },
             )
             .await?;
         self.wake();
@@ -223,23 +391,294 @@ impl Control {
 
     pub async fn terminate(&self, env_name: &str, by: Option<&str>) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        let status = env.status()?;
-        let to = status.begin(EnvOp::Terminate).map_err(lifecycle)?;
+        let (from, to) = self.begin(&env, EnvOp::Terminate).await?;
         let who = by.unwrap_or("system");
+        let message = format!("terminateEnvironment is starting (by {who})");
+        let start = OperationStart {
+            kind: "terminate",
+            started_by: by,
+            message: &message,
+            ..Default::default()
+        };
+        self.store().begin_operation(&env, from, to, &start).await?;
+        self.wake();
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
+    }
+
+    /// Stops the running deployment and rolls back to what ran before it.
+    pub async fn abort(&self, env_name: &str, by: Option<&str>) -> Result<api::Environment> {
+        let env = self.live_env(env_name).await?;
+        let running = self
+            .store()
+            .current_operation(env.id)
+            .await?
+            .filter(|o| o.outcome() == OperationOutcome::Running);
+        let Some(op) = running.filter(|o| matches!(o.kind.as_str(), "deploy" | "configure")) else {
+            return Err(ControlError::Conflict(format!(
+                "no deployment of '{}' is running; nothing to abort",
+                env.name
+            )));
+        };
+        let who = by.unwrap_or("system");
+        let message = format!("{} {} aborted by {who}", op.kind, op.id);
+        if self
+            .store()
+            .fail_and_roll_back(&env, &op, self.totals(&env.name), &message)
+            .await?
+            .is_none()
+        {
+            return Err(ControlError::Conflict(format!(
+                "{} {} finished before it could be aborted",
+                op.kind, op.id
+            )));
+        }
+        self.forget(op.id);
+        self.balancer().set_split(&env.name, None);
+        self.wake();
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
+    }
+
+    pub async fn get_config(&self, env_name: &str) -> Result<api::ConfigView> {
+        let env = self.live_env(env_name).await?;
+        Ok(api::ConfigView {
+            environment: env.name.clone(),
+            settings: env.settings().to_map(),
+            properties: env.properties(),
+        })
+    }
+
+    /// Changes settings. Those an instance carries (its type) roll out with the
+    /// environment's policy; the others (health checks, stickiness, …) apply at once.
+    pub async fn configure(
+        &self,
+        env_name: &str,
+        update: &api::ConfigUpdate,
+        by: Option<&str>,
+    ) -> Result<api::Environment> {
+        let env = self.live_env(env_name).await?;
+        if update.set.is_empty() {
+            return Err(ControlError::Invalid(
+                "nothing to change: give KEY=VALUE settings".into(),
+            ));
+        }
+        let before = env.settings();
+        let mut settings = before.clone();
+        for (key, value) in &update.set {
+            settings.set(key, value).map_err(setting)?;
+        }
+        settings.validate(MAX_INSTANCES).map_err(setting)?;
+        let desired = env
+            .desired
+            .clamp(i64::from(settings.min), i64::from(settings.max));
+        let who = by.unwrap_or("system");
+        let changes: Vec<String> = update
+            .set
+            .keys()
+            .filter_map(|k| {
+                let (old, new) = (before.get(k).ok()?, settings.get(k).ok()?);
+                (old != new).then(|| format!("{k}: {old} → {new}"))
+            })
+            .collect();
+        if changes.is_empty() {
+            return self.environment_view(&env).await;
+        }
+        let message = format!("configuration changed by {who}: {}", changes.join(", "));
+        if before.needs_new_instances(&settings) {
+            let (from, to) = self.begin(&env, EnvOp::Configure).await?;
+            self.store()
+                .begin_operation(
+                    &env,
+                    from,
+                    to,
+                    &OperationStart {
+                        kind: "configure",
+                        new_settings: Some(&settings),
+                        new_desired: Some(desired),
+                        policy: Some(settings.policy.to_string()),
+                        batch: Some(settings.batch.to_string()),
+                        totals: self.totals(&env.name),
+                        started_by: by,
+                        message: &format!("{message}; replacing instances ({})", settings.policy),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        } else {
+            self.begin(&env, EnvOp::Configure).await?;
+            self.store()
+                .apply_settings(&env, &settings, by, &message)
+                .await?;
+            if desired != env.desired {
+                self.store()
+                    .set_desired(
+                        &env,
+                        desired,
+                        &format!(
+                            "desired instances {} → {desired} (min {}, max {})",
+                            env.desired, settings.min, settings.max
+                        ),
+                    )
+                    .await?;
+            }
+        }
+        self.wake();
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
+    }
+
+    /// Sets and removes environment properties: new instances get them, rolled out with the
+    /// environment's policy.
+    pub async fn set_properties(
+        &self,
+        env_name: &str,
+        req: &api::SetProperties,
+        by: Option<&str>,
+    ) -> Result<api::Environment> {
+        let env = self.live_env(env_name).await?;
+        if req.set.is_empty() && req.unset.is_empty() {
+            return Err(ControlError::Invalid(
+                "nothing to change: give KEY=VALUE properties".into(),
+            ));
+        }
+        for key in req.set.keys().chain(req.unset.iter()) {
+            check_property_key(key)?;
+        }
+        let mut properties = env.properties();
+        for key in &req.unset {
+            properties.remove(key);
+        }
+        properties.extend(req.set.clone());
+        if properties == env.properties() {
+            return self.environment_view(&env).await;
+        }
+        let (from, to) = self.begin(&env, EnvOp::Configure).await?;
+        let settings = env.settings();
+        let who = by.unwrap_or("system");
+        let mut names: Vec<String> = req.set.keys().cloned().collect();
+        names.extend(req.unset.iter().map(|k| format!("-{k}")));
+        let message = format!(
+            "properties changed by {who}: {}; replacing instances ({})",
+            names.join(", "),
+            settings.policy
+        );
         self.store()
             .begin_operation(
                 &env,
-                status,
+                from,
                 to,
-                "terminate",
-                None,
-                by,
-                &format!("terminateEnvironment is starting (by {who})"),
+                &OperationStart {
+                    kind: "configure",
+                    new_properties: Some(&properties),
+                    policy: Some(settings.policy.to_string()),
+                    batch: Some(settings.batch.to_string()),
+                    totals: self.totals(&env.name),
+                    started_by: by,
+                    message: &message,
+                    ..Default::default()
+                },
             )
             .await?;
         self.wake();
         self.environment_view(&self.store().environment_by_id(env.id).await?)
             .await
+    }
+
+    pub async fn save_config(
+        &self,
+        env_name: &str,
+        name: &str,
+        by: Option<&str>,
+    ) -> Result<api::SavedConfig> {
+        let env = self.live_env(env_name).await?;
+        let config_name = sprout_core::EnvName::parse(name).map_err(|e| {
+            ControlError::Invalid(
+                e.to_string()
+                    .replace("environment name", "configuration name"),
+            )
+        })?;
+        let settings = env.settings();
+        let settings_json =
+            serde_json::to_string(&settings).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let row = self
+            .store()
+            .save_config(
+                env.app_id,
+                config_name.as_str(),
+                &settings_json,
+                &env.properties,
+                &env.tier,
+                &env.mode,
+                &env.bootstrap,
+                by,
+            )
+            .await?;
+        self.store()
+            .add_event(
+                env.id,
+                sprout_core::Severity::Info,
+                &format!(
+                    "configuration saved as '{}' (revision {})",
+                    row.name, row.revision
+                ),
+            )
+            .await?;
+        Ok(api::SavedConfig {
+            app: env.app.clone(),
+            name: row.name,
+            revision: row.revision,
+            settings: settings.to_map(),
+            created_at: row.created_at,
+        })
+    }
+
+    /// Exchanges two web environments' CNAMEs (blue/green), atomically in the balancer.
+    pub async fn swap(&self, a: &str, b: &str, by: Option<&str>) -> Result<()> {
+        let env_a = self.live_env(a).await?;
+        let env_b = self.live_env(b).await?;
+        if env_a.id == env_b.id {
+            return Err(ControlError::Invalid(
+                "swap needs two different environments".into(),
+            ));
+        }
+        for env in [&env_a, &env_b] {
+            if env.tier != "web" {
+                return Err(ControlError::Invalid(format!(
+                    "'{}' is a worker environment: it has no CNAME to swap",
+                    env.name
+                )));
+            }
+            self.begin(env, EnvOp::Configure).await?;
+        }
+        self.store().swap_cnames(&env_a, &env_b, by).await?;
+        let env_a = self.store().environment_by_id(env_a.id).await?;
+        let env_b = self.store().environment_by_id(env_b.id).await?;
+        let mut routes = Vec::new();
+        for env in [&env_a, &env_b] {
+            let containers = self.env_containers(env).await?;
+            let all: Vec<&sprout_runtime::ContainerInfo> = containers.iter().collect();
+            routes.push(self.route_for(env, true, &all));
+        }
+        self.balancer().set_routes(routes);
+        tracing::info!(a = %env_a.name, b = %env_b.name, "CNAMEs swapped");
+        Ok(())
+    }
+
+    pub async fn deployments(&self, env_name: &str) -> Result<Vec<api::Deployment>> {
+        let name = EnvName::parse(env_name)?;
+        let env = self
+            .store()
+            .get_environment(name.as_str())
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
+        Ok(self
+            .store()
+            .operations(env.id, 100)
+            .await?
+            .iter()
+            .map(deployment_view)
+            .collect())
     }
 
     pub async fn get_environment(&self, name: &str) -> Result<api::EnvironmentDetail> {
@@ -334,6 +773,131 @@ impl Control {
             .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))
     }
 
+    /// Every instance of the balancer's route, judged by the health rules.
+    pub(crate) fn judge_instances(&self, env: &EnvRow) -> HashMap<String, InstanceJudgement> {
+        let metrics = self.balancer().metrics(&env.name);
+        let mut per_backend: HashMap<String, sprout_proxy::BackendMetrics> = metrics
+            .map(|m| m.backends.into_iter().map(|b| (b.id.clone(), b)).collect())
+            .unwrap_or_default();
+        self.balancer()
+            .backends(&env.name)
+            .into_iter()
+            .map(|b| {
+                let m = per_backend.remove(&b.id);
+                let check = match b.state {
+                    BackendState::Pending => CheckState::Pending,
+                    BackendState::Healthy => CheckState::Healthy,
+                    BackendState::Unhealthy => CheckState::Unhealthy,
+                    BackendState::Draining => CheckState::Draining,
+                };
+                let window = m
+                    .as_ref()
+                    .map(|m| Window {
+                        count: m.count,
+                        status_5xx: m.status_5xx,
+                        p99_ms: m.p99_ms,
+                    })
+                    .unwrap_or_default();
+                let mut verdict = health::instance_health(check, &window);
+                if check == CheckState::Unhealthy {
+                    if let Some(why) = b
+                        .last_error
+                        .clone()
+                        .or(b.last_status.map(|s| format!("health check answered {s}")))
+                    {
+                        verdict.causes.push(why);
+                    }
+                }
+                (
+                    b.id.clone(),
+                    InstanceJudgement {
+                        verdict,
+                        metrics: m,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The environment's health by the rules in `sprout_core::health`.
+    pub(crate) fn judge_environment(&self, env: &EnvRow, status: EnvStatus) -> Verdict {
+        let judged = self.judge_instances(env);
+        let states: Vec<HealthStatus> = judged.values().map(|j| j.verdict.status).collect();
+        let window = self
+            .balancer()
+            .metrics(&env.name)
+            .map(|m| Window {
+                count: m.count,
+                status_5xx: m.status_5xx,
+                p99_ms: m.p99_ms,
+            })
+            .unwrap_or_default();
+        health::environment_health(
+            status,
+            u32::try_from(env.desired).unwrap_or(0),
+            &states,
+            &window,
+        )
+    }
+
+    pub async fn health_report(&self, name: &str) -> Result<api::HealthReport> {
+        let env = self.live_env(name).await?;
+        let status = env.status()?;
+        let verdict = self.judge_environment(&env, status);
+        let judged = self.judge_instances(&env);
+        let rows: HashMap<String, sprout_store::InstanceRow> = self
+            .store()
+            .live_instances(env.id)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let now = chrono::Utc::now();
+        let mut instances: Vec<api::InstanceHealth> = self
+            .balancer()
+            .backends(&env.name)
+            .into_iter()
+            .map(|b| {
+                let j = judged.get(&b.id);
+                let m = j.and_then(|j| j.metrics.clone());
+                let row = rows.get(&b.id);
+                let verdict = j.map(|j| j.verdict.clone()).unwrap_or(Verdict {
+                    status: HealthStatus::Unknown,
+                    causes: vec![],
+                });
+                api::InstanceHealth {
+                    id: b.id.clone(),
+                    version: row
+                        .map(|r| r.version_label.clone())
+                        .unwrap_or_else(|| b.version.clone()),
+                    zone: row.map(|r| r.zone.clone()).unwrap_or_default(),
+                    color: verdict.status.color().to_string(),
+                    health: verdict.status,
+                    causes: verdict.causes,
+                    requests_per_sec: m.as_ref().map(|m| m.requests_per_sec).unwrap_or(0.0),
+                    count: m.as_ref().map(|m| m.count).unwrap_or(0),
+                    status_5xx: m.as_ref().map(|m| m.status_5xx).unwrap_or(0),
+                    p50_ms: m.as_ref().map(|m| m.p50_ms).unwrap_or(0.0),
+                    p99_ms: m.as_ref().map(|m| m.p99_ms).unwrap_or(0.0),
+                    in_flight: m.as_ref().map(|m| m.in_flight).unwrap_or(0),
+                    start_to_healthy_ms: row
+                        .and_then(|r| r.healthy_at.map(|h| (h - r.created_at).num_milliseconds())),
+                    uptime_secs: row.map(|r| (now - r.created_at).num_seconds()),
+                }
+            })
+            .collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(api::HealthReport {
+            environment: env.name.clone(),
+            status,
+            color: verdict.status.color().to_string(),
+            health: verdict.status,
+            causes: verdict.causes,
+            metrics: metrics_view(self.balancer().metrics(&env.name).as_ref()),
+            instances,
+        })
+    }
+
     async fn instance_views(&self, env: &EnvRow) -> Result<Vec<api::Instance>> {
         let containers = self.env_containers(env).await.unwrap_or_default();
         let rows: HashMap<String, sprout_store::InstanceRow> = self
@@ -343,19 +907,26 @@ impl Control {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
+        let judged = self.judge_instances(env);
         let mut out: Vec<api::Instance> = containers
             .iter()
             .map(|c| {
                 let id = c.labels.get("sprout.instance").cloned().unwrap_or_default();
                 let row = rows.get(&id);
                 api::Instance {
-                    healthy: self.balancer().is_healthy(&env.name, &id),
+                    healthy: c.running && self.balancer().is_healthy(&env.name, &id),
+                    health: judged
+                        .get(&id)
+                        .map(|j| j.verdict.status)
+                        .unwrap_or(HealthStatus::Unknown),
                     version: c.labels.get("sprout.version").cloned().unwrap_or_default(),
                     zone: c.labels.get("sprout.zone").cloned().unwrap_or_default(),
                     state: c.state.clone(),
                     address: c.address.map(|a| a.to_string()),
                     container: Some(c.id.chars().take(12).collect()),
                     started_at: row.map(|r| r.created_at),
+                    start_to_healthy_ms: row
+                        .and_then(|r| r.healthy_at.map(|h| (h - r.created_at).num_milliseconds())),
                     id,
                 }
             })
@@ -364,29 +935,10 @@ impl Control {
         Ok(out)
     }
 
-    /// Green when every desired instance of the current version is healthy, Yellow when some
-    /// are, Red when none are, Grey while launching or when there is nothing to judge.
-    fn health_of(&self, env: &EnvRow, status: EnvStatus) -> &'static str {
-        if !status.is_live() || status == EnvStatus::Launching {
-            return "Grey";
-        }
-        let healthy = self
-            .balancer()
-            .backends(&env.name)
-            .iter()
-            // While updating, old and new instances both serve; judge the whole pool.
-            .filter(|b| b.healthy && (status == EnvStatus::Updating || b.version == env.version))
-            .count() as i64;
-        match healthy {
-            0 => "Red",
-            n if n >= env.desired => "Green",
-            _ => "Yellow",
-        }
-    }
-
     pub async fn environment_view(&self, env: &EnvRow) -> Result<api::Environment> {
         let status = env.status()?;
         let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
+        let settings = env.settings();
         let operation = self
             .store()
             .current_operation(env.id)
@@ -398,6 +950,7 @@ impl Control {
             80 => format!("http://{}/", self.host_of(&env.cname)),
             p => format!("http://{}:{p}/", self.host_of(&env.cname)),
         });
+        let verdict = self.judge_environment(env, status);
         Ok(api::Environment {
             name: env.name.clone(),
             app: env.app.clone(),
@@ -405,22 +958,24 @@ impl Control {
             tier,
             mode: env.mode.parse().unwrap_or(Mode::Dev),
             status,
-            health: self.health_of(env, status).to_string(),
+            health: verdict.status.color().to_string(),
+            health_status: verdict.status,
+            policy: settings.policy,
             cname: env.cname.clone(),
             url,
-            instance_type: env.instance_type.parse().unwrap_or(InstanceType::Micro),
+            instance_type: settings.instance_type,
             bootstrap: env.bootstrap.parse().unwrap_or(Bootstrap::Golden),
-            min: u32::try_from(env.min_instances).unwrap_or(0),
-            max: u32::try_from(env.max_instances).unwrap_or(0),
+            min: settings.min,
+            max: settings.max,
             desired: u32::try_from(env.desired).unwrap_or(0),
-            env: env.properties().into_iter().collect::<BTreeMap<_, _>>(),
+            env: env.properties(),
             created_at: env.created_at,
             updated_at: env.updated_at,
             operation,
         })
     }
 
-    /// Operation outcome helper for the loops.
+    /// Closes the running operation if the environment is still where this pass saw it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish(
         &self,
@@ -429,12 +984,12 @@ impl Control {
         operation: Option<i64>,
         status: EnvStatus,
         outcome: OperationOutcome,
-        roll_back: bool,
         message: &str,
     ) -> Result<()> {
+        let totals = self.totals(&env.name);
         if self
             .store()
-            .finish_operation(env, from, operation, status, outcome, roll_back, message)
+            .finish_operation(env, from, operation, status, outcome, totals, message)
             .await?
         {
             tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");

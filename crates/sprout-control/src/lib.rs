@@ -119,8 +119,15 @@ struct Inner {
     wake: Notify,
     /// Per environment: no new start before this instant (after a failed start).
     start_backoff: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
-    /// Per running operation: instances of the target version that exited during it.
+    /// Per running operation: instances of the target revision that exited during it.
     exits: std::sync::Mutex<std::collections::HashMap<i64, u32>>,
+    /// Per traffic-splitting operation: when the whole new set first served.
+    canary_since: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
+    /// Instances being drained and removed by a background task.
+    removing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Held while an upload moves its bundle into place and records its version, so two
+    /// uploads of one label cannot both get that far (see `upload_version`).
+    placing: tokio::sync::Mutex<()>,
 }
 
 impl Control {
@@ -142,6 +149,9 @@ impl Control {
                 wake: Notify::new(),
                 start_backoff: Default::default(),
                 exits: Default::default(),
+                canary_since: Default::default(),
+                removing: Default::default(),
+                placing: Default::default(),
             }),
         })
     }
@@ -160,6 +170,16 @@ impl Control {
     }
     pub fn server_id(&self) -> &str {
         &self.inner.server_id
+    }
+
+    /// Drops what the loops remembered about a finished operation.
+    pub(crate) fn forget(&self, operation: i64) {
+        if let Ok(mut m) = self.inner.exits.lock() {
+            m.remove(&operation);
+        }
+        if let Ok(mut m) = self.inner.canary_since.lock() {
+            m.remove(&operation);
+        }
     }
 
     /// Asks the reconciler for a pass now.

@@ -1,16 +1,18 @@
 //! The reconciler: a level-triggered loop. Each pass compares every environment's desired
-//! state (store) with what Docker runs (found by labels), takes one step towards it, keeps
-//! the balancer's routes in line, and closes operations that are done or out of time.
+//! state (store) with what Docker runs (found by labels), takes one step towards it with
+//! the running operation's deployment policy, keeps the balancer's routes in line, drains
+//! instances before they stop, and closes operations that are done, failed or out of time
+//! (a failed deployment rolls back).
 
 use crate::environments::instance_labels;
 use crate::{Control, ControlError, Result};
 use sprout_core::api::OperationOutcome;
 use sprout_core::manifest::{platform_image, BundleManifest};
-use sprout_core::plan::{plan, Desired, Observed, RemoveReason};
-use sprout_core::{Bootstrap, EnvStatus, InstanceType, Severity, Tier};
-use sprout_proxy::{BackendSpec, HealthCheck, RouteSpec};
+use sprout_core::plan::{plan, Desired, Observed, RemoveReason, Rollout};
+use sprout_core::{Bootstrap, EnvSettings, EnvStatus, HealthStatus, Policy, Severity, Tier};
+use sprout_proxy::{BackendSpec, HealthCheck, RouteSpec, Split};
 use sprout_runtime::{ContainerInfo, InstanceSpec};
-use sprout_store::{EnvRow, InstanceRow};
+use sprout_store::{EnvRow, InstanceRow, OperationRow};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +23,27 @@ const START_BACKOFF: Duration = Duration::from_secs(5);
 
 fn new_instance_id() -> String {
     format!("i-{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
+}
+
+fn revision_label(c: &ContainerInfo) -> String {
+    c.labels
+        .get("sprout.revision")
+        .or_else(|| c.labels.get("sprout.version"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// What one pass saw of an environment, for deciding how its operation stands.
+struct Seen<'a> {
+    env: &'a EnvRow,
+    status: EnvStatus,
+    settings: &'a EnvSettings,
+    target: &'a str,
+    observed: &'a [Observed],
+    rows: &'a HashMap<String, InstanceRow>,
+    containers_left: usize,
+    /// Instances still draining: an operation ends only once they are gone.
+    draining: usize,
 }
 
 impl Control {
@@ -38,6 +61,14 @@ impl Control {
             }
         }
         tracing::info!("reconciler stopped");
+    }
+
+    fn is_removing(&self, id: &str) -> bool {
+        self.inner
+            .removing
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
     }
 
     /// One pass over every environment.
@@ -84,15 +115,18 @@ impl Control {
         Ok(())
     }
 
-    fn route_for(
+    /// The balancer route of an environment: every running instance (draining ones stay
+    /// listed until they are gone, so their in-flight requests are tracked).
+    pub(crate) fn route_for(
         &self,
         env: &EnvRow,
-        tier: Tier,
         live: bool,
         containers: &[&ContainerInfo],
     ) -> RouteSpec {
         let manifest: BundleManifest = serde_json::from_str(&env.manifest).unwrap_or_default();
-        let hosts = if tier == Tier::Web && live {
+        let settings = env.settings();
+        let web = env.tier == Tier::Web.as_str();
+        let hosts = if web && live {
             vec![self.host_of(&env.cname)]
         } else {
             Vec::new()
@@ -105,16 +139,24 @@ impl Control {
                 Some(BackendSpec {
                     id: c.labels.get("sprout.instance")?.clone(),
                     addr: SocketAddr::new(c.address?, port),
-                    version: c.labels.get("sprout.version").cloned().unwrap_or_default(),
+                    version: revision_label(c),
                 })
             })
             .collect();
+        let path = settings
+            .health_check_path
+            .clone()
+            .unwrap_or_else(|| manifest.config.health_check().to_string());
         RouteSpec {
             env: env.name.clone(),
             hosts,
             health: HealthCheck {
-                path: manifest.config.health_check().to_string(),
-                ..HealthCheck::default()
+                path,
+                interval: settings.health_check_interval,
+                timeout: settings.health_check_timeout,
+                healthy_threshold: settings.healthy_threshold,
+                unhealthy_threshold: settings.unhealthy_threshold,
+                success_codes: settings.health_check_success_codes,
             },
             backends,
         }
@@ -122,7 +164,8 @@ impl Control {
 
     async fn reconcile_env(&self, env: EnvRow, containers: Vec<ContainerInfo>) -> Result<()> {
         let status = env.status()?;
-        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
+        let settings = env.settings();
+        let target = self.revision_of(&env);
         let rows: HashMap<String, InstanceRow> = self
             .store()
             .live_instances(env.id)
@@ -135,7 +178,10 @@ impl Control {
         // instances (after a restart) get health-checked and routed at once.
         let all: Vec<&ContainerInfo> = containers.iter().collect();
         self.balancer()
-            .set_route(self.route_for(&env, tier, status.is_live(), &all));
+            .set_route(self.route_for(&env, status.is_live(), &all));
+        let web = env.tier == Tier::Web.as_str();
+        self.balancer()
+            .set_sticky(&env.name, settings.sticky.filter(|_| web));
 
         let mut observed = Vec::with_capacity(containers.len());
         let mut by_instance: HashMap<String, &ContainerInfo> = HashMap::new();
@@ -143,6 +189,9 @@ impl Control {
             let Some(id) = c.labels.get("sprout.instance").cloned() else {
                 continue;
             };
+            if self.is_removing(&id) {
+                continue;
+            }
             let healthy = c.running && self.balancer().is_healthy(&env.name, &id);
             if healthy
                 && rows.get(&id).is_some_and(|r| r.healthy_at.is_none())
@@ -151,21 +200,18 @@ impl Control {
                 if let Some(row) = rows.get(&id) {
                     let secs =
                         (chrono::Utc::now() - row.created_at).num_milliseconds() as f64 / 1000.0;
+                    let message = format!(
+                        "instance {id} (zone {}) is healthy, {secs:.1} s after start",
+                        row.zone
+                    );
                     self.store()
-                        .add_event(
-                            env.id,
-                            Severity::Info,
-                            &format!(
-                                "instance {id} (zone {}) is healthy, {secs:.1} s after start",
-                                row.zone
-                            ),
-                        )
+                        .add_event(env.id, Severity::Info, &message)
                         .await?;
                 }
             }
             observed.push(Observed {
                 id: id.clone(),
-                version: c.labels.get("sprout.version").cloned().unwrap_or_default(),
+                revision: revision_label(c),
                 zone: c.labels.get("sprout.zone").cloned().unwrap_or_default(),
                 running: c.running,
                 healthy,
@@ -174,133 +220,249 @@ impl Control {
             by_instance.insert(id, c);
         }
 
-        let desired = Desired {
-            count: u32::try_from(env.desired).unwrap_or(0),
-            version: env.version.clone(),
-            live: status.is_live(),
-            zones: self.config().zones.clone(),
-        };
-        let step = plan(&desired, &observed);
         let operation = self
             .store()
             .current_operation(env.id)
             .await?
             .filter(|op| op.outcome() == OperationOutcome::Running);
+        let desired_count = u32::try_from(env.desired).unwrap_or(0);
+        let rollout = match (&operation, status) {
+            (Some(op), EnvStatus::Updating) => {
+                let policy: Policy = op
+                    .policy
+                    .as_deref()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(settings.policy);
+                let batch = op
+                    .batch
+                    .as_deref()
+                    .and_then(|b| sprout_core::BatchSize::parse(b).ok())
+                    .unwrap_or(settings.batch)
+                    .resolve(desired_count);
+                let mut rollout = Rollout::for_policy(policy, batch, desired_count);
+                if policy == Policy::TrafficSplitting {
+                    rollout.promote = self.canary_step(&env, op, &settings, &observed, &target);
+                }
+                rollout
+            }
+            _ => Rollout::steady(),
+        };
+        let desired = Desired {
+            count: desired_count,
+            revision: target.clone(),
+            live: status.is_live(),
+            zones: self.config().zones.clone(),
+            rollout,
+        };
+        let step = plan(&desired, &observed);
 
-        // Removals: out of the route first, so no new request reaches them.
-        if !step.remove.is_empty() {
-            let leaving: HashSet<&str> = step.remove.iter().map(|(id, _)| id.as_str()).collect();
-            let staying: Vec<&ContainerInfo> = containers
-                .iter()
-                .filter(|c| {
-                    c.labels
-                        .get("sprout.instance")
-                        .is_none_or(|id| !leaving.contains(id.as_str()))
-                })
-                .collect();
-            self.balancer()
-                .set_route(self.route_for(&env, tier, status.is_live(), &staying));
-            let removals = step.remove.iter().filter_map(|(id, reason)| {
-                let c = by_instance.get(id)?;
-                Some(self.remove_one(&env, id, c, *reason, operation.as_ref().map(|op| op.id)))
-            });
-            for result in futures_util::future::join_all(removals).await {
-                result?;
+        for (id, reason) in &step.remove {
+            let Some(c) = by_instance.get(id) else {
+                continue;
+            };
+            if *reason == RemoveReason::Exited {
+                self.remove_exited(&env, id, c, operation.as_ref().map(|op| op.id), &target)
+                    .await?;
+            } else {
+                self.spawn_drain(&env, id, c, *reason, &settings).await?;
             }
         }
 
         if !step.start.is_empty() && status.is_live() {
-            let blocked = self
-                .inner
-                .start_backoff
-                .lock()
-                .map(|m| m.get(&env.id).is_some_and(|until| Instant::now() < *until))
-                .unwrap_or(false);
-            if !blocked {
-                let network = self.network_of(&env);
-                let labels = HashMap::from([
-                    ("sprout.server".to_string(), self.server_id().to_string()),
-                    ("sprout.env-id".to_string(), env.id.to_string()),
-                ]);
-                self.runtime()
-                    .ensure_network(&network, &labels)
-                    .await
-                    .map_err(|e| ControlError::Unavailable(format!("docker network: {e}")))?;
-                let starts = step
-                    .start
-                    .iter()
-                    .map(|zone| self.start_one(&env, tier, &network, zone));
-                let results = futures_util::future::join_all(starts).await;
-                if results.iter().any(|r| r.is_err()) {
-                    if let Ok(mut m) = self.inner.start_backoff.lock() {
-                        m.insert(env.id, Instant::now() + START_BACKOFF);
-                    }
-                }
-                for r in results {
-                    if let Err(e) = r {
-                        self.store()
-                            .add_event(
-                                env.id,
-                                Severity::Error,
-                                &format!("could not start an instance: {e}"),
-                            )
-                            .await?;
-                    }
-                }
-                self.wake();
-            }
+            self.start_instances(&env, &target, &step.start).await?;
         }
 
-        self.settle_operation(&env, status, step.converged, operation)
-            .await
+        let seen = Seen {
+            env: &env,
+            status,
+            settings: &settings,
+            target: &target,
+            observed: &observed,
+            rows: &rows,
+            containers_left: containers.len(),
+            draining: containers
+                .iter()
+                .filter(|c| {
+                    c.labels
+                        .get("sprout.instance")
+                        .is_some_and(|id| self.is_removing(id))
+                })
+                .count(),
+        };
+        self.settle_operation(&seen, step.converged, operation)
+            .await?;
+        self.track_health(&env, status).await
     }
 
-    async fn remove_one(
+    /// Traffic splitting: the new set gets `canary_percent` of requests; once all of it
+    /// serves, it is evaluated for `evaluation`, then promoted (returns true).
+    fn canary_step(
+        &self,
+        env: &EnvRow,
+        op: &OperationRow,
+        settings: &EnvSettings,
+        observed: &[Observed],
+        target: &str,
+    ) -> bool {
+        self.balancer().set_split(
+            &env.name,
+            Some(Split {
+                version: target.to_string(),
+                percent: settings.canary_percent,
+            }),
+        );
+        let serving = observed
+            .iter()
+            .filter(|o| o.revision == target && o.healthy)
+            .count() as i64;
+        if serving < env.desired {
+            return false;
+        }
+        let Ok(mut since) = self.inner.canary_since.lock() else {
+            return false;
+        };
+        let started = *since.entry(op.id).or_insert_with(Instant::now);
+        started.elapsed() >= settings.evaluation
+    }
+
+    async fn remove_exited(
         &self,
         env: &EnvRow,
         id: &str,
-        container: &ContainerInfo,
-        reason: RemoveReason,
-        op_id: Option<i64>,
+        c: &ContainerInfo,
+        op: Option<i64>,
+        target: &str,
     ) -> Result<()> {
-        let severity = if reason == RemoveReason::Exited {
-            Severity::Warn
-        } else {
-            Severity::Info
-        };
-        let version = container
-            .labels
-            .get("sprout.version")
-            .cloned()
-            .unwrap_or_default();
-        let message = match reason {
-            RemoveReason::Exited => format!(
-                "instance {id} ({version}) stopped ({}); replacing it",
-                container.state
-            ),
-            _ => format!("removing instance {id} ({version}): {}", reason.describe()),
-        };
-        self.store().add_event(env.id, severity, &message).await?;
-        if reason == RemoveReason::Exited && version == env.version {
-            if let (Some(op), Ok(mut exits)) = (op_id, self.inner.exits.lock()) {
+        let version = c.labels.get("sprout.version").cloned().unwrap_or_default();
+        let message = format!(
+            "instance {id} ({version}) stopped ({}); replacing it",
+            c.state
+        );
+        self.store()
+            .add_event(env.id, Severity::Warn, &message)
+            .await?;
+        if revision_label(c) == target {
+            if let (Some(op), Ok(mut exits)) = (op, self.inner.exits.lock()) {
                 *exits.entry(op).or_insert(0) += 1;
             }
         }
-        let grace = if reason == RemoveReason::Exited {
-            Duration::from_secs(1)
-        } else {
-            self.config().stop_grace
-        };
         self.runtime()
-            .remove_instance(&container.id, grace)
+            .remove_instance(&c.id, Duration::from_secs(1))
             .await
             .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))?;
-        self.store().instance_removed(id, reason.describe()).await?;
-        tracing::info!(env = %env.name, instance = %id, ?reason, "instance removed");
+        self.store()
+            .instance_removed(id, RemoveReason::Exited.describe())
+            .await?;
+        tracing::info!(env = %env.name, instance = %id, "exited instance removed");
         Ok(())
     }
 
-    async fn start_one(&self, env: &EnvRow, tier: Tier, network: &str, zone: &str) -> Result<()> {
+    /// Takes an instance out of rotation at once, then (in the background) lets its
+    /// in-flight requests finish for up to the deregistration delay, then stops it.
+    async fn spawn_drain(
+        &self,
+        env: &EnvRow,
+        id: &str,
+        c: &ContainerInfo,
+        reason: RemoveReason,
+        settings: &EnvSettings,
+    ) -> Result<()> {
+        let fresh = self
+            .inner
+            .removing
+            .lock()
+            .map(|mut s| s.insert(id.to_string()))
+            .unwrap_or(false);
+        if !fresh {
+            return Ok(());
+        }
+        self.balancer().drain(&env.name, id);
+        let version = c.labels.get("sprout.version").cloned().unwrap_or_default();
+        let message = format!("draining instance {id} ({version}): {}", reason.describe());
+        self.store()
+            .add_event(env.id, Severity::Info, &message)
+            .await?;
+        let control = self.clone();
+        let (env_name, id, container) = (env.name.clone(), id.to_string(), c.id.clone());
+        let (delay, grace) = (settings.deregistration_delay, settings.stop_grace);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + delay;
+            let mut in_flight = control.balancer().in_flight(&env_name, &id);
+            while in_flight > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                in_flight = control.balancer().in_flight(&env_name, &id);
+            }
+            if in_flight > 0 {
+                tracing::warn!(env = %env_name, instance = %id, in_flight, "deregistration delay over with requests in flight");
+            }
+            match control.runtime().remove_instance(&container, grace).await {
+                Ok(()) => {
+                    if let Err(e) = control
+                        .store()
+                        .instance_removed(&id, reason.describe())
+                        .await
+                    {
+                        tracing::warn!(instance = %id, error = %e, "could not record the removal");
+                    }
+                    tracing::info!(env = %env_name, instance = %id, ?reason, "instance drained and removed");
+                }
+                Err(e) => {
+                    tracing::warn!(env = %env_name, instance = %id, error = %e, "could not remove a drained instance")
+                }
+            }
+            if let Ok(mut s) = control.inner.removing.lock() {
+                s.remove(&id);
+            }
+            control.wake();
+        });
+        Ok(())
+    }
+
+    async fn start_instances(&self, env: &EnvRow, target: &str, zones: &[String]) -> Result<()> {
+        let blocked = self
+            .inner
+            .start_backoff
+            .lock()
+            .map(|m| m.get(&env.id).is_some_and(|until| Instant::now() < *until))
+            .unwrap_or(false);
+        if blocked {
+            return Ok(());
+        }
+        let network = self.network_of(env);
+        let labels = HashMap::from([
+            ("sprout.server".to_string(), self.server_id().to_string()),
+            ("sprout.env-id".to_string(), env.id.to_string()),
+        ]);
+        self.runtime()
+            .ensure_network(&network, &labels)
+            .await
+            .map_err(|e| ControlError::Unavailable(format!("docker network: {e}")))?;
+        let starts = zones
+            .iter()
+            .map(|zone| self.start_one(env, target, &network, zone));
+        let results = futures_util::future::join_all(starts).await;
+        if results.iter().any(|r| r.is_err()) {
+            if let Ok(mut m) = self.inner.start_backoff.lock() {
+                m.insert(env.id, Instant::now() + START_BACKOFF);
+            }
+        }
+        for r in results {
+            if let Err(e) = r {
+                self.store()
+                    .add_event(
+                        env.id,
+                        Severity::Error,
+                        &format!("could not start an instance: {e}"),
+                    )
+                    .await?;
+            }
+        }
+        self.wake();
+        Ok(())
+    }
+
+    async fn start_one(&self, env: &EnvRow, target: &str, network: &str, zone: &str) -> Result<()> {
+        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
         let manifest: BundleManifest = serde_json::from_str(&env.manifest)
             .map_err(|e| ControlError::Internal(format!("manifest: {e}")))?;
         let command = manifest
@@ -339,7 +501,7 @@ impl Control {
         if let Some(boot) = boot {
             script.push_str(&boot);
         }
-        // Run the boot script in a subshell so its `set -e` does not leak into the process.
+        // The scripts run in a subshell so their `set -e` does not leak into the process.
         let cmd = if script.is_empty() {
             format!("exec {command}")
         } else {
@@ -361,16 +523,12 @@ impl Control {
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}")),
         );
-        let limits = env
-            .instance_type
-            .parse::<InstanceType>()
-            .unwrap_or(InstanceType::Micro)
-            .limits();
+        let limits = env.settings().instance_type.limits();
         let spec = InstanceSpec {
             name: format!("sprout-{}-{id}", env.name),
             image,
             network: network.to_string(),
-            labels: instance_labels(self.server_id(), env, &env.version, zone, &id),
+            labels: instance_labels(self.server_id(), env, target, zone, &id),
             env: envs,
             cmd: vec!["/bin/sh".into(), "-c".into(), cmd],
             millicpus: limits.millicpus,
@@ -398,12 +556,9 @@ impl Control {
                 self.store()
                     .instance_started(&id, &started.container_id, address.as_deref())
                     .await?;
+                let message = format!("started instance {id} ({}) in zone {zone}", env.version);
                 self.store()
-                    .add_event(
-                        env.id,
-                        Severity::Info,
-                        &format!("started instance {id} ({}) in zone {zone}", env.version),
-                    )
+                    .add_event(env.id, Severity::Info, &message)
                     .await?;
                 tracing::info!(env = %env.name, instance = %id, %zone, address = ?address, "instance started");
                 Ok(())
@@ -417,54 +572,167 @@ impl Control {
         }
     }
 
-    /// Closes the running operation when the environment reached its goal, or when it ran
-    /// out of time (a deploy then rolls back to the version it replaced).
+    /// Why the running operation has failed, if it has: out of time, instances that keep
+    /// exiting, a new instance that does not pass its checks in time, a sick canary.
+    fn failure(&self, seen: &Seen<'_>, op: &OperationRow) -> Option<String> {
+        let elapsed = (chrono::Utc::now() - op.started_at)
+            .to_std()
+            .unwrap_or_default();
+        let exits = self
+            .inner
+            .exits
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&op.id).copied())
+            .unwrap_or(0);
+        if exits > 2 * u32::try_from(seen.env.desired).unwrap_or(1).max(1) {
+            return Some(format!(
+                "instances of version {} keep exiting ({exits} exits); see `sprout logs {}`",
+                seen.env.version, seen.env.name
+            ));
+        }
+        if elapsed > seen.settings.command_timeout {
+            return Some(format!(
+                "not done within the command timeout ({} s)",
+                seen.settings.command_timeout.as_secs()
+            ));
+        }
+        let now = chrono::Utc::now();
+        let judged = self.judge_instances(seen.env);
+        for o in seen
+            .observed
+            .iter()
+            .filter(|o| o.revision == seen.target && o.running && !o.healthy)
+        {
+            let Some(row) = seen.rows.get(&o.id) else {
+                continue;
+            };
+            let age = (now - row.created_at).to_std().unwrap_or_default();
+            if row.healthy_at.is_none() && age > seen.settings.health_grace {
+                let last = judged
+                    .get(&o.id)
+                    .map(|j| j.verdict.causes.join("; "))
+                    .unwrap_or_default();
+                let backend = self
+                    .balancer()
+                    .backends(&seen.env.name)
+                    .into_iter()
+                    .find(|b| b.id == o.id);
+                let check = backend
+                    .and_then(|b| {
+                        b.last_error.or(b
+                            .last_status
+                            .map(|s| format!("the health check answered {s}")))
+                    })
+                    .unwrap_or(last);
+                return Some(format!(
+                    "instance {} of version {} did not pass its health check within {} s ({check})",
+                    o.id,
+                    seen.env.version,
+                    seen.settings.health_grace.as_secs()
+                ));
+            }
+        }
+        let splitting = op.policy.as_deref() == Some(Policy::TrafficSplitting.as_str());
+        if splitting && seen.status == EnvStatus::Updating {
+            for o in seen
+                .observed
+                .iter()
+                .filter(|o| o.revision == seen.target && o.healthy)
+            {
+                if let Some(j) = judged.get(&o.id) {
+                    if matches!(
+                        j.verdict.status,
+                        HealthStatus::Degraded | HealthStatus::Severe
+                    ) {
+                        return Some(format!(
+                            "the canary instance {} is {}: {}",
+                            o.id,
+                            j.verdict.status,
+                            j.verdict.causes.join("; ")
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Closes the running operation when the environment reached its goal, or when it
+    /// failed (a deployment then rolls back, if the environment says so).
     async fn settle_operation(
         &self,
-        env: &EnvRow,
-        status: EnvStatus,
+        seen: &Seen<'_>,
         converged: bool,
-        operation: Option<sprout_store::OperationRow>,
+        operation: Option<OperationRow>,
     ) -> Result<()> {
+        let (env, status) = (seen.env, seen.status);
         if !status.is_transitional() {
             return Ok(());
         }
-        let elapsed = operation
+        let op_id = operation.as_ref().map(|op| op.id);
+        let took = operation
             .as_ref()
             .map(|op| {
-                (chrono::Utc::now() - op.started_at)
-                    .to_std()
-                    .unwrap_or_default()
+                format!(
+                    "{:.1} s",
+                    (chrono::Utc::now() - op.started_at).num_milliseconds() as f64 / 1000.0
+                )
             })
             .unwrap_or_default();
-        let took = format!("{:.1} s", elapsed.as_secs_f64());
-        if converged {
-            let message = match status {
-                EnvStatus::Terminating => {
+        let traffic = || {
+            let (requests, failed) = match (self.totals(&env.name), operation.as_ref()) {
+                (Some((r, f)), Some(op)) => (
+                    r - op.requests_before.unwrap_or(0),
+                    f - op.failed_before.unwrap_or(0),
+                ),
+                _ => (0, 0),
+            };
+            format!("{requests} requests, {failed} failed")
+        };
+        let done = converged
+            && seen.draining == 0
+            && (status != EnvStatus::Terminating || seen.containers_left == 0);
+        if done {
+            let n = env.desired;
+            let kind = operation
+                .as_ref()
+                .map(|op| op.kind.as_str())
+                .unwrap_or("operation");
+            let id = op_id.unwrap_or(0);
+            let message = match (status, kind) {
+                (EnvStatus::Terminating, _) => {
                     self.balancer().remove_route(&env.name);
                     let _ = self.runtime().remove_network(&self.network_of(env)).await;
                     format!("terminateEnvironment completed successfully in {took}")
                 }
-                EnvStatus::Launching => format!(
+                (EnvStatus::Launching, _) => format!(
                     "createEnvironment completed successfully: version {} on {n}/{n} healthy instances in {took}",
-                    env.version,
-                    n = env.desired
+                    env.version
                 ),
-                _ => format!(
-                    "deployment finished: version {} on {n}/{n} healthy instances in {took}",
+                (_, "rollback") => format!(
+                    "rollback {id} finished: back on {} on {n}/{n} instances in {took}, {}",
                     env.version,
-                    n = env.desired
+                    traffic()
+                ),
+                (_, "configure") => format!("configuration {id} applied on {n}/{n} instances in {took}, {}", traffic()),
+                _ => format!(
+                    "deployment {id} finished: {} on {n}/{n} instances in {took}, {}",
+                    env.version,
+                    traffic()
                 ),
             };
-            self.forget_operation(operation.as_ref());
+            if let Some(id) = op_id {
+                self.forget(id);
+            }
+            self.balancer().set_split(&env.name, None);
             return self
                 .finish(
                     env,
                     status,
-                    operation.as_ref().map(|op| op.id),
+                    op_id,
                     status.finish(),
                     OperationOutcome::Succeeded,
-                    false,
                     &message,
                 )
                 .await;
@@ -472,55 +740,33 @@ impl Control {
         if status == EnvStatus::Terminating {
             return Ok(());
         }
-        let exits = operation
-            .as_ref()
-            .and_then(|op| {
-                self.inner
-                    .exits
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&op.id).copied())
-            })
-            .unwrap_or(0);
-        let crashing = exits > 2 * u32::try_from(env.desired).unwrap_or(1).max(1);
-        let timed_out = elapsed > self.config().operation_timeout;
-        if !(crashing || timed_out) {
+        let Some(op) = operation else { return Ok(()) };
+        let Some(why) = self.failure(seen, &op) else {
             return Ok(());
-        }
-        let why = if crashing {
-            format!(
-                "instances of version {} keep exiting ({exits} exits); see `sprout logs {}`",
-                env.version, env.name
-            )
-        } else {
-            format!(
-                "instances of version {} did not pass health checks within {} s",
-                env.version,
-                self.config().operation_timeout.as_secs()
-            )
         };
-        self.forget_operation(operation.as_ref());
-        if status == EnvStatus::Updating && env.previous_version_id.is_some() {
-            let message = format!("deployment failed: {why}; rolling back to the previous version");
-            self.finish(
-                env,
-                status,
-                operation.as_ref().map(|op| op.id),
-                EnvStatus::Ready,
-                OperationOutcome::Failed,
-                true,
-                &message,
-            )
-            .await?;
+        self.forget(op.id);
+        self.balancer().set_split(&env.name, None);
+        let kind = op.kind.as_str();
+        if status == EnvStatus::Updating
+            && matches!(kind, "deploy" | "configure")
+            && seen.settings.rollback
+        {
+            let message = format!("{kind} {} failed: {why}", op.id);
+            self.store()
+                .fail_and_roll_back(env, &op, self.totals(&env.name), &message)
+                .await?;
         } else {
-            let message = format!("createEnvironment failed: {why}");
+            let what = match (status, kind) {
+                (EnvStatus::Launching, _) => "createEnvironment".to_string(),
+                (_, k) => format!("{k} {}", op.id),
+            };
+            let message = format!("{what} failed: {why}");
             self.finish(
                 env,
                 status,
-                operation.as_ref().map(|op| op.id),
+                Some(op.id),
                 EnvStatus::Ready,
                 OperationOutcome::Failed,
-                false,
                 &message,
             )
             .await?;
@@ -529,9 +775,35 @@ impl Control {
         Ok(())
     }
 
-    fn forget_operation(&self, op: Option<&sprout_store::OperationRow>) {
-        if let (Some(op), Ok(mut exits)) = (op, self.inner.exits.lock()) {
-            exits.remove(&op.id);
+    /// Records health transitions as events.
+    async fn track_health(&self, env: &EnvRow, status: EnvStatus) -> Result<()> {
+        let verdict = self.judge_environment(env, status);
+        if verdict.status.as_str() == env.health {
+            return Ok(());
         }
+        let worse = matches!(
+            verdict.status,
+            HealthStatus::Warning | HealthStatus::Degraded | HealthStatus::Severe
+        );
+        let severity = if worse {
+            Severity::Warn
+        } else {
+            Severity::Info
+        };
+        let causes = if verdict.causes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", verdict.causes.join("; "))
+        };
+        let message = format!(
+            "environment health has transitioned from {} to {} ({}){causes}",
+            env.health,
+            verdict.status,
+            verdict.status.color()
+        );
+        self.store()
+            .set_health(env, verdict.status.as_str(), severity, &message)
+            .await?;
+        Ok(())
     }
 }

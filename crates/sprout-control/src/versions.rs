@@ -122,15 +122,33 @@ impl Control {
             ArchiveFormat::TarGz => "tar.gz",
             ArchiveFormat::Zip => "zip",
         };
+        // From here to the row, one upload at a time: the label is checked again (another
+        // upload of it may have finished meanwhile), and bundle files this upload places are
+        // removed unless its row is recorded, while no other upload can come to rely on them.
+        let _placing = self.inner.placing.lock().await;
+        if self
+            .store()
+            .get_version(app_name.as_str(), label.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ControlError::Conflict(format!(
+                "version '{label}' of '{app_name}' already exists"
+            )));
+        }
         let final_dir = self.bundle_dir(&sha256);
         let final_archive = self.config().bundles_dir().join(format!("{sha256}.{ext}"));
+        let mut placed_dir = Cleanup(None);
+        let mut placed_archive = Cleanup(None);
         if !final_dir.exists() {
             tokio::fs::rename(&staging, &final_dir).await?;
             staging_guard.defuse();
+            placed_dir = Cleanup(Some(final_dir));
         }
         if !final_archive.exists() {
             tokio::fs::rename(&tmp_archive, &final_archive).await?;
             archive_guard.defuse();
+            placed_archive = Cleanup(Some(final_archive));
         }
         drop(staging_guard);
         drop(archive_guard);
@@ -150,6 +168,9 @@ impl Control {
                 platform: unpacked.manifest.config.platform(),
             })
             .await?;
+        placed_dir.defuse();
+        placed_archive.defuse();
+        drop(_placing);
         tracing::info!(app = %app_name, label = %label, %sha256, size, entries = unpacked.entries, "version uploaded");
         self.spawn_build(row.clone());
         Ok(version_view(&row, false))

@@ -1,8 +1,10 @@
 //! The REST API's request and response bodies, shared by the server and the CLI so the
 //! two cannot drift apart. Paths are relative to [`API_PREFIX`].
 
+use crate::health::HealthStatus;
 use crate::lifecycle::EnvStatus;
 use crate::model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
+use crate::settings::Policy;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -96,11 +98,143 @@ pub struct CreateEnvironment {
     /// Environment properties, passed to instances as environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Sticky sessions: a cookie lifetime (`1h`, `30m`, `on` = 1 day).
+    #[serde(default)]
+    pub sticky: Option<String>,
+    /// Start from a saved configuration of the application (`sprout config ENV --save NAME`).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Any other setting, as `sprout config` names them (`policy`, `batch`, …).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub version: String,
+    /// This deployment's policy (default: the environment's).
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    /// Instances per batch, `N` or `N%` (default: the environment's).
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// Traffic splitting: the new version's share while evaluated (sets the environment's).
+    #[serde(default)]
+    pub canary_percent: Option<u8>,
+    /// Traffic splitting: how long the canary is evaluated, e.g. `30s`.
+    #[serde(default)]
+    pub evaluation: Option<String>,
+}
+
+/// `PATCH /environments/{env}/config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigUpdate {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+/// `GET /environments/{env}/config`: every setting, by the names `--set` takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigView {
+    pub environment: String,
+    pub settings: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeployRequest {
+pub struct SaveConfig {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedConfig {
+    pub app: String,
+    pub name: String,
+    pub revision: i64,
+    pub settings: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /environments/{env}/properties`: set and remove environment properties.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetProperties {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// `POST /environments/{env}/swap`: exchange CNAMEs with another environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwapRequest {
+    pub with: String,
+}
+
+/// A deployment record (launch, deploy, configure, rollback, terminate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deployment {
+    pub id: i64,
+    pub kind: String,
+    pub version: Option<String>,
+    pub policy: Option<String>,
+    pub batch: Option<String>,
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_secs: Option<f64>,
+    pub outcome: OperationOutcome,
+    pub message: Option<String>,
+    /// Requests the balancer served for the environment while it ran.
+    pub requests: Option<i64>,
+    /// Of those, answered 5xx or not answered.
+    pub failed: Option<i64>,
+}
+
+/// Balancer figures over the sliding window (10 s).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub window_secs: f64,
+    pub requests_per_sec: f64,
+    pub count: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceHealth {
+    pub id: String,
     pub version: String,
+    pub zone: String,
+    pub health: HealthStatus,
+    pub color: String,
+    pub causes: Vec<String>,
+    pub requests_per_sec: f64,
+    pub count: u64,
+    pub status_5xx: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub in_flight: u64,
+    pub start_to_healthy_ms: Option<i64>,
+    pub uptime_secs: Option<i64>,
+}
+
+/// `GET /environments/{env}/health`, like `eb health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthReport {
+    pub environment: String,
+    pub status: EnvStatus,
+    pub health: HealthStatus,
+    pub color: String,
+    pub causes: Vec<String>,
+    pub metrics: Metrics,
+    pub instances: Vec<InstanceHealth>,
 }
 
 /// An operation (launch, deploy, terminate, …) and how it ended; `--wait` follows it.
@@ -135,6 +269,9 @@ pub struct Environment {
     pub status: EnvStatus,
     /// Grey, Green, Yellow or Red.
     pub health: String,
+    /// Ok, Info, Warning, Degraded, Severe, Pending or Unknown.
+    pub health_status: HealthStatus,
+    pub policy: Policy,
     pub cname: String,
     /// Where the environment answers through the balancer (web tier).
     pub url: Option<String>,
@@ -160,6 +297,9 @@ pub struct Instance {
     pub address: Option<String>,
     pub container: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
+    pub health: HealthStatus,
+    /// From start to its first passed health check.
+    pub start_to_healthy_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

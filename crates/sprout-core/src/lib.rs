@@ -3,12 +3,16 @@
 
 pub mod api;
 pub mod bundle;
+pub mod health;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod settings;
 
+pub use health::HealthStatus;
 pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};
 pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
 pub use names::{AppName, Cname, EnvName, NameError, Username, VersionLabel};
+pub use settings::{BatchSize, EnvSettings, Policy};

@@ -2,27 +2,95 @@
 //! Level-triggered: the same inputs always give the same plan, so a restarted control plane
 //! picks up where the last one stopped.
 
+use crate::settings::Policy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// How far a rollout may move from the desired count while it replaces instances:
+/// Kubernetes' surge/unavailable, with Beanstalk's policies mapped onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollout {
+    /// Instances allowed above the desired count.
+    pub max_surge: u32,
+    /// Serving instances allowed below the desired count.
+    pub max_unavailable: u32,
+    /// Old instances leave only once the whole new set serves (immutable, traffic splitting).
+    pub switch_at_once: bool,
+    /// With `switch_at_once`: the new set has been accepted (traffic splitting's evaluation).
+    pub promote: bool,
+}
+
+impl Rollout {
+    /// No rollout in progress: replace what died, follow the count.
+    pub fn steady() -> Self {
+        Self {
+            max_surge: 0,
+            max_unavailable: 0,
+            switch_at_once: false,
+            promote: true,
+        }
+    }
+
+    pub fn for_policy(policy: Policy, batch: u32, desired: u32) -> Self {
+        let batch = batch.clamp(1, desired.max(1));
+        let all = desired.max(1);
+        match policy {
+            Policy::AllAtOnce => Self {
+                max_surge: all,
+                max_unavailable: all,
+                switch_at_once: false,
+                promote: true,
+            },
+            Policy::Rolling => Self {
+                max_surge: 0,
+                max_unavailable: batch,
+                switch_at_once: false,
+                promote: true,
+            },
+            Policy::RollingWithAdditionalBatch => Self {
+                max_surge: batch,
+                max_unavailable: 0,
+                switch_at_once: false,
+                promote: true,
+            },
+            Policy::Immutable => Self {
+                max_surge: all,
+                max_unavailable: 0,
+                switch_at_once: true,
+                promote: true,
+            },
+            Policy::TrafficSplitting => Self {
+                max_surge: all,
+                max_unavailable: 0,
+                switch_at_once: true,
+                promote: false,
+            },
+        }
+    }
+}
 
 /// What the store says an environment should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub count: u32,
-    pub version: String,
+    /// The revision every instance should run: the version plus the settings baked into
+    /// an instance (type, properties, bootstrap).
+    pub revision: String,
     /// False once the environment is terminating: every instance goes.
     pub live: bool,
     pub zones: Vec<String>,
+    pub rollout: Rollout,
 }
 
-/// One instance as the runtime and the balancer report it.
+/// One instance as the runtime and the balancer report it. Draining instances are not
+/// observed: they are already leaving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub id: String,
-    pub version: String,
+    pub revision: String,
     pub zone: String,
     pub running: bool,
-    /// Passed its health check (always false for an instance still starting).
+    /// Passed its health check and serves (false while starting).
     pub healthy: bool,
     /// Orders instances by age: larger is newer.
     pub seq: i64,
@@ -35,7 +103,7 @@ pub enum RemoveReason {
     Exited,
     /// More instances than desired.
     Surplus,
-    /// Runs a version the environment no longer wants, and the new set is healthy.
+    /// Runs a revision the environment no longer wants.
     Replaced,
     /// The environment is terminating.
     Terminating,
@@ -46,7 +114,7 @@ impl RemoveReason {
         match self {
             RemoveReason::Exited => "the container exited",
             RemoveReason::Surplus => "more instances than desired",
-            RemoveReason::Replaced => "replaced by the new version",
+            RemoveReason::Replaced => "replaced by the new revision",
             RemoveReason::Terminating => "the environment is terminating",
         }
     }
@@ -54,7 +122,7 @@ impl RemoveReason {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Zones of the instances to start, one entry per instance, all of the desired version.
+    /// Zones of the instances to start, one entry per instance, all of the desired revision.
     pub start: Vec<String>,
     pub remove: Vec<(String, RemoveReason)>,
     /// True when nothing is left to do and every desired instance is healthy.
@@ -65,6 +133,31 @@ impl Plan {
     pub fn is_idle(&self) -> bool {
         self.start.is_empty() && self.remove.is_empty()
     }
+}
+
+/// The revision of an environment's instances: what, when it changes, needs new
+/// instances (the version, the instance type, the bootstrap and the properties).
+pub fn revision(
+    version: &str,
+    instance_type: &str,
+    bootstrap: &str,
+    properties: &BTreeMap<String, String>,
+) -> String {
+    // FNV-1a: stable across runs and platforms, unlike std's hasher.
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes.iter().chain(b"\0") {
+            hash ^= u32::from(*b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    };
+    feed(instance_type.as_bytes());
+    feed(bootstrap.as_bytes());
+    for (k, v) in properties {
+        feed(k.as_bytes());
+        feed(v.as_bytes());
+    }
+    format!("{version}.{hash:08x}")
 }
 
 /// Picks zones for `n` new instances so the spread stays even (skew ≤ 1).
@@ -95,8 +188,9 @@ pub fn place(n: usize, zones: &[String], current: &BTreeMap<String, usize>) -> V
 
 /// The next step for one environment.
 ///
-/// New instances start beside the old ones; old-version instances leave only once the full
-/// desired count of the new version is healthy, so a deploy never empties the pool.
+/// Old-revision instances leave only while enough instances still serve
+/// (`count - max_unavailable`); new ones start only while the fleet stays within
+/// `count + max_surge`. Old instances that do not serve anyway may always go.
 pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
     let mut out = Plan::default();
     if !desired.live {
@@ -107,19 +201,20 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
         out.converged = observed.is_empty();
         return out;
     }
+    let rollout = desired.rollout;
+    let want = desired.count as usize;
 
     for dead in observed.iter().filter(|o| !o.running) {
         out.remove.push((dead.id.clone(), RemoveReason::Exited));
     }
     let mut current: Vec<&Observed> = observed
         .iter()
-        .filter(|o| o.running && o.version == desired.version)
+        .filter(|o| o.running && o.revision == desired.revision)
         .collect();
-    let old: Vec<&Observed> = observed
+    let mut old: Vec<&Observed> = observed
         .iter()
-        .filter(|o| o.running && o.version != desired.version)
+        .filter(|o| o.running && o.revision != desired.revision)
         .collect();
-    let want = desired.count as usize;
 
     if current.len() > want {
         // Newest first, so the instances that proved themselves stay.
@@ -128,21 +223,43 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
         for extra in current.drain(..surplus) {
             out.remove.push((extra.id.clone(), RemoveReason::Surplus));
         }
-    } else if current.len() < want {
+    }
+
+    let new_healthy = current.iter().filter(|o| o.healthy).count();
+    let mut leaving = 0usize;
+    if !old.is_empty() {
+        // Oldest first; instances that do not serve go before those that do.
+        old.sort_by_key(|o| (o.healthy, o.seq));
+        let old_healthy = old.iter().filter(|o| o.healthy).count();
+        let removable = if rollout.switch_at_once {
+            if new_healthy >= want && rollout.promote {
+                old.len()
+            } else {
+                old.iter().filter(|o| !o.healthy).count()
+            }
+        } else {
+            let min_serving = want.saturating_sub(rollout.max_unavailable as usize);
+            let spare = (old_healthy + new_healthy).saturating_sub(min_serving);
+            old.iter().filter(|o| !o.healthy).count() + spare.min(old_healthy)
+        };
+        for o in old.iter().take(removable) {
+            out.remove.push((o.id.clone(), RemoveReason::Replaced));
+            leaving += 1;
+        }
+    }
+
+    if current.len() < want {
+        let fleet = current.len() + old.len() - leaving;
+        let room = (want + rollout.max_surge as usize).saturating_sub(fleet);
+        let n = (want - current.len()).min(room);
         let mut per_zone = BTreeMap::new();
         for o in &current {
             *per_zone.entry(o.zone.clone()).or_insert(0) += 1;
         }
-        out.start = place(want - current.len(), &desired.zones, &per_zone);
+        out.start = place(n, &desired.zones, &per_zone);
     }
 
-    let new_set_healthy = current.len() == want && current.iter().all(|o| o.healthy);
-    if new_set_healthy {
-        for o in &old {
-            out.remove.push((o.id.clone(), RemoveReason::Replaced));
-        }
-    }
-    out.converged = out.is_idle() && old.is_empty() && new_set_healthy;
+    out.converged = out.is_idle() && old.is_empty() && current.len() == want && new_healthy == want;
     out
 }
 
@@ -153,17 +270,24 @@ mod tests {
     fn zones() -> Vec<String> {
         vec!["a".into(), "b".into()]
     }
-    fn want(count: u32, version: &str) -> Desired {
+    fn want(count: u32, revision: &str) -> Desired {
         Desired {
             count,
-            version: version.into(),
+            revision: revision.into(),
             live: true,
             zones: zones(),
+            rollout: Rollout::steady(),
+        }
+    }
+    fn deploy(count: u32, revision: &str, policy: Policy, batch: u32) -> Desired {
+        Desired {
+            rollout: Rollout::for_policy(policy, batch, count),
+            ..want(count, revision)
         }
     }
     fn inst(
         id: &str,
-        version: &str,
+        revision: &str,
         zone: &str,
         running: bool,
         healthy: bool,
@@ -171,11 +295,57 @@ mod tests {
     ) -> Observed {
         Observed {
             id: id.into(),
-            version: version.into(),
+            revision: revision.into(),
             zone: zone.into(),
             running,
             healthy,
             seq,
+        }
+    }
+    fn fleet(prefix: &str, revision: &str, n: usize, healthy: bool, seq0: i64) -> Vec<Observed> {
+        (0..n)
+            .map(|i| {
+                inst(
+                    &format!("{prefix}{i}"),
+                    revision,
+                    if i % 2 == 0 { "a" } else { "b" },
+                    true,
+                    healthy,
+                    seq0 + i as i64,
+                )
+            })
+            .collect()
+    }
+
+    /// Runs a rollout to the end: starts become instances (healthy on the next step),
+    /// removals go. Returns the lowest number of serving instances seen and the highest fleet.
+    fn simulate(d: &Desired, mut obs: Vec<Observed>) -> (usize, usize, usize) {
+        let (mut min_serving, mut max_fleet, mut steps) = (usize::MAX, 0, 0);
+        let mut seq = 100;
+        loop {
+            steps += 1;
+            assert!(steps < 50, "rollout does not converge: {obs:?}");
+            let p = plan(d, &obs);
+            if p.converged {
+                return (min_serving, max_fleet, steps);
+            }
+            obs.retain(|o| !p.remove.iter().any(|(id, _)| *id == o.id));
+            min_serving = min_serving.min(obs.iter().filter(|o| o.healthy).count());
+            for o in obs.iter_mut() {
+                o.healthy = true; // started instances pass their checks by the next step
+            }
+            for zone in p.start {
+                seq += 1;
+                obs.push(inst(
+                    &format!("n{seq}"),
+                    &d.revision,
+                    &zone,
+                    true,
+                    false,
+                    seq,
+                ));
+            }
+            max_fleet = max_fleet.max(obs.len());
         }
     }
 
@@ -188,10 +358,7 @@ mod tests {
 
     #[test]
     fn steady_state_converges() {
-        let obs = [
-            inst("i1", "v1", "a", true, true, 1),
-            inst("i2", "v1", "b", true, true, 2),
-        ];
+        let obs = fleet("i", "v1", 2, true, 1);
         let p = plan(&want(2, "v1"), &obs);
         assert!(p.is_idle());
         assert!(p.converged);
@@ -199,10 +366,8 @@ mod tests {
 
     #[test]
     fn starting_instances_are_not_converged() {
-        let obs = [
-            inst("i1", "v1", "a", true, false, 1),
-            inst("i2", "v1", "b", true, true, 2),
-        ];
+        let mut obs = fleet("i", "v1", 2, true, 1);
+        obs[0].healthy = false;
         let p = plan(&want(2, "v1"), &obs);
         assert!(p.is_idle());
         assert!(!p.converged);
@@ -220,45 +385,100 @@ mod tests {
     }
 
     #[test]
-    fn deploy_keeps_old_until_new_healthy() {
-        let old = [
-            inst("i1", "v1", "a", true, true, 1),
-            inst("i2", "v1", "b", true, true, 2),
-        ];
-        let p = plan(&want(2, "v2"), &old);
-        assert_eq!(p.start.len(), 2);
+    fn rolling_keeps_capacity_minus_one_batch() {
+        let (min_serving, max_fleet, _) = simulate(
+            &deploy(4, "v2", Policy::Rolling, 1),
+            fleet("o", "v1", 4, true, 1),
+        );
+        assert_eq!(min_serving, 3);
+        assert_eq!(max_fleet, 4);
+        let (min_serving, _, _) = simulate(
+            &deploy(4, "v2", Policy::Rolling, 2),
+            fleet("o", "v1", 4, true, 1),
+        );
+        assert_eq!(min_serving, 2);
+    }
+
+    #[test]
+    fn additional_batch_never_drops_capacity() {
+        let (min_serving, max_fleet, _) = simulate(
+            &deploy(4, "v2", Policy::RollingWithAdditionalBatch, 1),
+            fleet("o", "v1", 4, true, 1),
+        );
+        assert_eq!(min_serving, 4);
+        assert_eq!(max_fleet, 5);
+    }
+
+    #[test]
+    fn immutable_switches_at_once() {
+        let d = deploy(4, "v2", Policy::Immutable, 1);
+        let old = fleet("o", "v1", 4, true, 1);
+        let p = plan(&d, &old);
+        assert_eq!(p.start.len(), 4, "a full new set beside the old one");
         assert!(p.remove.is_empty());
+        let mut mid = old.clone();
+        mid.extend(fleet("n", "v2", 4, false, 10));
+        mid[7].healthy = true;
+        assert!(
+            plan(&d, &mid).remove.is_empty(),
+            "old stays until all new serve"
+        );
+        for o in mid.iter_mut() {
+            o.healthy = true;
+        }
+        assert_eq!(plan(&d, &mid).remove.len(), 4);
+        let (min_serving, max_fleet, _) = simulate(&d, old);
+        assert_eq!((min_serving, max_fleet), (4, 8));
+    }
 
-        let mid = [
-            old[0].clone(),
-            old[1].clone(),
-            inst("i3", "v2", "a", true, true, 3),
-            inst("i4", "v2", "b", true, false, 4),
-        ];
-        let p = plan(&want(2, "v2"), &mid);
-        assert!(p.is_idle(), "old stays while a new one is unhealthy: {p:?}");
+    #[test]
+    fn traffic_splitting_waits_for_promotion() {
+        let mut d = deploy(2, "v2", Policy::TrafficSplitting, 1);
+        let mut obs = fleet("o", "v1", 2, true, 1);
+        obs.extend(fleet("n", "v2", 2, true, 10));
+        assert!(
+            plan(&d, &obs).is_idle(),
+            "both sets serve while the canary is evaluated"
+        );
+        assert!(!plan(&d, &obs).converged);
+        d.rollout.promote = true;
+        assert_eq!(plan(&d, &obs).remove.len(), 2);
+    }
 
-        let done = [
-            old[0].clone(),
-            old[1].clone(),
-            inst("i3", "v2", "a", true, true, 3),
-            inst("i4", "v2", "b", true, true, 4),
-        ];
-        let p = plan(&want(2, "v2"), &done);
+    #[test]
+    fn all_at_once_replaces_everything() {
+        let p = plan(
+            &deploy(3, "v2", Policy::AllAtOnce, 1),
+            &fleet("o", "v1", 3, true, 1),
+        );
+        assert_eq!((p.start.len(), p.remove.len()), (3, 3));
+    }
+
+    #[test]
+    fn rollback_of_a_failed_immutable_deploy_keeps_the_old_set() {
+        // The deploy to v2 failed: the target is v1 again, whose set is complete.
+        let mut obs = fleet("o", "v1", 2, true, 1);
+        obs.extend(fleet("n", "v2", 2, false, 10));
+        let p = plan(&deploy(2, "v1", Policy::Immutable, 1), &obs);
+        assert!(p.start.is_empty());
         assert_eq!(p.remove.len(), 2);
-        assert!(p.remove.iter().all(|(_, r)| *r == RemoveReason::Replaced));
-        assert!(!p.converged);
+        assert!(p.remove.iter().all(|(id, _)| id.starts_with('n')));
+    }
+
+    #[test]
+    fn rollback_of_a_rolling_deploy_replaces_the_broken_batch_first() {
+        let mut obs = fleet("o", "v1", 3, true, 1);
+        obs.push(inst("n0", "v2", "a", true, false, 10));
+        let p = plan(&deploy(4, "v1", Policy::Rolling, 1), &obs);
+        assert_eq!(p.remove, vec![("n0".to_string(), RemoveReason::Replaced)]);
+        assert_eq!(p.start.len(), 1);
     }
 
     #[test]
     fn scale_in_removes_newest() {
-        let obs = [
-            inst("i1", "v1", "a", true, true, 1),
-            inst("i2", "v1", "b", true, true, 2),
-            inst("i3", "v1", "a", true, true, 3),
-        ];
+        let obs = fleet("i", "v1", 3, true, 1);
         let p = plan(&want(2, "v1"), &obs);
-        assert_eq!(p.remove, vec![("i3".to_string(), RemoveReason::Surplus)]);
+        assert_eq!(p.remove, vec![("i2".to_string(), RemoveReason::Surplus)]);
     }
 
     #[test]
@@ -273,6 +493,17 @@ mod tests {
         );
         assert!(!p.converged);
         assert!(plan(&d, &[]).converged);
+    }
+
+    #[test]
+    fn revisions_change_with_what_instances_carry() {
+        let props = BTreeMap::from([("A".to_string(), "1".to_string())]);
+        let r = revision("v1", "small", "golden", &props);
+        assert!(r.starts_with("v1."));
+        assert_eq!(r, revision("v1", "small", "golden", &props), "stable");
+        assert_ne!(r, revision("v2", "small", "golden", &props));
+        assert_ne!(r, revision("v1", "large", "golden", &props));
+        assert_ne!(r, revision("v1", "small", "golden", &BTreeMap::new()));
     }
 
     #[test]

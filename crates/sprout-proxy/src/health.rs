@@ -1,9 +1,9 @@
 //! Active health checks: one background task per backend.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Request, Uri};
@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 use tracing::{error, info, warn};
 
@@ -27,6 +28,22 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Consecutive failures before a backend leaves the pool.
     pub unhealthy_threshold: u32,
+    /// Inclusive range of HTTP statuses that count as a pass. Default `(200, 399)`.
+    pub success_codes: (u16, u16),
+}
+
+/// Where a backend stands, as reported by [`crate::Balancer::backends`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// Has never passed `healthy_threshold` checks in a row yet; gets no traffic.
+    Pending,
+    /// In rotation.
+    Healthy,
+    /// Was healthy, then failed `unhealthy_threshold` checks in a row; gets no traffic.
+    Unhealthy,
+    /// Taken out of rotation by [`crate::Balancer::drain`]; in-flight requests finish.
+    Draining,
 }
 
 /// Health of one backend as reported by [`crate::Balancer::backends`].
@@ -35,27 +52,41 @@ pub struct BackendStatus {
     pub id: String,
     pub addr: SocketAddr,
     pub version: String,
+    /// In rotation: `state == BackendState::Healthy`.
     pub healthy: bool,
     /// HTTP status of the last health check, if it got a response.
     pub last_status: Option<u16>,
     /// Why the last health check failed, if it did.
     pub last_error: Option<String>,
+    pub state: BackendState,
+    /// Health checks failed in a row (0 after a pass).
+    pub consecutive_failures: u32,
+    /// When `state` last changed.
+    pub since: Instant,
 }
 
+const PENDING: u8 = 0;
+const HEALTHY: u8 = 1;
+const UNHEALTHY: u8 = 2;
+
 /// Health state of one backend, shared between its checker task and the route table.
-#[derive(Default)]
 pub(crate) struct Health {
-    /// The only field the request path reads: a single atomic load.
-    healthy: AtomicBool,
+    /// What the checks say: `PENDING`, `HEALTHY` or `UNHEALTHY`. Read on the request path.
+    checked: AtomicU8,
+    /// Set by `drain`; overrides `checked`. Read on the request path.
+    draining: AtomicBool,
     detail: Mutex<Detail>,
 }
 
-#[derive(Default)]
 struct Detail {
     passes: u32,
     failures: u32,
     last_status: Option<u16>,
     last_error: Option<String>,
+    /// When `checked` last changed.
+    since: Instant,
+    /// When draining started.
+    drain_since: Option<Instant>,
 }
 
 /// Result of one probe: the status code if a response came back, and an error if it failed.
@@ -65,45 +96,104 @@ pub(crate) struct Probe {
 }
 
 impl Health {
+    pub(crate) fn new() -> Health {
+        Health {
+            checked: AtomicU8::new(PENDING),
+            draining: AtomicBool::new(false),
+            detail: Mutex::new(Detail {
+                passes: 0,
+                failures: 0,
+                last_status: None,
+                last_error: None,
+                since: Instant::now(),
+                drain_since: None,
+            }),
+        }
+    }
+
+    /// In rotation: passed its checks and not draining. Two relaxed loads, no lock.
+    #[inline]
     pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.checked.load(Ordering::Relaxed) == HEALTHY && !self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Takes the backend out of rotation (or puts a drained one back, with `false`).
+    /// Returns whether the flag changed.
+    pub(crate) fn set_draining(&self, on: bool) -> bool {
+        let mut d = self.lock();
+        let changed = self.draining.swap(on, Ordering::Relaxed) != on;
+        if changed {
+            d.drain_since = on.then(Instant::now);
+        }
+        changed
+    }
+
+    pub(crate) fn state(&self) -> BackendState {
+        if self.is_draining() {
+            return BackendState::Draining;
+        }
+        match self.checked.load(Ordering::Relaxed) {
+            HEALTHY => BackendState::Healthy,
+            UNHEALTHY => BackendState::Unhealthy,
+            _ => BackendState::Pending,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Detail> {
+        self.detail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn status(&self, id: &str, addr: SocketAddr, version: &str) -> BackendStatus {
-        let detail = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+        let detail = self.lock();
+        let state = self.state();
         BackendStatus {
             id: id.to_owned(),
             addr,
             version: version.to_owned(),
-            healthy: self.is_healthy(),
+            healthy: state == BackendState::Healthy,
             last_status: detail.last_status,
             last_error: detail.last_error.clone(),
+            state,
+            consecutive_failures: detail.failures,
+            since: match (state, detail.drain_since) {
+                (BackendState::Draining, Some(t)) => t,
+                _ => detail.since,
+            },
         }
     }
 
-    /// Records a probe; returns `Some(new_state)` when the backend changed state.
-    fn record(&self, probe: Probe, check: &HealthCheck) -> Option<bool> {
-        let mut d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+    /// Records a probe; returns `Some(new_state)` when the checked state changed.
+    ///
+    /// Pending → Healthy after `healthy_threshold` passes in a row; Healthy → Unhealthy after
+    /// `unhealthy_threshold` failures in a row; Unhealthy → Healthy like Pending. A backend
+    /// that never passed stays Pending however often it fails.
+    fn record(&self, probe: Probe, check: &HealthCheck) -> Option<BackendState> {
+        let mut d = self.lock();
         d.last_status = probe.status;
         let passed = probe.error.is_none();
         d.last_error = probe.error;
-        let healthy = self.is_healthy();
-        if passed {
+        let checked = self.checked.load(Ordering::Relaxed);
+        let next = if passed {
             d.passes = d.passes.saturating_add(1);
             d.failures = 0;
-            if !healthy && d.passes >= check.healthy_threshold.max(1) {
-                self.healthy.store(true, Ordering::Relaxed);
-                return Some(true);
-            }
+            (checked != HEALTHY && d.passes >= check.healthy_threshold.max(1)).then_some(HEALTHY)
         } else {
             d.failures = d.failures.saturating_add(1);
             d.passes = 0;
-            if healthy && d.failures >= check.unhealthy_threshold.max(1) {
-                self.healthy.store(false, Ordering::Relaxed);
-                return Some(false);
-            }
-        }
-        None
+            (checked == HEALTHY && d.failures >= check.unhealthy_threshold.max(1))
+                .then_some(UNHEALTHY)
+        }?;
+        self.checked.store(next, Ordering::Relaxed);
+        d.since = Instant::now();
+        Some(if next == HEALTHY {
+            BackendState::Healthy
+        } else {
+            BackendState::Unhealthy
+        })
     }
 }
 
@@ -209,18 +299,19 @@ async fn run(
     loop {
         ticker.tick().await;
         let result = match &uri {
-            Ok(uri) => probe(&client, uri.clone(), check.timeout).await,
+            Ok(uri) => probe(&client, uri.clone(), check.timeout, check.success_codes).await,
             Err(e) => Probe {
                 status: None,
                 error: Some(format!("invalid health check path {path:?}: {e}")),
             },
         };
         let (status, err) = (result.status, result.error.clone());
+        let draining = health.is_draining();
         match health.record(result, &check) {
-            Some(true) => {
-                info!(env = %env, backend = %id, %addr, status = ?status, "backend is healthy")
+            Some(BackendState::Healthy) => {
+                info!(env = %env, backend = %id, %addr, status = ?status, draining, "backend is healthy")
             }
-            Some(false) => warn!(
+            Some(_) => warn!(
                 env = %env, backend = %id, %addr, status = ?status, error = err.as_deref().unwrap_or(""),
                 "backend is unhealthy; out of rotation"
             ),
@@ -229,7 +320,7 @@ async fn run(
     }
 }
 
-async fn probe(client: &HealthClient, uri: Uri, timeout: Duration) -> Probe {
+async fn probe(client: &HealthClient, uri: Uri, timeout: Duration, codes: (u16, u16)) -> Probe {
     let req = match Request::get(uri)
         .header(header::USER_AGENT, "sprout-health-check/1")
         .body(Empty::new())
@@ -250,13 +341,16 @@ async fn probe(client: &HealthClient, uri: Uri, timeout: Duration) -> Probe {
         Ok::<_, hyper_util::client::legacy::Error>(status)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(status)) if status.is_success() || status.is_redirection() => Probe {
+        Ok(Ok(status)) if (codes.0..=codes.1).contains(&status.as_u16()) => Probe {
             status: Some(status.as_u16()),
             error: None,
         },
         Ok(Ok(status)) => Probe {
             status: Some(status.as_u16()),
-            error: Some(format!("unexpected status {status}")),
+            error: Some(format!(
+                "unexpected status {status} (expected {}-{})",
+                codes.0, codes.1
+            )),
         },
         Ok(Err(e)) => Probe {
             status: None,

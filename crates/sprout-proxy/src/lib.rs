@@ -8,26 +8,30 @@
 mod error;
 mod headers;
 mod health;
+mod metrics;
 mod proxy;
 mod server;
 mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::Authority;
-use tracing::warn;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 pub use error::ProxyError;
-pub use health::{BackendStatus, HealthCheck};
-pub use proxy::ProxyBody;
+pub use health::{BackendState, BackendStatus, HealthCheck};
+pub use metrics::{BackendMetrics, EnvMetrics, Totals};
+pub use proxy::{ProxyBody, TrackedBody};
 
 use health::{Checker, Health, HealthClient};
+use metrics::{BackendStats, EnvStats};
 use proxy::UpstreamClient;
-use table::{Backend, Route, Table};
+use table::{Backend, Route, RouteOpts, Table};
 
 /// Static configuration of the balancer.
 #[derive(Debug, Clone)]
@@ -62,6 +66,15 @@ pub struct BackendSpec {
     pub version: String,
 }
 
+/// A canary traffic split (see [`Balancer::set_split`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Backends whose [`BackendSpec::version`] equals this get `percent` of the requests.
+    pub version: String,
+    /// 0..=100 (larger values count as 100).
+    pub percent: u8,
+}
+
 /// Sprout's load balancer. Create with [`Balancer::new`], run with [`Balancer::serve`].
 pub struct Balancer {
     config: BalancerConfig,
@@ -78,9 +91,28 @@ struct Control {
     envs: HashMap<String, EnvControl>,
 }
 
+/// Everything about an environment that outlives a single `set_route`.
 struct EnvControl {
     health: HealthCheck,
     checkers: HashMap<String, Checker>,
+    stats: Arc<EnvStats>,
+    backend_stats: HashMap<String, Arc<BackendStats>>,
+    opts: RouteOpts,
+    /// Backend ids taken out of rotation; sticky until the id leaves the route.
+    drained: HashSet<String>,
+}
+
+impl EnvControl {
+    fn new(health: HealthCheck) -> EnvControl {
+        EnvControl {
+            health,
+            checkers: HashMap::new(),
+            stats: Arc::new(EnvStats::new()),
+            backend_stats: HashMap::new(),
+            opts: RouteOpts::default(),
+            drained: HashSet::new(),
+        }
+    }
 }
 
 impl Balancer {
@@ -108,101 +140,145 @@ impl Balancer {
     ///
     /// Backends keep their health state across updates when their `id` (and address) is
     /// unchanged; new backends start unhealthy (pending) and join the pool only after passing
-    /// `healthy_threshold` checks. Atomic: a request sees the old table or the new one.
+    /// `healthy_threshold` checks. Metrics, stickiness, the split and drained backends carry
+    /// over. Atomic: a request sees the old table or the new one.
     ///
     /// Must be called from within a Tokio runtime (health checkers are spawned on it).
     pub fn set_route(&self, route: RouteSpec) {
-        let mut control = self.lock_control();
-        let env_control = control
-            .envs
-            .entry(route.env.clone())
-            .or_insert_with(|| EnvControl {
-                health: route.health.clone(),
-                checkers: HashMap::new(),
-            });
-        let health_changed = env_control.health != route.health;
-        env_control.health = route.health.clone();
+        self.set_routes(vec![route]);
+    }
 
-        let mut old = std::mem::take(&mut env_control.checkers);
-        let mut checkers = HashMap::with_capacity(route.backends.len());
-        let mut backends = Vec::with_capacity(route.backends.len());
-        for spec in &route.backends {
-            if checkers.contains_key(&spec.id) {
-                warn!(env = %route.env, backend = %spec.id, "duplicate backend id in route; ignored");
+    /// Replaces several environments' routes in one table swap, e.g. a CNAME swap between two
+    /// environments: every request sees all the old routes or all the new ones, so no host is
+    /// ever answered by both environments or by neither. If an environment appears more than
+    /// once, the last spec wins.
+    pub fn set_routes(&self, routes: Vec<RouteSpec>) {
+        let mut control = self.lock_control();
+        let current = self.table.load_full();
+        let mut table = Table::clone(&current);
+
+        let mut built: Vec<Arc<Route>> = Vec::with_capacity(routes.len());
+        for (i, spec) in routes.iter().enumerate() {
+            if routes[i + 1..].iter().any(|later| later.env == spec.env) {
                 continue;
             }
-            let authority = match Authority::try_from(spec.addr.to_string()) {
+            let prev = current.envs.get(&spec.env).map(|r| r.as_ref());
+            built.push(self.build_route(&mut control, spec, prev));
+        }
+
+        // Unmap every updated environment's hosts first and then map the new ones, so hosts
+        // moving between the updated environments never pass through "unknown".
+        table
+            .hosts
+            .retain(|_, r| !built.iter().any(|b| b.env == r.env));
+        for route in built {
+            for host in &route.hosts {
+                if let Some(other) = table.hosts.insert(host.clone(), route.clone()) {
+                    if other.env != route.env {
+                        warn!(host = %host, env = %route.env, previous_env = %other.env, "host moved to another environment");
+                    }
+                }
+            }
+            table.envs.insert(route.env.clone(), route);
+        }
+        // Writers are serialised by the control lock, so load-modify-store cannot race.
+        self.table.store(Arc::new(table));
+    }
+
+    /// Reconciles one environment's control state with `spec` and builds its new route.
+    fn build_route(
+        &self,
+        control: &mut Control,
+        spec: &RouteSpec,
+        prev: Option<&Route>,
+    ) -> Arc<Route> {
+        let env_control = control
+            .envs
+            .entry(spec.env.clone())
+            .or_insert_with(|| EnvControl::new(spec.health.clone()));
+        let health_changed = env_control.health != spec.health;
+        env_control.health = spec.health.clone();
+
+        let mut old = std::mem::take(&mut env_control.checkers);
+        let mut old_stats = std::mem::take(&mut env_control.backend_stats);
+        let mut checkers = HashMap::with_capacity(spec.backends.len());
+        let mut stats = HashMap::with_capacity(spec.backends.len());
+        let mut backends = Vec::with_capacity(spec.backends.len());
+        for b in &spec.backends {
+            if checkers.contains_key(&b.id) {
+                warn!(env = %spec.env, backend = %b.id, "duplicate backend id in route; ignored");
+                continue;
+            }
+            let authority = match Authority::try_from(b.addr.to_string()) {
                 Ok(a) => a,
                 Err(e) => {
                     // Cannot happen for a SocketAddr, but never panic on control input.
-                    warn!(env = %route.env, backend = %spec.id, error = %e, "bad backend address; ignored");
+                    warn!(env = %spec.env, backend = %b.id, error = %e, "bad backend address; ignored");
                     continue;
                 }
             };
-            let checker = match old.remove(&spec.id) {
+            let checker = match old.remove(&b.id) {
                 // Same instance: keep its health state (and its checker, unless the check changed).
-                Some(mut c) if c.addr == spec.addr => {
+                Some(mut c) if c.addr == b.addr => {
                     if health_changed {
-                        c.restart(&self.health_client, &route.env, &spec.id, &route.health);
+                        c.restart(&self.health_client, &spec.env, &b.id, &spec.health);
                     }
                     c
                 }
                 // New instance (or an id reused for another address): starts pending.
                 _ => Checker::start(
                     &self.health_client,
-                    &route.env,
-                    &spec.id,
-                    spec.addr,
-                    &route.health,
-                    Arc::new(Health::default()),
+                    &spec.env,
+                    &b.id,
+                    b.addr,
+                    &spec.health,
+                    Arc::new(Health::new()),
                 ),
             };
+            if env_control.drained.contains(&b.id) {
+                checker.health.set_draining(true);
+            }
+            let backend_stats = old_stats
+                .remove(&b.id)
+                .unwrap_or_else(|| Arc::new(BackendStats::new()));
             backends.push(Backend {
-                id: spec.id.clone(),
-                addr: spec.addr,
-                version: spec.version.clone(),
+                id: b.id.clone(),
+                addr: b.addr,
+                version: b.version.clone(),
                 authority,
                 health: checker.health.clone(),
+                stats: backend_stats.clone(),
+                canary: false,
+                set_cookie: None,
             });
-            checkers.insert(spec.id.clone(), checker);
+            checkers.insert(b.id.clone(), checker);
+            stats.insert(b.id.clone(), backend_stats);
         }
-        // Backends that left the route: dropping their checker stops its task.
+        // Backends that left the route: dropping their checker stops its task; they are no
+        // longer drained (an id that comes back is a new instance).
         drop(old);
+        env_control.drained.retain(|id| checkers.contains_key(id));
         env_control.checkers = checkers;
+        env_control.backend_stats = stats;
 
-        let hosts: Vec<String> = route
+        let hosts: Vec<String> = spec
             .hosts
             .iter()
             .map(|h| normalize_host(h).into_owned())
             .filter(|h| !h.is_empty())
             .collect();
-
-        // Writers are serialised by the control lock, so load-modify-store cannot race.
-        let current = self.table.load_full();
-        let mut table = Table {
-            hosts: current.hosts.clone(),
-            envs: current.envs.clone(),
-        };
-        // Carry the round-robin position over so an update does not restart at backend 0.
-        let next = table
-            .envs
-            .get(&route.env)
-            .map(|r| r.next_value())
-            .unwrap_or(0);
-        table.hosts.retain(|_, r| r.env != route.env);
-        let new_route = Arc::new(Route::new(route.env.clone(), hosts, backends, next));
-        for host in &new_route.hosts {
-            if let Some(other) = table.hosts.insert(host.clone(), new_route.clone()) {
-                if other.env != route.env {
-                    warn!(host = %host, env = %route.env, previous_env = %other.env, "host moved to another environment");
-                }
-            }
-        }
-        table.envs.insert(route.env.clone(), new_route);
-        self.table.store(Arc::new(table));
+        Arc::new(Route::new(
+            spec.env.clone(),
+            hosts,
+            backends,
+            env_control.opts.clone(),
+            env_control.stats.clone(),
+            prev,
+        ))
     }
 
-    /// Removes an environment's route and stops its health checks.
+    /// Removes an environment's route, stops its health checks and drops its metrics,
+    /// stickiness and split settings.
     pub fn remove_route(&self, env: &str) {
         let mut control = self.lock_control();
         // Dropping the checkers aborts their tasks.
@@ -211,13 +287,123 @@ impl Balancer {
         if !current.envs.contains_key(env) {
             return;
         }
-        let mut table = Table {
-            hosts: current.hosts.clone(),
-            envs: current.envs.clone(),
-        };
+        let mut table = Table::clone(&current);
         table.hosts.retain(|_, r| r.env != env);
         table.envs.remove(env);
         self.table.store(Arc::new(table));
+    }
+
+    /// Turns sticky sessions on (`Some(cookie lifetime)`) or off (`None`) for an environment.
+    ///
+    /// When on, responses carry `Set-Cookie: SPROUT_STICKY=<backend id>; Path=/;
+    /// Max-Age=<ttl>; HttpOnly; SameSite=Lax` unless the client already presented a valid
+    /// cookie for that backend; requests presenting the cookie of a Healthy backend go to it.
+    /// The setting survives `set_route` and is dropped by `remove_route`; it may be set before
+    /// the first `set_route`.
+    pub fn set_sticky(&self, env: &str, ttl: Option<Duration>) {
+        let mut control = self.lock_control();
+        let opts = {
+            let c = control
+                .envs
+                .entry(env.to_owned())
+                .or_insert_with(|| EnvControl::new(HealthCheck::default()));
+            c.opts.sticky = ttl;
+            c.opts.clone()
+        };
+        self.republish(env, opts);
+    }
+
+    /// Sends `split.percent` % of an environment's requests (deterministically, by a per-route
+    /// counter) to healthy backends whose version is `split.version` and the rest to the other
+    /// healthy backends; a side without a healthy backend hands its share to the other side.
+    /// `None` = plain round robin over all healthy backends. Survives `set_route`.
+    pub fn set_split(&self, env: &str, split: Option<Split>) {
+        let mut control = self.lock_control();
+        let opts = {
+            let c = control
+                .envs
+                .entry(env.to_owned())
+                .or_insert_with(|| EnvControl::new(HealthCheck::default()));
+            c.opts.split = split.map(|s| Split {
+                percent: s.percent.min(100),
+                ..s
+            });
+            c.opts.clone()
+        };
+        self.republish(env, opts);
+    }
+
+    /// Publishes an environment's current route again with new options (control lock held).
+    fn republish(&self, env: &str, opts: RouteOpts) {
+        let current = self.table.load_full();
+        let Some(old) = current.envs.get(env) else {
+            return;
+        };
+        let route = Arc::new(Route::new(
+            old.env.clone(),
+            old.hosts.clone(),
+            old.backends.clone(),
+            opts,
+            old.stats.clone(),
+            Some(old),
+        ));
+        let mut table = Table::clone(&current);
+        for r in table.hosts.values_mut() {
+            if r.env == env {
+                *r = route.clone();
+            }
+        }
+        table.envs.insert(env.to_owned(), route);
+        self.table.store(Arc::new(table));
+    }
+
+    /// Takes a backend out of rotation at once (state Draining): it gets no new request, not
+    /// even sticky ones, while requests in flight to it finish (see [`Balancer::in_flight`]).
+    /// Draining sticks across `set_route` until the backend leaves the route. Returns false
+    /// if the environment has no such backend.
+    pub fn drain(&self, env: &str, backend_id: &str) -> bool {
+        let mut control = self.lock_control();
+        let table = self.table.load();
+        let Some(backend) = table.envs.get(env).and_then(|r| r.backend(backend_id)) else {
+            return false;
+        };
+        if let Some(c) = control.envs.get_mut(env) {
+            c.drained.insert(backend_id.to_owned());
+        }
+        if backend.health.set_draining(true) {
+            info!(
+                env,
+                backend = backend_id,
+                in_flight = backend.stats.in_flight(),
+                "backend draining; out of rotation"
+            );
+        }
+        true
+    }
+
+    /// Requests currently being proxied to a backend (0 if unknown). A request counts from
+    /// the start of the upstream request until its response body has been sent or dropped.
+    pub fn in_flight(&self, env: &str, backend_id: &str) -> u64 {
+        let table = self.table.load();
+        table
+            .envs
+            .get(env)
+            .and_then(|r| r.backend(backend_id))
+            .map_or(0, |b| b.stats.in_flight())
+    }
+
+    /// Metrics of an environment over the last 10 s, plus its totals; `None` without a route.
+    pub fn metrics(&self, env: &str) -> Option<EnvMetrics> {
+        let table = self.table.load();
+        table.envs.get(env).map(|r| metrics::env_metrics(r))
+    }
+
+    /// All routes' metrics in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let table = self.table.load();
+        let mut routes: Vec<&Route> = table.envs.values().map(|r| r.as_ref()).collect();
+        routes.sort_by(|a, b| a.env.cmp(&b.env));
+        metrics::prometheus(&routes)
     }
 
     /// Health of each backend of an environment's route (empty if no route).
@@ -233,12 +419,13 @@ impl Balancer {
             .collect()
     }
 
+    /// Whether a backend is in rotation (Healthy: passed its checks and not draining).
     pub fn is_healthy(&self, env: &str, backend_id: &str) -> bool {
         let table = self.table.load();
         table
             .envs
             .get(env)
-            .and_then(|r| r.backends.iter().find(|b| b.id == backend_id))
+            .and_then(|r| r.backend(backend_id))
             .is_some_and(|b| b.health.is_healthy())
     }
 
@@ -267,6 +454,7 @@ impl Default for HealthCheck {
             timeout: Duration::from_secs(2),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
+            success_codes: (200, 399),
         }
     }
 }

@@ -1,7 +1,8 @@
 use crate::{now, parse_enum, unique_or, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sprout_core::api::OperationOutcome;
-use sprout_core::{EnvStatus, Severity};
+use sprout_core::{EnvSettings, EnvStatus, Mode, Severity};
 use std::collections::BTreeMap;
 
 /// An environment joined with its application and the version it runs.
@@ -28,12 +29,36 @@ pub struct EnvRow {
     pub max_instances: i64,
     pub desired: i64,
     pub properties: String,
+    /// JSON of `sprout_core::EnvSettings`.
+    pub settings: String,
+    /// The last health verdict (`sprout_core::HealthStatus`).
+    pub health: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
 }
 
 impl EnvRow {
+    /// Every setting; rows from before settings existed get their mode's defaults.
+    pub fn settings(&self) -> EnvSettings {
+        let mode: Mode = self.mode.parse().unwrap_or(Mode::Dev);
+        let mut base = serde_json::to_value(EnvSettings::for_mode(mode)).unwrap_or_default();
+        if let (Some(base), Ok(serde_json::Value::Object(stored))) = (
+            base.as_object_mut(),
+            serde_json::from_str::<serde_json::Value>(&self.settings),
+        ) {
+            base.extend(stored);
+        }
+        let mut settings: EnvSettings =
+            serde_json::from_value(base).unwrap_or_else(|_| EnvSettings::for_mode(mode));
+        if let Ok(t) = self.instance_type.parse() {
+            settings.instance_type = t;
+        }
+        settings.min = u32::try_from(self.min_instances).unwrap_or(settings.min);
+        settings.max = u32::try_from(self.max_instances).unwrap_or(settings.max);
+        settings
+    }
+
     pub fn status(&self) -> Result<EnvStatus> {
         parse_enum(&self.status, "environment status")
     }
@@ -54,6 +79,39 @@ pub struct OperationRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: String,
     pub message: Option<String>,
+    pub policy: Option<String>,
+    pub batch: Option<String>,
+    pub before_state: Option<String>,
+    pub requests_before: Option<i64>,
+    pub failed_before: Option<i64>,
+    pub requests: Option<i64>,
+    pub failed: Option<i64>,
+}
+
+/// What an operation changes and what it needs to know to undo itself.
+#[derive(Debug, Clone, Default)]
+pub struct OperationStart<'a> {
+    pub kind: &'a str,
+    pub new_version: Option<(i64, &'a str)>,
+    pub new_settings: Option<&'a EnvSettings>,
+    pub new_properties: Option<&'a BTreeMap<String, String>>,
+    pub new_desired: Option<i64>,
+    pub policy: Option<String>,
+    pub batch: Option<String>,
+    /// The balancer's totals when the operation starts (requests, failed).
+    pub totals: Option<(i64, i64)>,
+    pub started_by: Option<&'a str>,
+    pub message: &'a str,
+}
+
+/// The environment as it was before an operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BeforeState {
+    pub version_id: i64,
+    pub version: String,
+    pub settings: String,
+    pub properties: String,
+    pub desired: i64,
 }
 
 impl OperationRow {
@@ -90,10 +148,8 @@ pub struct NewEnvironment {
     pub tier: String,
     pub mode: String,
     pub cname: String,
-    pub instance_type: String,
     pub bootstrap: String,
-    pub min_instances: i64,
-    pub max_instances: i64,
+    pub settings: EnvSettings,
     pub desired: i64,
     pub properties: BTreeMap<String, String>,
     pub started_by: Option<String>,
@@ -101,7 +157,8 @@ pub struct NewEnvironment {
 
 const ENV_SELECT: &str = "SELECT e.id, e.name, e.app_id, a.name AS app, e.version_id, v.label AS version, v.image,
     v.platform, v.manifest, e.previous_version_id, e.tier, e.mode, e.status, e.cname, e.instance_type, e.bootstrap,
-    e.min_instances, e.max_instances, e.desired, e.properties, e.created_at, e.updated_at, e.terminated_at
+    e.min_instances, e.max_instances, e.desired, e.properties, e.settings, e.health, e.created_at, e.updated_at,
+    e.terminated_at
     FROM environments e JOIN apps a ON a.id = e.app_id JOIN versions v ON v.id = e.version_id";
 
 async fn event(
@@ -130,11 +187,13 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let properties = serde_json::to_string(&new.properties)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let settings =
+            serde_json::to_string(&new.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now();
         let (env_id,): (i64,) = sqlx::query_as(
             "INSERT INTO environments (name, app_id, version_id, tier, mode, status, cname, instance_type, bootstrap,
-                min_instances, max_instances, desired, properties, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'Launching', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                min_instances, max_instances, desired, properties, settings, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'Launching', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.name)
         .bind(new.app_id)
@@ -142,12 +201,13 @@ impl Store {
         .bind(&new.tier)
         .bind(&new.mode)
         .bind(&new.cname)
-        .bind(&new.instance_type)
+        .bind(new.settings.instance_type.as_str())
         .bind(&new.bootstrap)
-        .bind(new.min_instances)
-        .bind(new.max_instances)
+        .bind(i64::from(new.settings.min))
+        .bind(i64::from(new.settings.max))
         .bind(new.desired)
         .bind(&properties)
+        .bind(&settings)
         .bind(at)
         .bind(at)
         .fetch_one(&mut *tx)
@@ -156,8 +216,8 @@ impl Store {
             unique_or(e, || format!("an environment named '{}' or with CNAME '{}' already exists", new.name, new.cname))
         })?;
         let op = sqlx::query_as::<_, OperationRow>(
-            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome)
-             VALUES (?, 'launch', ?, ?, ?, 'running') RETURNING *",
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy)
+             VALUES (?, 'launch', ?, ?, ?, 'running', 'all-at-once') RETURNING *",
         )
         .bind(env_id)
         .bind(&new.version_label)
@@ -173,7 +233,7 @@ impl Store {
             Severity::Info,
             &format!(
                 "createEnvironment is starting: {} {} tier, version {}, {} instance(s) of type {} (by {who})",
-                new.mode, new.tier, new.version_label, new.desired, new.instance_type
+                new.mode, new.tier, new.version_label, new.desired, new.settings.instance_type
             ),
         )
         .await?;
@@ -225,55 +285,75 @@ impl Store {
     }
 
     /// Starts an operation if the environment is still in `from` (optimistic concurrency):
-    /// moves it to `to`, optionally switches its version (keeping the old one to roll back to),
-    /// records the operation and an event. A running operation that `to` supersedes
-    /// (terminate during a deploy) is closed as failed.
-    #[allow(clippy::too_many_arguments)]
+    /// moves it to `to`, applies what the operation changes (version, settings, properties,
+    /// desired count) while remembering the state before, records the operation and an
+    /// event. A running operation that `to` supersedes (terminate during a deploy) is
+    /// closed as failed.
     pub async fn begin_operation(
         &self,
         env: &EnvRow,
         from: EnvStatus,
         to: EnvStatus,
-        kind: &str,
-        new_version: Option<(i64, &str)>,
-        started_by: Option<&str>,
-        message: &str,
+        start: &OperationStart<'_>,
     ) -> Result<OperationRow> {
         let mut tx = self.pool().begin().await?;
         let at = now();
-        let changed = match new_version {
-            Some((version_id, _)) => sqlx::query(
-                "UPDATE environments SET status = ?, previous_version_id = version_id, version_id = ?, updated_at = ?
-                 WHERE id = ? AND status = ?",
-            )
-            .bind(to.as_str())
-            .bind(version_id)
-            .bind(at)
-            .bind(env.id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            None => sqlx::query("UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
-                .bind(to.as_str())
-                .bind(at)
-                .bind(env.id)
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
+        let before = BeforeState {
+            version_id: env.version_id,
+            version: env.version.clone(),
+            settings: env.settings.clone(),
+            properties: env.properties.clone(),
+            desired: env.desired,
         };
+        let before_json =
+            serde_json::to_string(&before).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let changed = sqlx::query(
+            "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(at)
+        .bind(env.id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if changed == 0 {
             return Err(StoreError::Conflict(format!(
                 "environment '{}' changed while the request was handled; try again",
                 env.name
             )));
         }
+        if let Some((version_id, _)) = start.new_version {
+            sqlx::query("UPDATE environments SET previous_version_id = version_id, version_id = ? WHERE id = ?")
+                .bind(version_id)
+                .bind(env.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(settings) = start.new_settings {
+            write_settings(&mut tx, env.id, settings).await?;
+        }
+        if let Some(properties) = start.new_properties {
+            let json = serde_json::to_string(properties)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("UPDATE environments SET properties = ? WHERE id = ?")
+                .bind(json)
+                .bind(env.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(desired) = start.new_desired {
+            sqlx::query("UPDATE environments SET desired = ? WHERE id = ?")
+                .bind(desired)
+                .bind(env.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let superseded = sqlx::query(
             "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ? WHERE env_id = ? AND outcome = 'running'",
         )
         .bind(at)
-        .bind(format!("superseded by {kind}"))
+        .bind(format!("superseded by {}", start.kind))
         .bind(env.id)
         .execute(&mut *tx)
         .await?
@@ -284,29 +364,243 @@ impl Store {
                 env.id,
                 Some(env.app_id),
                 Severity::Warn,
-                &format!("the running operation was superseded by {kind}"),
+                &format!("the running operation was superseded by {}", start.kind),
             )
             .await?;
         }
         let op = sqlx::query_as::<_, OperationRow>(
-            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome)
-             VALUES (?, ?, ?, ?, ?, 'running') RETURNING *",
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy, batch,
+                before_state, requests_before, failed_before)
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(env.id)
-        .bind(kind)
-        .bind(new_version.map(|(_, label)| label))
-        .bind(started_by)
+        .bind(start.kind)
+        .bind(start.new_version.map(|(_, label)| label).unwrap_or(&env.version))
+        .bind(start.started_by)
         .bind(at)
+        .bind(&start.policy)
+        .bind(&start.batch)
+        .bind(&before_json)
+        .bind(start.totals.map(|t| t.0))
+        .bind(start.totals.map(|t| t.1))
         .fetch_one(&mut *tx)
         .await?;
-        event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
+        event(
+            &mut tx,
+            env.id,
+            Some(env.app_id),
+            Severity::Info,
+            start.message,
+        )
+        .await?;
         tx.commit().await?;
         Ok(op)
     }
 
+    /// Closes a failed operation and starts its rollback in one transaction: the
+    /// environment gets back the version, settings, properties and count it had before,
+    /// stays Updating, and a `rollback` operation (same policy) brings the fleet back.
+    /// Returns None when the state moved on (another pass or a user got there first).
+    pub async fn fail_and_roll_back(
+        &self,
+        env: &EnvRow,
+        operation: &OperationRow,
+        totals: Option<(i64, i64)>,
+        message: &str,
+    ) -> Result<Option<OperationRow>> {
+        let Some(before) = operation
+            .before_state
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<BeforeState>(b).ok())
+        else {
+            return Ok(None);
+        };
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        let closed = sqlx::query(
+            "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ?,
+                requests = ? - COALESCE(requests_before, 0), failed = ? - COALESCE(failed_before, 0)
+             WHERE id = ? AND outcome = 'running'",
+        )
+        .bind(at)
+        .bind(message)
+        .bind(totals.map(|t| t.0))
+        .bind(totals.map(|t| t.1))
+        .bind(operation.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if closed == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE environments SET version_id = ?, previous_version_id = NULL, settings = ?, properties = ?, desired = ?,
+                status = 'Updating', updated_at = ? WHERE id = ?",
+        )
+        .bind(before.version_id)
+        .bind(&before.settings)
+        .bind(&before.properties)
+        .bind(before.desired)
+        .bind(at)
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+        // Keep the size columns in line with the restored settings.
+        if let Ok(settings) = serde_json::from_str::<EnvSettings>(&before.settings) {
+            if before.settings != "{}" {
+                write_settings(&mut tx, env.id, &settings).await?;
+            }
+        }
+        event(&mut tx, env.id, Some(env.app_id), Severity::Error, message).await?;
+        let rollback = sqlx::query_as::<_, OperationRow>(
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy, batch,
+                requests_before, failed_before)
+             VALUES (?, 'rollback', ?, 'sprout', ?, 'running', ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(env.id)
+        .bind(&before.version)
+        .bind(at)
+        .bind(&operation.policy)
+        .bind(&operation.batch)
+        .bind(totals.map(|t| t.0))
+        .bind(totals.map(|t| t.1))
+        .fetch_one(&mut *tx)
+        .await?;
+        event(
+            &mut tx,
+            env.id,
+            Some(env.app_id),
+            Severity::Warn,
+            &format!(
+                "rolling back to version {} (operation {})",
+                before.version, rollback.id
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(rollback))
+    }
+
+    /// Applies settings that need no new instances (health checks, stickiness, …) at once,
+    /// recorded as a finished `configure` operation and an event.
+    pub async fn apply_settings(
+        &self,
+        env: &EnvRow,
+        settings: &EnvSettings,
+        by: Option<&str>,
+        message: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        write_settings(&mut tx, env.id, settings).await?;
+        sqlx::query("UPDATE environments SET updated_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, finished_at, outcome, message)
+             VALUES (?, 'configure', ?, ?, ?, ?, 'succeeded', ?)",
+        )
+        .bind(env.id)
+        .bind(&env.version)
+        .bind(by)
+        .bind(at)
+        .bind(at)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+        event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a new health verdict and the event that says so.
+    pub async fn set_health(
+        &self,
+        env: &EnvRow,
+        health: &str,
+        severity: Severity,
+        message: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE environments SET health = ? WHERE id = ?")
+            .bind(health)
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        event(&mut tx, env.id, Some(env.app_id), severity, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Exchanges two live environments' CNAMEs in one transaction.
+    pub async fn swap_cnames(&self, a: &EnvRow, b: &EnvRow, by: Option<&str>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        // Through a placeholder: the CNAME index is unique among live environments.
+        let placeholder = format!("~swap-{}", a.id);
+        for (id, cname) in [
+            (a.id, placeholder.as_str()),
+            (b.id, a.cname.as_str()),
+            (a.id, b.cname.as_str()),
+        ] {
+            let changed = sqlx::query("UPDATE environments SET cname = ?, updated_at = ? WHERE id = ? AND status <> 'Terminated'")
+                .bind(cname)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Conflict(
+                    "an environment of the swap changed; try again".into(),
+                ));
+            }
+        }
+        let who = by.unwrap_or("system");
+        for (env, cname) in [(a, &b.cname), (b, &a.cname)] {
+            event(
+                &mut tx,
+                env.id,
+                Some(env.app_id),
+                Severity::Info,
+                &format!("CNAME swapped: now answers as '{cname}' (by {who})"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An environment's operations, newest first.
+    pub async fn operations(&self, env_id: i64, limit: i64) -> Result<Vec<OperationRow>> {
+        Ok(sqlx::query_as::<_, OperationRow>(
+            "SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(env_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Changes the desired count (bounded by the caller), with an event.
+    pub async fn set_desired(&self, env: &EnvRow, desired: i64, message: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE environments SET desired = ?, updated_at = ? WHERE id = ?")
+            .bind(desired)
+            .bind(now())
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+        event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Ends the running operation: the environment moves to `status`, the operation gets its
-    /// outcome, and an event says how it ended. With `roll_back`, the environment returns to
-    /// the version it ran before the operation.
+    /// outcome and the requests served and failed while it ran (from the balancer's
+    /// `totals` now, against those at its start), and an event says how it ended.
     ///
     /// Conditional on the environment still being in `from` with `operation` running: a pass
     /// of the control loop that read an older state cannot close a newer operation. Returns
@@ -319,7 +613,7 @@ impl Store {
         operation: Option<i64>,
         status: EnvStatus,
         outcome: OperationOutcome,
-        roll_back: bool,
+        totals: Option<(i64, i64)>,
         message: &str,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
@@ -346,15 +640,6 @@ impl Store {
                 return Ok(false);
             }
         }
-        if roll_back {
-            sqlx::query(
-                "UPDATE environments SET version_id = COALESCE(previous_version_id, version_id), previous_version_id = NULL
-                 WHERE id = ?",
-            )
-            .bind(env.id)
-            .execute(&mut *tx)
-            .await?;
-        }
         let terminated_at = (status == EnvStatus::Terminated).then_some(at);
         sqlx::query("UPDATE environments SET status = ?, updated_at = ?, terminated_at = COALESCE(?, terminated_at) WHERE id = ?")
             .bind(status.as_str())
@@ -369,11 +654,15 @@ impl Store {
             OperationOutcome::Failed => "failed",
         };
         sqlx::query(
-            "UPDATE operations SET outcome = ?, finished_at = ?, message = ? WHERE env_id = ? AND outcome = 'running'",
+            "UPDATE operations SET outcome = ?, finished_at = ?, message = ?,
+                requests = ? - COALESCE(requests_before, 0), failed = ? - COALESCE(failed_before, 0)
+             WHERE env_id = ? AND outcome = 'running'",
         )
         .bind(outcome_text)
         .bind(at)
         .bind(message)
+        .bind(totals.map(|t| t.0))
+        .bind(totals.map(|t| t.1))
         .bind(env.id)
         .execute(&mut *tx)
         .await?;
@@ -465,4 +754,21 @@ impl Store {
                 .await?,
         )
     }
+}
+
+async fn write_settings(
+    conn: &mut sqlx::SqliteConnection,
+    env_id: i64,
+    settings: &EnvSettings,
+) -> Result<()> {
+    let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE environments SET settings = ?, instance_type = ?, min_instances = ?, max_instances = ? WHERE id = ?")
+        .bind(json)
+        .bind(settings.instance_type.as_str())
+        .bind(i64::from(settings.min))
+        .bind(i64::from(settings.max))
+        .bind(env_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! SQL lives here and nowhere else; the rows are plain structs the other crates map from.
 
 mod apps;
+mod configs;
 mod environments;
 mod events;
 mod users;
@@ -15,7 +16,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use apps::{AppRow, NewVersion, VersionRow};
-pub use environments::{EnvRow, InstanceRow, NewEnvironment, OperationRow};
+pub use configs::SavedConfigRow;
+pub use environments::{
+    BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
+};
 pub use events::EventRow;
 pub use users::UserRow;
 

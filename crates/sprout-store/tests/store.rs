@@ -1,8 +1,8 @@
 //! The store against a real SQLite file.
 
 use sprout_core::api::OperationOutcome;
-use sprout_core::EnvStatus;
-use sprout_store::{NewEnvironment, NewVersion, Store, StoreError};
+use sprout_core::{EnvSettings, EnvStatus, Mode};
+use sprout_store::{NewEnvironment, NewVersion, OperationStart, Store, StoreError};
 use std::collections::BTreeMap;
 
 async fn open() -> (tempfile::TempDir, Store) {
@@ -43,10 +43,8 @@ fn new_env(name: &str, app_id: i64, version_id: i64) -> NewEnvironment {
         tier: "web".into(),
         mode: "dev".into(),
         cname: name.into(),
-        instance_type: "micro".into(),
         bootstrap: "golden".into(),
-        min_instances: 1,
-        max_instances: 1,
+        settings: EnvSettings::for_mode(Mode::Dev),
         desired: 1,
         properties: BTreeMap::new(),
         started_by: Some("test".into()),
@@ -105,30 +103,27 @@ async fn a_terminated_name_can_be_reused_and_delete_app_refuses_live_envs() {
         store.delete_app("shop").await,
         Err(StoreError::Conflict(_))
     ));
+    let up = OperationOutcome::Succeeded;
     let closed = store
         .finish_operation(
             &env,
             EnvStatus::Launching,
             Some(op.id),
             EnvStatus::Ready,
-            OperationOutcome::Succeeded,
-            false,
+            up,
+            None,
             "up",
         )
-        .await
-        .expect("finish");
-    assert!(closed);
+        .await;
+    assert!(closed.expect("finish"));
     let env = store.environment_by_id(env.id).await.expect("env");
+    let bye = OperationStart {
+        kind: "terminate",
+        message: "bye",
+        ..Default::default()
+    };
     store
-        .begin_operation(
-            &env,
-            EnvStatus::Ready,
-            EnvStatus::Terminating,
-            "terminate",
-            None,
-            None,
-            "bye",
-        )
+        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Terminating, &bye)
         .await
         .expect("terminate");
     store
@@ -137,8 +132,8 @@ async fn a_terminated_name_can_be_reused_and_delete_app_refuses_live_envs() {
             EnvStatus::Terminating,
             None,
             EnvStatus::Terminated,
-            OperationOutcome::Succeeded,
-            false,
+            up,
+            None,
             "gone",
         )
         .await
@@ -160,7 +155,7 @@ async fn a_terminated_name_can_be_reused_and_delete_app_refuses_live_envs() {
 }
 
 #[tokio::test]
-async fn a_stale_pass_cannot_close_a_newer_operation() {
+async fn a_stale_pass_cannot_close_a_newer_operation_and_a_failed_deploy_rolls_back() {
     let (_d, store) = open().await;
     let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
     let (_, v2) = app_with_version(&store, "shop", "v2").await;
@@ -168,29 +163,28 @@ async fn a_stale_pass_cannot_close_a_newer_operation() {
         .create_environment(&new_env("web", app_id, v1))
         .await
         .expect("env");
+    let up = OperationOutcome::Succeeded;
     store
         .finish_operation(
             &env,
             EnvStatus::Launching,
             Some(launch.id),
             EnvStatus::Ready,
-            OperationOutcome::Succeeded,
-            false,
+            up,
+            None,
             "up",
         )
         .await
         .expect("finish");
     let env = store.environment_by_id(env.id).await.expect("env");
+    let start = OperationStart {
+        kind: "deploy",
+        new_version: Some((v2, "v2")),
+        message: "deploying",
+        ..Default::default()
+    };
     let deploy = store
-        .begin_operation(
-            &env,
-            EnvStatus::Ready,
-            EnvStatus::Updating,
-            "deploy",
-            Some((v2, "v2")),
-            None,
-            "deploying",
-        )
+        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Updating, &start)
         .await
         .expect("deploy");
     // A pass that still believes the launch is running must change nothing.
@@ -200,51 +194,57 @@ async fn a_stale_pass_cannot_close_a_newer_operation() {
             EnvStatus::Launching,
             Some(launch.id),
             EnvStatus::Ready,
-            OperationOutcome::Succeeded,
-            false,
+            up,
+            None,
             "x",
         )
         .await
         .expect("stale");
     assert!(!stale);
-    assert_eq!(
-        store
-            .current_operation(env.id)
-            .await
-            .expect("op")
-            .map(|o| o.outcome()),
-        Some(OperationOutcome::Running)
-    );
+    let running = store
+        .current_operation(env.id)
+        .await
+        .expect("op")
+        .map(|o| o.outcome());
+    assert_eq!(running, Some(OperationOutcome::Running));
     // A second deploy from a Ready it no longer is: refused.
+    let again = OperationStart {
+        kind: "deploy",
+        new_version: Some((v1, "v1")),
+        message: "again",
+        ..Default::default()
+    };
     let refused = store
-        .begin_operation(
-            &env,
-            EnvStatus::Ready,
-            EnvStatus::Updating,
-            "deploy",
-            Some((v1, "v1")),
-            None,
-            "again",
-        )
+        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Updating, &again)
         .await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))));
-    // A failed deploy rolls back to v1.
+    // A failed deploy rolls back to v1: the deploy closes failed, a rollback operation runs.
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(env.version, "v2");
-    store
-        .finish_operation(
-            &env,
-            EnvStatus::Updating,
-            Some(deploy.id),
-            EnvStatus::Ready,
-            OperationOutcome::Failed,
-            true,
-            "rolled back",
-        )
+    let rollback = store
+        .fail_and_roll_back(&env, &deploy, Some((100, 0)), "rolled back")
         .await
-        .expect("finish");
+        .expect("roll back");
+    let rollback = rollback.expect("a rollback operation");
+    assert_eq!(
+        (rollback.kind.as_str(), rollback.version_label.as_deref()),
+        ("rollback", Some("v1"))
+    );
     let env = store.environment_by_id(env.id).await.expect("env");
-    assert_eq!((env.version.as_str(), env.status.as_str()), ("v1", "Ready"));
+    assert_eq!(
+        (env.version.as_str(), env.status.as_str()),
+        ("v1", "Updating")
+    );
+    assert!(
+        store
+            .fail_and_roll_back(&env, &deploy, None, "twice")
+            .await
+            .expect("second")
+            .is_none(),
+        "only once"
+    );
+    let ops = store.operations(env.id, 10).await.expect("ops");
+    assert_eq!(ops[1].outcome(), OperationOutcome::Failed);
     let events = store.env_events(env.id, 0, 100).await.expect("events");
     assert!(events
         .iter()

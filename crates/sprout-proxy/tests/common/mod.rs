@@ -92,6 +92,13 @@ impl TestBackend {
         }
     }
 
+    pub fn spec_version(&self, version: &str) -> BackendSpec {
+        BackendSpec {
+            version: version.to_owned(),
+            ..self.spec()
+        }
+    }
+
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
     }
@@ -133,10 +140,23 @@ async fn answer(
         return resp;
     }
     hits.fetch_add(1, Ordering::SeqCst);
-    if req.uri().path() == "/slow" {
+    let path = req.uri().path();
+    if path == "/slow" {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // `/sleep/<ms>`: answer after that long.
+    if let Some(ms) = path.strip_prefix("/sleep/").and_then(|m| m.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let mut resp = Response::new(Full::new(Bytes::from(name.to_owned())));
+    // `/status/<code>`: answer with that status.
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        *resp.status_mut() = code;
+    }
     for h in ECHOED {
         if let Some(v) = req.headers().get(h) {
             resp.headers_mut().insert(
@@ -155,6 +175,7 @@ pub fn fast_health() -> HealthCheck {
         timeout: Duration::from_millis(500),
         healthy_threshold: 2,
         unhealthy_threshold: 2,
+        success_codes: (200, 399),
     }
 }
 
@@ -206,7 +227,20 @@ impl TestProxy {
     }
 
     pub async fn get_with(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = Request::get(format!("http://{}{}", self.addr, path)).header("host", host);
+        self.request(http::Method::GET, host, path, headers).await
+    }
+
+    pub async fn request(
+        &self,
+        method: http::Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path))
+            .header("host", host);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -103,29 +103,45 @@ async fn expect_problem(
     detail
 }
 
-/// A CLI verb that must fail: exit non-zero, nothing on stdout, and exactly one stderr line
+/// A CLI verb that must fail: exit 1, nothing on stdout, and exactly one stderr line
 /// `error: …` containing `needle`.
 fn expect_cli_error(server: &TestServer, args: &[&str], needle: &str) {
+    let err = cli_failure(server, args, needle);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "sprout {args:?}: one stderr line, got {err:?}"
+    );
+}
+
+/// `sprout push` may report its progress (`archived DIR (N files)`) before it fails; the
+/// error is still one line, the last.
+fn expect_push_error(server: &TestServer, args: &[&str], needle: &str) {
+    let err = cli_failure(server, args, needle);
+    let errors = err.lines().filter(|l| l.starts_with("error")).count();
+    assert_eq!(errors, 1, "sprout {args:?}: one error line, got {err:?}");
+}
+
+/// Runs a failing verb; answers its stderr, whose last line is `error: …needle…`.
+fn cli_failure(server: &TestServer, args: &[&str], needle: &str) -> String {
     let out = server.cli(args);
     let err = stderr(&out);
-    assert!(!out.status.success(), "sprout {args:?} should fail: {err}");
-    assert_eq!(out.status.code(), Some(1), "sprout {args:?}: exit code");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "sprout {args:?} should exit 1: {err}"
+    );
     assert!(
         out.stdout.is_empty(),
         "sprout {args:?}: nothing on stdout, got {:?}",
         stdout(&out)
     );
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "sprout {args:?}: one stderr line, got {err:?}"
-    );
+    let last = err.lines().last().unwrap_or_default();
     assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(needle),
-        "sprout {args:?}: {:?} should be `error: …{needle}…`",
-        lines[0]
+        last.starts_with("error: ") && last.contains(needle),
+        "sprout {args:?}: {last:?} should be `error: …{needle}…`"
     );
+    err
 }
 
 // ---------------------------------------------------------------------------------------
@@ -676,12 +692,12 @@ async fn bad_names_duplicates_and_unknowns_change_nothing() {
     );
     let example = example_dir();
     let example = example.to_str().expect("utf-8 path");
-    expect_cli_error(
+    expect_push_error(
         &server,
         &["push", example, "--app", &app, "--label", "v1"],
         "'v1'",
     );
-    expect_cli_error(
+    expect_push_error(
         &server,
         &["push", example, "--app", &app, "--label", "../x"],
         "invalid version label",
@@ -846,6 +862,41 @@ async fn bad_bundles_are_refused_and_leave_nothing() {
     });
     let resp = upload(&server, &app, "through", through).await;
     refused(&server, &before, &app, "through", resp, (422, bb, "'d/e")).await;
+    // Symlink chains: each link stays inside on its own (`a/b` → `..` is the bundle's root),
+    // but followed one through another they climb out, here to the data directory
+    // (the bundle unpacks in `data/bundles/tmp/<nonce>.unpacked`).
+    let chained = |b: &mut TarGz, target: &str| {
+        file(b, "Procfile", b"web: python3 app.py\n");
+        raw_entry(b, Symlink, "a/b", "..", b"");
+        raw_entry(b, Symlink, "c", target, b"");
+    };
+    // Read through the chain: a hard link to `c` would copy the server's signing key.
+    let read_key = tar_gz(|b| {
+        chained(b, "a/b/a/b/a/b/../../../jwt.key");
+        raw_entry(b, Link, "h", "c", b"");
+    });
+    let resp = upload(&server, &app, "chainread", read_key).await;
+    refused(&server, &before, &app, "chainread", resp, (422, bb, "'h'")).await;
+    // Write through the chain: a file entry named like the link.
+    let write_out = tar_gz(|b| {
+        chained(b, "a/b/a/b/a/b/../../../pwned");
+        file(b, "c", b"owned");
+    });
+    let resp = upload(&server, &app, "chainwrite", write_out).await;
+    refused(&server, &before, &app, "chainwrite", resp, (422, bb, "'c'")).await;
+    assert!(
+        !server.data.join("pwned").exists(),
+        "nothing written outside"
+    );
+    // The chained link alone, dangling or not, points outside.
+    for (label, target) in [
+        ("chain", "a/b/a/b/../../x"),
+        ("chainkey", "a/b/a/b/a/b/../../../jwt.key"),
+    ] {
+        let bytes = tar_gz(|b| chained(b, target));
+        let resp = upload(&server, &app, label, bytes).await;
+        refused(&server, &before, &app, label, resp, (422, bb, "'c'")).await;
+    }
     let zip_slip = {
         use std::io::Write;
         let mut buf = std::io::Cursor::new(Vec::new());
@@ -950,12 +1001,56 @@ async fn bad_bundles_are_refused_and_leave_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("Procfile"), "web python3 app.py\n").expect("write");
     let path = dir.path().to_str().expect("utf-8 path");
-    expect_cli_error(
+    expect_push_error(
         &server,
         &["push", path, "--app", &app, "--label", "nocolon"],
         "Procfile line 1",
     );
     with_w1.assert_unchanged(&server, "failed CLI verbs").await;
+
+    // Two pushes of one new label at once, with different bundles: one wins, the other is a
+    // 409 and leaves no bundle behind.
+    let one = bundle(&[("Procfile", b"worker: python3 w.py\n"), ("w.py", b"1\n")]);
+    let two = bundle(&[("Procfile", b"worker: python3 w.py\n"), ("w.py", b"2\n")]);
+    let (a, b) = tokio::join!(
+        upload(&server, &app, "race", one),
+        upload(&server, &app, "race", two)
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [202, 409], "one push wins the label");
+    let loser = if a.status().as_u16() == 409 { a } else { b };
+    expect_problem(loser, 409, types::CONFLICT, "'race'", "the losing push").await;
+    wait_built(&server, &app, "race").await;
+    assert_no_orphan_bundles(&server).await;
+}
+
+/// Every entry of `bundles/` (but `tmp`, which is empty) belongs to a stored version.
+async fn assert_no_orphan_bundles(server: &TestServer) {
+    let mut shas = BTreeSet::new();
+    for app in server.client.list_apps().await.expect("apps") {
+        for v in server
+            .client
+            .list_versions(&app.name)
+            .await
+            .expect("versions")
+        {
+            shas.insert(v.sha256);
+        }
+    }
+    let root = server.data.join("bundles");
+    for entry in std::fs::read_dir(&root).expect("bundles/").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "tmp" {
+            continue;
+        }
+        let sha = name.split('.').next().unwrap_or_default();
+        assert!(
+            shas.contains(sha),
+            "bundles/{name} belongs to no version (versions: {shas:?})"
+        );
+    }
+    assert!(tmp_entries(server).is_empty(), "{:?}", tmp_entries(server));
 }
 
 /// No token, a garbage token, or another server's token: 401 on every API route. Only

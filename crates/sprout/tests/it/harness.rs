@@ -333,3 +333,151 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The deployment tests' app (`tests/fixtures/testapp`), with knobs.
+pub fn testapp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/testapp")
+}
+
+/// A copy of the test app whose health check answers `status`.
+pub fn testapp_with_health(status: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(testapp_dir()).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    std::fs::write(dir.path().join("health_status"), status.to_string()).expect("write");
+    dir
+}
+
+/// What a steady load saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: u64,
+    pub failures: Vec<String>,
+    /// Answers per `X-Sprout-Version`.
+    pub versions: std::collections::BTreeMap<String, u64>,
+    /// Answers per `X-Sprout-Instance`.
+    pub instances: std::collections::BTreeMap<String, u64>,
+}
+
+/// Steady traffic through the balancer from a few concurrent clients, until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    pub fn start(balancer: &str, host: &str, path: &str, clients: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, url, host) =
+                    (stop.clone(), format!("{balancer}{path}"), host.to_string());
+                tokio::spawn(async move {
+                    let client = http_client();
+                    let mut report = LoadReport::default();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match client.get(&url).header("host", &host).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                report.ok += 1;
+                                let header = |name: &str| {
+                                    r.headers()
+                                        .get(name)
+                                        .and_then(|v| v.to_str().ok())
+                                        .unwrap_or("")
+                                        .to_string()
+                                };
+                                *report
+                                    .versions
+                                    .entry(header("x-sprout-version"))
+                                    .or_default() += 1;
+                                *report
+                                    .instances
+                                    .entry(header("x-sprout-instance"))
+                                    .or_default() += 1;
+                                let _ = r.bytes().await;
+                            }
+                            Ok(r) => {
+                                report.failed += 1;
+                                let status = r.status();
+                                let body = r.text().await.unwrap_or_default();
+                                report.failures.push(format!("{status}: {body}"));
+                            }
+                            Err(e) => {
+                                report.failed += 1;
+                                report.failures.push(e.to_string());
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    report
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = LoadReport::default();
+        for task in self.tasks {
+            let r = task.await.expect("load task");
+            total.ok += r.ok;
+            total.failed += r.failed;
+            total.failures.extend(r.failures.into_iter().take(5));
+            for (k, v) in r.versions {
+                *total.versions.entry(k).or_default() += v;
+            }
+            for (k, v) in r.instances {
+                *total.instances.entry(k).or_default() += v;
+            }
+        }
+        total
+    }
+}
+
+/// Waits until the environment leaves Launching/Updating/Terminating; returns its detail.
+pub async fn wait_ready(
+    server: &TestServer,
+    env: &str,
+    timeout: Duration,
+) -> sprout_core::api::EnvironmentDetail {
+    let detail = eventually(timeout, || async {
+        let d = server.client.get_environment(env).await.ok()?;
+        (!d.environment.status.is_transitional()).then_some(d)
+    })
+    .await;
+    match detail {
+        Some(d) => d,
+        None => {
+            let events = server
+                .client
+                .events(env, Some(30))
+                .await
+                .unwrap_or_default();
+            let lines: Vec<String> = events
+                .iter()
+                .map(|e| format!("{} {}", e.severity, e.message))
+                .collect();
+            panic!(
+                "{env} did not settle within {timeout:?}; events:\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+}
+
+/// Pushes a directory as a version through the CLI and checks it built.
+pub fn push(server: &TestServer, dir: &Path, app: &str, label: &str) {
+    let out = server.cli(&[
+        "push",
+        dir.to_str().unwrap_or_default(),
+        "--app",
+        app,
+        "--label",
+        label,
+    ]);
+    assert!(out.status.success(), "push {label}: {}", stderr(&out));
+}

@@ -3,5 +3,6 @@
 //! engine and a real SQLite file, and cleans up the Docker objects it made.
 
 mod bad_input;
+mod deploys;
 mod harness;
 mod spine;
