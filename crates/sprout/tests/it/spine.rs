@@ -288,7 +288,7 @@ async fn push_launch_balance_deploy_kill_restart_terminate() {
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("events json");
     assert!(listed.iter().any(|e| e["message"]
         .as_str()
-        .is_some_and(|m| m.contains("deployment finished"))));
+        .is_some_and(|m| m.starts_with("deployment ") && m.contains(" finished: v2"))));
 
     // Terminate: no container, network or route left.
     let out = server.cli(&["terminate", &env, "--wait"]);
