@@ -279,6 +279,9 @@ fn spawn_task(
     Some(task.abort_handle())
 }
 
+/// How often a backend that has never passed is checked (when the interval is longer).
+const PENDING_INTERVAL: Duration = Duration::from_millis(200);
+
 async fn run(
     client: HealthClient,
     env: String,
@@ -294,10 +297,17 @@ async fn run(
     };
     let uri: Result<Uri, _> = format!("http://{addr}{path}").parse();
     // A zero interval would spin; clamp to something sane.
-    let mut ticker = tokio::time::interval(check.interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = check.interval.max(Duration::from_millis(10));
+    // A new instance is checked faster until it first passes, so it joins the pool (and a
+    // deployment moves on) as soon as it answers, not up to an interval later.
+    let pending_interval = interval.min(PENDING_INTERVAL);
+    let mut first = true;
     loop {
-        ticker.tick().await;
+        if !first {
+            let wait = if health.state() == BackendState::Pending { pending_interval } else { interval };
+            tokio::time::sleep(wait).await;
+        }
+        first = false;
         let result = match &uri {
             Ok(uri) => probe(&client, uri.clone(), check.timeout, check.success_codes).await,
             Err(e) => Probe {

@@ -210,8 +210,9 @@ async fn new_backend_starts_pending() {
         ..common::fast_health()
     };
     proxy.balancer.set_route(spec);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // One pass (the immediate first check) is below the threshold of 2.
+    // One pass (the immediate first check; the next comes 200 ms later, the pending
+    // cadence) is below the threshold of 2.
+    tokio::time::sleep(Duration::from_millis(80)).await;
     let st = proxy.balancer.backends("web");
     assert_eq!(st.len(), 1);
     assert!(!st[0].healthy);
