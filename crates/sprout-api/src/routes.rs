@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sprout_control::IncomingBundle;
 use sprout_core::api::{
     self, ConfigUpdate, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, SaveConfig,
-    SetProperties, SwapRequest, UploadQuery,
+    ScaleRequest, ScheduledAction, SetProperties, SwapRequest, UploadQuery,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -50,6 +50,18 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/environments/{env}/swap", post(swap))
         .route("/api/v1/environments/{env}/deployments", get(deployments))
+        .route("/api/v1/environments/{env}/scale", post(scale))
+        .route(
+            "/api/v1/environments/{env}/schedules",
+            get(list_schedules).post(add_schedule),
+        )
+        .route(
+            "/api/v1/environments/{env}/schedules/{name}",
+            axum::routing::delete(remove_schedule),
+        )
+        .route("/api/v1/zones", get(zones))
+        .route("/api/v1/zones/{zone}/fail", post(fail_zone))
+        .route("/api/v1/zones/{zone}/restore", post(restore_zone))
         .route("/metrics", get(metrics))
         .route("/api/v1/environments/{env}/events", get(events))
         .route("/api/v1/environments/{env}/logs", get(logs))
@@ -396,4 +408,78 @@ fn tokio_stream_lines(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> impl futures_util::Stream<Item = String> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn scale(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<ScaleRequest>,
+) -> ApiResult<(StatusCode, Json<api::Environment>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.control.scale(&env, &req, Some(&c.username)).await?),
+    ))
+}
+
+async fn list_schedules(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<ScheduledAction>>> {
+    Ok(Json(s.control.list_schedules(&env).await?))
+}
+
+async fn add_schedule(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(env): Path<String>,
+    JsonBody(req): JsonBody<ScheduledAction>,
+) -> ApiResult<(StatusCode, Json<ScheduledAction>)> {
+    c.require_write()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.control
+                .add_schedule(&env, &req, Some(&c.username))
+                .await?,
+        ),
+    ))
+}
+
+async fn remove_schedule(
+    State(s): State<AppState>,
+    c: Caller,
+    Path((env, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    c.require_write()?;
+    s.control
+        .remove_schedule(&env, &name, Some(&c.username))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn zones(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<api::Zone>>> {
+    Ok(Json(s.control.zones().await?))
+}
+
+async fn fail_zone(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(zone): Path<String>,
+) -> ApiResult<Json<Vec<api::Zone>>> {
+    c.require_write()?;
+    Ok(Json(s.control.fail_zone(&zone, Some(&c.username)).await?))
+}
+
+async fn restore_zone(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(zone): Path<String>,
+) -> ApiResult<Json<Vec<api::Zone>>> {
+    c.require_write()?;
+    Ok(Json(
+        s.control.restore_zone(&zone, Some(&c.username)).await?,
+    ))
 }

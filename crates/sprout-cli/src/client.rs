@@ -314,6 +314,62 @@ impl Client {
             .map(|_| ())
     }
 
+    /// `POST /environments/{env}/scale`.
+    pub async fn scale(
+        &self,
+        env: &str,
+        req: &sprout_core::api::ScaleRequest,
+    ) -> Result<Environment, CliError> {
+        self.send_json(Method::POST, &["environments", env, "scale"], Some(req))
+            .await
+    }
+
+    /// `GET /zones`.
+    pub async fn zones(&self) -> Result<Vec<sprout_core::api::Zone>, CliError> {
+        self.get_json(&["zones"], &[]).await
+    }
+
+    /// `POST /zones/{zone}/fail` or `/restore`.
+    pub async fn zone_action(
+        &self,
+        zone: &str,
+        action: &str,
+    ) -> Result<Vec<sprout_core::api::Zone>, CliError> {
+        self.send_json::<(), _>(Method::POST, &["zones", zone, action], None)
+            .await
+    }
+
+    /// `GET /environments/{env}/schedules`.
+    pub async fn schedules(
+        &self,
+        env: &str,
+    ) -> Result<Vec<sprout_core::api::ScheduledAction>, CliError> {
+        self.get_json(&["environments", env, "schedules"], &[])
+            .await
+    }
+
+    /// `POST /environments/{env}/schedules`.
+    pub async fn add_schedule(
+        &self,
+        env: &str,
+        action: &sprout_core::api::ScheduledAction,
+    ) -> Result<sprout_core::api::ScheduledAction, CliError> {
+        self.send_json(
+            Method::POST,
+            &["environments", env, "schedules"],
+            Some(action),
+        )
+        .await
+    }
+
+    /// `DELETE /environments/{env}/schedules/{name}`.
+    pub async fn remove_schedule(&self, env: &str, name: &str) -> Result<(), CliError> {
+        let url = self.api_url(&["environments", env, "schedules", name])?;
+        self.send(self.request(Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /environments/{env}/deployments`, newest first.
     pub async fn deployments(&self, env: &str) -> Result<Vec<Deployment>, CliError> {
         self.get_json(&["environments", env, "deployments"], &[])

@@ -183,6 +183,69 @@ pub enum Command {
         #[command(subcommand)]
         command: PlatformCommand,
     },
+    /// Scale an environment: `scale ENV N` fixes the count (min = max = N); `--min/--max`
+    /// bound it for the autoscaler
+    Scale {
+        env: String,
+        /// Instance count (min = max = N)
+        #[arg(value_name = "N", conflicts_with_all = ["min", "max"])]
+        instances: Option<u32>,
+        #[arg(long)]
+        min: Option<u32>,
+        #[arg(long)]
+        max: Option<u32>,
+    },
+    /// List zones, or take one out of use and bring it back
+    Zone {
+        #[command(subcommand)]
+        command: ZoneCommand,
+    },
+    /// Scheduled scaling actions ("at 08:00 min=4")
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ZoneCommand {
+    /// List zones with their engine, availability and instances
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop using a zone (an outage): its instances move to the other zones
+    Fail { zone: String },
+    /// Use a zone again: instances spread over it again
+    Restore { zone: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Add an action: `schedule add ENV morning --cron "0 8 * * *" --min 4`
+    Add {
+        env: String,
+        name: String,
+        /// Cron in UTC: five fields (minute first) or six (seconds first)
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        min: Option<u32>,
+        #[arg(long)]
+        max: Option<u32>,
+        #[arg(long)]
+        desired: Option<u32>,
+    },
+    /// List an environment's scheduled actions
+    List {
+        env: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a scheduled action
+    Remove { env: String, name: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -507,6 +570,105 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
                     url(&b)
                 ),
                 _ => println!("swapped the CNAMEs of {env} and {other}"),
+            }
+            Ok(())
+        }
+        Command::Scale {
+            env,
+            instances,
+            min,
+            max,
+        } => {
+            let c = client(&global);
+            let req = sprout_core::api::ScaleRequest {
+                instances,
+                min,
+                max,
+            };
+            let e = c.scale(&env, &req).await?;
+            println!(
+                "{}: {} desired instance(s) (min {}, max {})",
+                e.name, e.desired, e.min, e.max
+            );
+            Ok(())
+        }
+        Command::Zone { command } => {
+            let c = client(&global);
+            let zones = match command {
+                ZoneCommand::List { json: true } => {
+                    output::print_json(&c.get_json::<serde_json::Value>(&["zones"], &[]).await?);
+                    return Ok(());
+                }
+                ZoneCommand::List { json: false } => c.zones().await?,
+                ZoneCommand::Fail { zone } => c.zone_action(&zone, "fail").await?,
+                ZoneCommand::Restore { zone } => c.zone_action(&zone, "restore").await?,
+            };
+            let mut t = output::table(&["ZONE", "ENGINE", "AVAILABLE", "INSTANCES"]);
+            for z in &zones {
+                t.add_row(vec![
+                    z.name.clone(),
+                    z.engine.clone(),
+                    if z.available {
+                        "yes".into()
+                    } else {
+                        "no (failed)".into()
+                    },
+                    z.instances.to_string(),
+                ]);
+            }
+            println!("{}", output::render(&t));
+            Ok(())
+        }
+        Command::Schedule { command } => {
+            let c = client(&global);
+            match command {
+                ScheduleCommand::Add {
+                    env,
+                    name,
+                    cron,
+                    min,
+                    max,
+                    desired,
+                } => {
+                    let action = sprout_core::api::ScheduledAction {
+                        name,
+                        cron,
+                        min,
+                        max,
+                        desired,
+                    };
+                    let a = c.add_schedule(&env, &action).await?;
+                    println!("scheduled action {} added ({})", a.name, a.cron);
+                }
+                ScheduleCommand::List { env, json } => {
+                    if json {
+                        output::print_json(
+                            &c.get_json::<serde_json::Value>(
+                                &["environments", &env, "schedules"],
+                                &[],
+                            )
+                            .await?,
+                        );
+                    } else {
+                        let mut t = output::table(&["NAME", "CRON (UTC)", "MIN", "MAX", "DESIRED"]);
+                        let show =
+                            |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                        for a in c.schedules(&env).await? {
+                            t.add_row(vec![
+                                a.name,
+                                a.cron,
+                                show(a.min),
+                                show(a.max),
+                                show(a.desired),
+                            ]);
+                        }
+                        println!("{}", output::render(&t));
+                    }
+                }
+                ScheduleCommand::Remove { env, name } => {
+                    c.remove_schedule(&env, &name).await?;
+                    println!("scheduled action {name} removed");
+                }
             }
             Ok(())
         }

@@ -528,6 +528,75 @@ impl Control {
             .await
     }
 
+    /// `sprout scale ENV N` (min = max = N) or `--min A --max B`: bounds for the autoscaler,
+    /// the desired count kept within them. Instances start or drain at once.
+    pub async fn scale(
+        &self,
+        env_name: &str,
+        req: &api::ScaleRequest,
+        by: Option<&str>,
+    ) -> Result<api::Environment> {
+        let env = self.live_env(env_name).await?;
+        self.begin(&env, EnvOp::Scale).await?;
+        self.scale_to(&env, req, req.instances, by.unwrap_or("system"))
+            .await?;
+        self.wake();
+        self.environment_view(&self.store().environment_by_id(env.id).await?)
+            .await
+    }
+
+    pub(crate) async fn scale_to(
+        &self,
+        env: &EnvRow,
+        req: &api::ScaleRequest,
+        desired: Option<u32>,
+        who: &str,
+    ) -> Result<()> {
+        let before = env.settings();
+        let mut settings = before.clone();
+        match (req.instances, req.min, req.max) {
+            (None, None, None) if desired.is_none() => {
+                return Err(ControlError::Invalid(
+                    "give an instance count, or --min and/or --max".into(),
+                ))
+            }
+            (Some(n), None, None) => (settings.min, settings.max) = (n, n),
+            (Some(_), _, _) => {
+                return Err(ControlError::Invalid(
+                    "give an instance count or --min/--max, not both".into(),
+                ))
+            }
+            (None, min, max) => {
+                if let Some(min) = min {
+                    settings.min = min;
+                }
+                if let Some(max) = max {
+                    settings.max = max;
+                }
+            }
+        }
+        settings.validate(MAX_INSTANCES).map_err(setting)?;
+        let desired = desired
+            .map(i64::from)
+            .unwrap_or(env.desired)
+            .clamp(i64::from(settings.min), i64::from(settings.max));
+        if settings != before {
+            let message = format!(
+                "scaling bounds changed by {who}: min {} → {}, max {} → {}",
+                before.min, settings.min, before.max, settings.max
+            );
+            self.store()
+                .apply_settings(env, &settings, Some(who), &message)
+                .await?;
+        }
+        if desired != env.desired {
+            let message = format!("desired instances {} → {desired} (by {who})", env.desired);
+            self.store().set_desired(env, desired, &message).await?;
+        }
+        self.wake();
+        Ok(())
+    }
+
     /// Sets and removes environment properties: new instances get them, rolled out with the
     /// environment's policy.
     pub async fn set_properties(
@@ -747,7 +816,16 @@ impl Control {
                 .get("sprout.instance")
                 .cloned()
                 .unwrap_or_else(|| c.name.clone());
-            match self.runtime().logs(&c.id, tail.clamp(1, 10_000)).await {
+            let zone = c
+                .labels
+                .get("sprout.zone")
+                .map(String::as_str)
+                .unwrap_or_default();
+            match self
+                .runtime_for(zone)
+                .logs(&c.id, tail.clamp(1, 10_000))
+                .await
+            {
                 Ok(lines) => {
                     for line in lines {
                         out.push_str(&format!("{instance} | {line}\n"));
@@ -764,13 +842,11 @@ impl Control {
         env: &EnvRow,
     ) -> Result<Vec<sprout_runtime::ContainerInfo>> {
         let env_id = env.id.to_string();
-        self.runtime()
-            .list_instances(&[
-                ("sprout.server", self.server_id()),
-                ("sprout.env-id", &env_id),
-            ])
-            .await
-            .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))
+        self.list_containers(&[
+            ("sprout.server", self.server_id()),
+            ("sprout.env-id", &env_id),
+        ])
+        .await
     }
 
     /// Every instance of the balancer's route, judged by the health rules.

@@ -2,10 +2,13 @@
 //! and the operations users ask for, checked against the domain rules before anything changes.
 
 mod apps;
+mod autoscale;
 mod bundle_io;
 mod environments;
 mod reconcile;
+mod schedule;
 mod versions;
+mod zones;
 
 use sprout_core::bundle::{BundleError, BundleLimits};
 use sprout_proxy::Balancer;
@@ -29,6 +32,9 @@ pub struct ControlConfig {
     /// Port the balancer listens on, for the URLs shown to users.
     pub balancer_port: u16,
     pub zones: Vec<String>,
+    /// Zones on their own Docker engine (`unix:///…` or `tcp://…`); the others use the
+    /// local engine.
+    pub zone_endpoints: std::collections::BTreeMap<String, String>,
     pub limits: BundleLimits,
     /// How long a launch or deploy may take before it is declared failed (and rolled back).
     pub operation_timeout: Duration,
@@ -46,6 +52,7 @@ impl ControlConfig {
             domain: "localhost".into(),
             balancer_port: 8000,
             zones: vec!["a".into(), "b".into()],
+            zone_endpoints: Default::default(),
             limits: BundleLimits::default(),
             operation_timeout: Duration::from_secs(300),
             instance_port: 8080,
@@ -112,6 +119,14 @@ pub struct Control {
 struct Inner {
     store: Store,
     runtime: Runtime,
+    /// Runtimes of zones on their own engine.
+    zone_runtimes: std::collections::HashMap<String, Runtime>,
+    /// Every distinct engine once (the local one first), for listing containers.
+    engines: Vec<Runtime>,
+    /// Per environment: the autoscaler's samples and last decision.
+    scaling: std::sync::Mutex<std::collections::HashMap<i64, autoscale::ScaleState>>,
+    /// Scheduled actions' jobs, by (environment id, action name).
+    schedules: tokio::sync::Mutex<schedule::Schedules>,
     balancer: Arc<Balancer>,
     config: ControlConfig,
     server_id: String,
@@ -139,10 +154,34 @@ impl Control {
     ) -> Result<Self> {
         let server_id = store.server_id().await?;
         tokio::fs::create_dir_all(config.bundles_dir().join("tmp")).await?;
+        let mut zone_runtimes = std::collections::HashMap::new();
+        let mut engines = vec![runtime.clone()];
+        let mut by_endpoint: std::collections::HashMap<String, Runtime> =
+            std::collections::HashMap::new();
+        for (zone, endpoint) in &config.zone_endpoints {
+            let rt = match by_endpoint.get(endpoint) {
+                Some(rt) => rt.clone(),
+                None => {
+                    let rt = Runtime::connect(endpoint).await.map_err(|e| {
+                        ControlError::Unavailable(format!(
+                            "zone {zone}: cannot reach {endpoint}: {e}"
+                        ))
+                    })?;
+                    by_endpoint.insert(endpoint.clone(), rt.clone());
+                    engines.push(rt.clone());
+                    rt
+                }
+            };
+            zone_runtimes.insert(zone.clone(), rt);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 runtime,
+                zone_runtimes,
+                engines,
+                scaling: Default::default(),
+                schedules: Default::default(),
                 balancer,
                 config,
                 server_id,
@@ -159,8 +198,44 @@ impl Control {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+    /// The local engine: builds, platform images, and every zone without its own engine.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// The engine a zone's instances run on.
+    pub fn runtime_for(&self, zone: &str) -> &Runtime {
+        self.inner
+            .zone_runtimes
+            .get(zone)
+            .unwrap_or(&self.inner.runtime)
+    }
+
+    /// Identifies a zone's engine: zones with the same key share one engine.
+    pub(crate) fn engine_key<'a>(&'a self, zone: &'a str) -> &'a str {
+        self.inner
+            .config
+            .zone_endpoints
+            .get(zone)
+            .map(String::as_str)
+            .unwrap_or("local")
+    }
+
+    /// Containers with these labels on every engine. An engine that does not answer is
+    /// skipped (and logged): its zone's instances are then replaced elsewhere.
+    pub async fn list_containers(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<sprout_runtime::ContainerInfo>> {
+        let mut all = Vec::new();
+        for (i, engine) in self.inner.engines.iter().enumerate() {
+            match engine.list_instances(labels).await {
+                Ok(found) => all.extend(found),
+                Err(e) if i == 0 => return Err(ControlError::Unavailable(format!("docker: {e}"))),
+                Err(e) => tracing::warn!(error = %e, "a zone's Docker engine does not answer"),
+            }
+        }
+        Ok(all)
     }
     pub fn balancer(&self) -> &Arc<Balancer> {
         &self.inner.balancer

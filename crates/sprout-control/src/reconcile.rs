@@ -75,10 +75,8 @@ impl Control {
     pub async fn reconcile_all(&self) -> Result<()> {
         let envs = self.store().active_environments().await?;
         let containers = self
-            .runtime()
-            .list_instances(&[("sprout.server", self.server_id())])
-            .await
-            .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))?;
+            .list_containers(&[("sprout.server", self.server_id())])
+            .await?;
         let mut by_env: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         for c in containers {
             let env_id = c.labels.get("sprout.env-id").cloned().unwrap_or_default();
@@ -91,8 +89,13 @@ impl Control {
         for (env_id, orphans) in by_env.iter().filter(|(id, _)| !active.contains(*id)) {
             for c in orphans {
                 tracing::warn!(env_id = %env_id, container = %c.name, "removing an orphaned instance");
+                let zone = c
+                    .labels
+                    .get("sprout.zone")
+                    .map(String::as_str)
+                    .unwrap_or_default();
                 if let Err(e) = self
-                    .runtime()
+                    .runtime_for(zone)
                     .remove_instance(&c.id, Duration::from_secs(1))
                     .await
                 {
@@ -183,6 +186,15 @@ impl Control {
         self.balancer()
             .set_sticky(&env.name, settings.sticky.filter(|_| web));
 
+        // Served, then failed its checks past the unhealthy threshold: to be replaced.
+        let failing: HashSet<String> = self
+            .balancer()
+            .backends(&env.name)
+            .into_iter()
+            .filter(|b| b.state == sprout_proxy::BackendState::Unhealthy)
+            .map(|b| b.id)
+            .collect();
+        let zones = self.available_zones().await?;
         let mut observed = Vec::with_capacity(containers.len());
         let mut by_instance: HashMap<String, &ContainerInfo> = HashMap::new();
         for c in &containers {
@@ -215,6 +227,7 @@ impl Control {
                 zone: c.labels.get("sprout.zone").cloned().unwrap_or_default(),
                 running: c.running,
                 healthy,
+                failing: c.running && failing.contains(&id),
                 seq: rows.get(&id).map(|r| r.seq).unwrap_or(c.created),
             });
             by_instance.insert(id, c);
@@ -251,7 +264,7 @@ impl Control {
             count: desired_count,
             revision: target.clone(),
             live: status.is_live(),
-            zones: self.config().zones.clone(),
+            zones,
             rollout,
         };
         let step = plan(&desired, &observed);
@@ -346,7 +359,12 @@ impl Control {
                 *exits.entry(op).or_insert(0) += 1;
             }
         }
-        self.runtime()
+        let zone = c
+            .labels
+            .get("sprout.zone")
+            .map(String::as_str)
+            .unwrap_or_default();
+        self.runtime_for(zone)
             .remove_instance(&c.id, Duration::from_secs(1))
             .await
             .map_err(|e| ControlError::Unavailable(format!("docker: {e}")))?;
@@ -379,11 +397,31 @@ impl Control {
         self.balancer().drain(&env.name, id);
         let version = c.labels.get("sprout.version").cloned().unwrap_or_default();
         let message = format!("draining instance {id} ({version}): {}", reason.describe());
-        self.store()
-            .add_event(env.id, Severity::Info, &message)
-            .await?;
+        let severity = match reason {
+            RemoveReason::Unhealthy | RemoveReason::ZoneUnavailable => Severity::Warn,
+            _ => Severity::Info,
+        };
+        let message = match reason {
+            RemoveReason::Unhealthy => {
+                let why = self
+                    .balancer()
+                    .backends(&env.name)
+                    .into_iter()
+                    .find(|b| b.id == id)
+                    .and_then(|b| {
+                        b.last_error.or(b
+                            .last_status
+                            .map(|s| format!("the health check answered {s}")))
+                    })
+                    .unwrap_or_default();
+                format!("instance {id} ({version}) fails its health checks ({why}); replacing it")
+            }
+            _ => message,
+        };
+        self.store().add_event(env.id, severity, &message).await?;
         let control = self.clone();
         let (env_name, id, container) = (env.name.clone(), id.to_string(), c.id.clone());
+        let zone = c.labels.get("sprout.zone").cloned().unwrap_or_default();
         let (delay, grace) = (settings.deregistration_delay, settings.stop_grace);
         tokio::spawn(async move {
             let deadline = Instant::now() + delay;
@@ -395,7 +433,11 @@ impl Control {
             if in_flight > 0 {
                 tracing::warn!(env = %env_name, instance = %id, in_flight, "deregistration delay over with requests in flight");
             }
-            match control.runtime().remove_instance(&container, grace).await {
+            match control
+                .runtime_for(&zone)
+                .remove_instance(&container, grace)
+                .await
+            {
                 Ok(()) => {
                     if let Err(e) = control
                         .store()
@@ -433,10 +475,21 @@ impl Control {
             ("sprout.server".to_string(), self.server_id().to_string()),
             ("sprout.env-id".to_string(), env.id.to_string()),
         ]);
-        self.runtime()
-            .ensure_network(&network, &labels)
-            .await
-            .map_err(|e| ControlError::Unavailable(format!("docker network: {e}")))?;
+        let mut engines_done: Vec<&str> = Vec::new();
+        for zone in zones {
+            // Zones sharing an engine share the network.
+            let key = self.engine_key(zone);
+            if engines_done.contains(&key) {
+                continue;
+            }
+            engines_done.push(key);
+            self.runtime_for(zone)
+                .ensure_network(&network, &labels)
+                .await
+                .map_err(|e| {
+                    ControlError::Unavailable(format!("docker network in zone {zone}: {e}"))
+                })?;
+        }
         let starts = zones
             .iter()
             .map(|zone| self.start_one(env, target, &network, zone));
@@ -550,7 +603,17 @@ impl Control {
                 removed_why: None,
             })
             .await?;
-        match self.runtime().start_instance(&spec).await {
+        let runtime = self.runtime_for(zone);
+        if !runtime.image_exists(&spec.image).await.unwrap_or(false) {
+            // A zone on another engine: bring the image there (no registry needed).
+            if let Err(e) = self.runtime().copy_image_to(&spec.image, runtime).await {
+                self.store()
+                    .instance_removed(&id, "failed to start")
+                    .await?;
+                return Err(ControlError::Unavailable(format!("zone {zone}: {e}")));
+            }
+        }
+        match runtime.start_instance(&spec).await {
             Ok(started) => {
                 let address = started.address.map(|a| a.to_string());
                 self.store()
@@ -703,7 +766,9 @@ impl Control {
             let message = match (status, kind) {
                 (EnvStatus::Terminating, _) => {
                     self.balancer().remove_route(&env.name);
-                    let _ = self.runtime().remove_network(&self.network_of(env)).await;
+                    for engine in &self.inner.engines {
+                        let _ = engine.remove_network(&self.network_of(env)).await;
+                    }
                     format!("terminateEnvironment completed successfully in {took}")
                 }
                 (EnvStatus::Launching, _) => format!(

@@ -343,3 +343,40 @@ pub mod problem_types {
     pub const INTERNAL: &str = "https://sprout.dev/problems/internal";
     pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
 }
+
+/// `GET /zones`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Zone {
+    pub name: String,
+    /// `local`, or the zone's own Docker engine endpoint.
+    pub engine: String,
+    pub available: bool,
+    /// Running instances of this server in the zone.
+    pub instances: usize,
+}
+
+/// `POST /environments/{env}/scale`: `instances` fixes the count (min = max = N, like
+/// `eb scale`); otherwise `min`/`max` bound it and the autoscaler moves within.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    #[serde(default)]
+    pub instances: Option<u32>,
+    #[serde(default)]
+    pub min: Option<u32>,
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// A scheduled scaling action (`POST /environments/{env}/schedules`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScheduledAction {
+    pub name: String,
+    /// Cron, five fields (minute first) or six (seconds first), UTC.
+    pub cron: String,
+    #[serde(default)]
+    pub min: Option<u32>,
+    #[serde(default)]
+    pub max: Option<u32>,
+    #[serde(default)]
+    pub desired: Option<u32>,
+}

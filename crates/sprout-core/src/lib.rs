@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod scaling;
 pub mod settings;
 
 pub use health::HealthStatus;

@@ -92,6 +92,8 @@ pub struct Observed {
     pub running: bool,
     /// Passed its health check and serves (false while starting).
     pub healthy: bool,
+    /// Served, then failed its health check past the unhealthy threshold.
+    pub failing: bool,
     /// Orders instances by age: larger is newer.
     pub seq: i64,
 }
@@ -107,6 +109,12 @@ pub enum RemoveReason {
     Replaced,
     /// The environment is terminating.
     Terminating,
+    /// Its health check fails (after it served).
+    Unhealthy,
+    /// Its zone is not available.
+    ZoneUnavailable,
+    /// Moves to a less loaded zone.
+    Rebalance,
 }
 
 impl RemoveReason {
@@ -116,6 +124,9 @@ impl RemoveReason {
             RemoveReason::Surplus => "more instances than desired",
             RemoveReason::Replaced => "replaced by the new revision",
             RemoveReason::Terminating => "the environment is terminating",
+            RemoveReason::Unhealthy => "it fails its health checks",
+            RemoveReason::ZoneUnavailable => "its zone is not available",
+            RemoveReason::Rebalance => "evening out the spread over the zones",
         }
     }
 }
@@ -190,7 +201,10 @@ pub fn place(n: usize, zones: &[String], current: &BTreeMap<String, usize>) -> V
 ///
 /// Old-revision instances leave only while enough instances still serve
 /// (`count - max_unavailable`); new ones start only while the fleet stays within
-/// `count + max_surge`. Old instances that do not serve anyway may always go.
+/// `count + max_surge`. Old instances that do not serve anyway may always go. Instances
+/// whose health check fails after they served are replaced; instances in a zone that is not
+/// available are replaced elsewhere first; with nothing else to do, an uneven spread over
+/// the zones is evened out one instance at a time.
 pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
     let mut out = Plan::default();
     if !desired.live {
@@ -201,28 +215,52 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
         out.converged = observed.is_empty();
         return out;
     }
-    let rollout = desired.rollout;
+    let mut rollout = desired.rollout;
     let want = desired.count as usize;
+    let zone_ok = |o: &Observed| desired.zones.contains(&o.zone);
 
     for dead in observed.iter().filter(|o| !o.running) {
         out.remove.push((dead.id.clone(), RemoveReason::Exited));
     }
+    for sick in observed.iter().filter(|o| o.running && o.failing) {
+        out.remove.push((sick.id.clone(), RemoveReason::Unhealthy));
+    }
+    let alive = |o: &&Observed| o.running && !o.failing;
     let mut current: Vec<&Observed> = observed
         .iter()
-        .filter(|o| o.running && o.revision == desired.revision)
+        .filter(alive)
+        .filter(|o| o.revision == desired.revision && zone_ok(o))
         .collect();
     let mut old: Vec<&Observed> = observed
         .iter()
-        .filter(|o| o.running && o.revision != desired.revision)
+        .filter(alive)
+        .filter(|o| o.revision != desired.revision || !zone_ok(o))
         .collect();
+    if rollout == Rollout::steady() {
+        // Outside a deployment, instances to move (a zone went away) are replaced first.
+        rollout.max_surge = rollout.max_surge.max(old.len() as u32);
+    }
 
-    if current.len() > want {
-        // Newest first, so the instances that proved themselves stay.
-        current.sort_by_key(|o| std::cmp::Reverse(o.seq));
-        let surplus = current.len() - want;
-        for extra in current.drain(..surplus) {
-            out.remove.push((extra.id.clone(), RemoveReason::Surplus));
+    let zone_load = |set: &[&Observed]| {
+        let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+        for o in set {
+            *per_zone.entry(o.zone.clone()).or_insert(0) += 1;
         }
+        per_zone
+    };
+
+    while current.len() > want {
+        // Scale-in: an instance that does not serve yet first, else the newest of the most
+        // loaded zone, one at a time so the spread stays even.
+        let load = zone_load(&current);
+        let pick = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, o)| (!o.healthy, load.get(&o.zone).copied().unwrap_or(0), o.seq))
+            .map(|(i, _)| i);
+        let Some(i) = pick else { break };
+        let extra = current.remove(i);
+        out.remove.push((extra.id.clone(), RemoveReason::Surplus));
     }
 
     let new_healthy = current.iter().filter(|o| o.healthy).count();
@@ -243,7 +281,12 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
             old.iter().filter(|o| !o.healthy).count() + spare.min(old_healthy)
         };
         for o in old.iter().take(removable) {
-            out.remove.push((o.id.clone(), RemoveReason::Replaced));
+            let reason = if zone_ok(o) {
+                RemoveReason::Replaced
+            } else {
+                RemoveReason::ZoneUnavailable
+            };
+            out.remove.push((o.id.clone(), reason));
             leaving += 1;
         }
     }
@@ -252,14 +295,30 @@ pub fn plan(desired: &Desired, observed: &[Observed]) -> Plan {
         let fleet = current.len() + old.len() - leaving;
         let room = (want + rollout.max_surge as usize).saturating_sub(fleet);
         let n = (want - current.len()).min(room);
-        let mut per_zone = BTreeMap::new();
-        for o in &current {
-            *per_zone.entry(o.zone.clone()).or_insert(0) += 1;
-        }
-        out.start = place(n, &desired.zones, &per_zone);
+        out.start = place(n, &desired.zones, &zone_load(&current));
     }
 
-    out.converged = out.is_idle() && old.is_empty() && current.len() == want && new_healthy == want;
+    let settled = out.is_idle() && old.is_empty() && current.len() == want && new_healthy == want;
+    if settled && rollout == Rollout::steady() && desired.zones.len() > 1 {
+        // Even out the spread (after a zone came back): one instance leaves the most loaded
+        // zone; the next pass starts its replacement in the least loaded one.
+        let load = zone_load(&current);
+        let count = |z: &String| load.get(z).copied().unwrap_or(0);
+        let most = desired.zones.iter().max_by_key(|z| count(z));
+        let least = desired.zones.iter().min_by_key(|z| count(z));
+        if let (Some(most), Some(least)) = (most, least) {
+            if count(most) > count(least) + 1 {
+                if let Some(o) = current
+                    .iter()
+                    .filter(|o| o.zone == *most)
+                    .max_by_key(|o| o.seq)
+                {
+                    out.remove.push((o.id.clone(), RemoveReason::Rebalance));
+                }
+            }
+        }
+    }
+    out.converged = out.is_idle() && settled;
     out
 }
 
@@ -299,6 +358,7 @@ mod tests {
             zone: zone.into(),
             running,
             healthy,
+            failing: false,
             seq,
         }
     }
@@ -504,6 +564,93 @@ mod tests {
         assert_ne!(r, revision("v2", "small", "golden", &props));
         assert_ne!(r, revision("v1", "large", "golden", &props));
         assert_ne!(r, revision("v1", "small", "golden", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_failing_instance_is_replaced() {
+        let mut obs = fleet("i", "v1", 2, true, 1);
+        obs[0].healthy = false;
+        obs[0].failing = true;
+        let p = plan(&want(2, "v1"), &obs);
+        assert_eq!(p.remove, vec![("i0".to_string(), RemoveReason::Unhealthy)]);
+        assert_eq!(p.start, vec!["a"]);
+    }
+
+    #[test]
+    fn scale_in_takes_the_most_loaded_zone_newest_first() {
+        let obs = vec![
+            inst("a1", "v1", "a", true, true, 1),
+            inst("b1", "v1", "b", true, true, 2),
+            inst("a2", "v1", "a", true, true, 3),
+            inst("b2", "v1", "b", true, true, 4),
+            inst("a3", "v1", "a", true, true, 5),
+        ];
+        let p = plan(&want(3, "v1"), &obs);
+        let removed: Vec<&str> = p.remove.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            removed,
+            vec!["a3", "b2"],
+            "zone a (3) first, then the tie goes to the newest"
+        );
+    }
+
+    #[test]
+    fn a_lost_zone_is_evacuated_with_replacements_first() {
+        let obs = vec![
+            inst("a1", "v1", "a", true, true, 1),
+            inst("b1", "v1", "b", true, true, 2),
+            inst("a2", "v1", "a", true, true, 3),
+            inst("b2", "v1", "b", true, true, 4),
+        ];
+        let mut d = want(4, "v1");
+        d.zones = vec!["a".into()];
+        let p = plan(&d, &obs);
+        assert_eq!(
+            p.start,
+            vec!["a", "a"],
+            "replacements start while zone b still serves"
+        );
+        assert!(p.remove.is_empty());
+        let (min_serving, _, _) = simulate(&d, obs);
+        assert_eq!(min_serving, 4, "capacity never drops");
+    }
+
+    #[test]
+    fn a_restored_zone_is_rebalanced_one_at_a_time() {
+        let obs = fleet("a", "v1", 4, true, 1).into_iter().map(|mut o| {
+            o.zone = "a".into();
+            o
+        });
+        let obs: Vec<Observed> = obs.collect();
+        let d = want(4, "v1");
+        let p = plan(&d, &obs);
+        assert_eq!(p.remove, vec![("a3".to_string(), RemoveReason::Rebalance)]);
+        assert!(!p.converged);
+        let (_, _, _) = simulate(&d, obs.clone());
+        // After the rebalance converges the spread is 2/2.
+        let mut state = obs;
+        for _ in 0..20 {
+            let p = plan(&d, &state);
+            if p.converged {
+                break;
+            }
+            state.retain(|o| !p.remove.iter().any(|(id, _)| *id == o.id));
+            for o in state.iter_mut() {
+                o.healthy = true;
+            }
+            for (n, zone) in p.start.into_iter().enumerate() {
+                state.push(inst(
+                    &format!("n{n}{}", state.len()),
+                    "v1",
+                    &zone,
+                    true,
+                    false,
+                    100 + state.len() as i64,
+                ));
+            }
+        }
+        let in_b = state.iter().filter(|o| o.zone == "b").count();
+        assert_eq!(in_b, 2, "{state:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! in snake case.
 
 use crate::model::{string_enum, InstanceType, Mode};
+use crate::scaling::{Metric, Statistic, Trigger};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -163,6 +164,19 @@ pub struct EnvSettings {
     pub evaluation: Duration,
     /// Roll back automatically when a deployment fails.
     pub rollback: bool,
+    /// Scaling trigger (Beanstalk's `aws:autoscaling:trigger`).
+    pub scaling_metric: Metric,
+    pub scaling_statistic: Statistic,
+    #[serde(with = "millis")]
+    pub scaling_period: Duration,
+    #[serde(with = "millis")]
+    pub breach_duration: Duration,
+    pub upper_threshold: f64,
+    pub lower_threshold: f64,
+    pub upper_increment: u32,
+    pub lower_increment: u32,
+    #[serde(with = "millis")]
+    pub cooldown: Duration,
 }
 
 mod millis {
@@ -217,6 +231,15 @@ pub const KEYS: &[&str] = &[
     "canary_percent",
     "evaluation",
     "rollback",
+    "scaling_metric",
+    "scaling_statistic",
+    "scaling_period",
+    "breach_duration",
+    "upper_threshold",
+    "lower_threshold",
+    "upper_increment",
+    "lower_increment",
+    "cooldown",
 ];
 
 impl EnvSettings {
@@ -252,6 +275,30 @@ impl EnvSettings {
             canary_percent: 10,
             evaluation: Duration::from_secs(if dev { 5 } else { 60 }),
             rollback: true,
+            scaling_metric: if dev { Metric::None } else { Metric::Cpu },
+            scaling_statistic: Statistic::Average,
+            scaling_period: Duration::from_secs(60),
+            breach_duration: Duration::from_secs(300),
+            upper_threshold: 80.0,
+            lower_threshold: 20.0,
+            upper_increment: 1,
+            lower_increment: 1,
+            cooldown: Duration::from_secs(360),
+        }
+    }
+
+    /// The scaling trigger these settings describe.
+    pub fn trigger(&self) -> Trigger {
+        Trigger {
+            metric: self.scaling_metric,
+            statistic: self.scaling_statistic,
+            period: self.scaling_period,
+            breach_duration: self.breach_duration,
+            upper: self.upper_threshold,
+            lower: self.lower_threshold,
+            step_up: self.upper_increment,
+            step_down: self.lower_increment,
+            cooldown: self.cooldown,
         }
     }
 
@@ -289,6 +336,15 @@ impl EnvSettings {
             "canary_percent" => self.canary_percent.to_string(),
             "evaluation" => format_duration(self.evaluation),
             "rollback" => self.rollback.to_string(),
+            "scaling_metric" => self.scaling_metric.to_string(),
+            "scaling_statistic" => self.scaling_statistic.to_string(),
+            "scaling_period" => format_duration(self.scaling_period),
+            "breach_duration" => format_duration(self.breach_duration),
+            "upper_threshold" => self.upper_threshold.to_string(),
+            "lower_threshold" => self.lower_threshold.to_string(),
+            "upper_increment" => self.upper_increment.to_string(),
+            "lower_increment" => self.lower_increment.to_string(),
+            "cooldown" => format_duration(self.cooldown),
             other => return Err(SettingError::Unknown(other.into())),
         })
     }
@@ -385,6 +441,33 @@ impl EnvSettings {
                     _ => return Err(invalid(format!("'{value}' is not true or false"))),
                 }
             }
+            "scaling_metric" => {
+                self.scaling_metric = value
+                    .parse()
+                    .map_err(|e: crate::model::UnknownValue| invalid(e.to_string()))?
+            }
+            "scaling_statistic" => {
+                self.scaling_statistic = value
+                    .parse()
+                    .map_err(|e: crate::model::UnknownValue| invalid(e.to_string()))?
+            }
+            "scaling_period" => self.scaling_period = parse_duration(key, value)?,
+            "breach_duration" => self.breach_duration = parse_duration(key, value)?,
+            "upper_threshold" | "lower_threshold" => {
+                let v: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| invalid(format!("'{value}' is not a non-negative number")))?;
+                if key == "upper_threshold" {
+                    self.upper_threshold = v;
+                } else {
+                    self.lower_threshold = v;
+                }
+            }
+            "upper_increment" => self.upper_increment = count(value)?.max(1),
+            "lower_increment" => self.lower_increment = count(value)?.max(1),
+            "cooldown" => self.cooldown = parse_duration(key, value)?,
             other => return Err(SettingError::Unknown(other.into())),
         }
         Ok(())
@@ -417,6 +500,15 @@ impl EnvSettings {
             || self.health_check_timeout > Duration::from_secs(60)
         {
             return invalid("health_check_timeout", "must be between 1ms and 60s".into());
+        }
+        if self.lower_threshold >= self.upper_threshold {
+            return invalid(
+                "lower_threshold",
+                format!("must be below upper_threshold ({})", self.upper_threshold),
+            );
+        }
+        if self.scaling_period < Duration::from_millis(500) {
+            return invalid("scaling_period", "must be at least 500ms".into());
         }
         if self.command_timeout < Duration::from_secs(1) {
             return invalid("command_timeout", "must be at least 1s".into());

@@ -304,7 +304,11 @@ async fn run(
     let mut first = true;
     loop {
         if !first {
-            let wait = if health.state() == BackendState::Pending { pending_interval } else { interval };
+            let wait = if health.state() == BackendState::Pending {
+                pending_interval
+            } else {
+                interval
+            };
             tokio::time::sleep(wait).await;
         }
         first = false;

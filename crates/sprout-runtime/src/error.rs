@@ -24,6 +24,9 @@ pub enum RuntimeError {
     #[error("build script for image '{image}' failed with exit code {code}")]
     BuildFailed { image: String, code: i64 },
 
+    #[error("copying image '{image}' to another engine failed: {detail}")]
+    ImageCopy { image: String, detail: String },
+
     #[error("invalid image reference '{0}'")]
     InvalidImage(String),
 

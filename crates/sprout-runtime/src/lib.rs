@@ -16,9 +16,9 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, ImportImageOptions, InspectContainerOptions, InspectNetworkOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
@@ -577,6 +577,97 @@ impl Runtime {
                 e,
             )),
         }
+    }
+
+    /// Copies an image to another engine (a zone on another host): exported here,
+    /// streamed into `to`. No registry needed.
+    pub async fn copy_image_to(&self, image: &str, to: &Runtime) -> Result<(), RuntimeError> {
+        info!(%image, "copying image to another engine");
+        let export = self
+            .docker
+            .export_image(image)
+            .filter_map(|chunk| async move {
+                match chunk {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        // A broken export leaves a truncated tar, which the import refuses.
+                        warn!(error = %e, "image export interrupted");
+                        None
+                    }
+                }
+            });
+        let mut import = to.docker.import_image_stream(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            export,
+            None,
+        );
+        while let Some(step) = import.next().await {
+            let info =
+                step.map_err(|e| RuntimeError::docker(format!("import image {image}"), e))?;
+            if let Some(err) = info.error {
+                return Err(RuntimeError::ImageCopy {
+                    image: image.to_string(),
+                    detail: err,
+                });
+            }
+        }
+        if !to.image_exists(image).await? {
+            return Err(RuntimeError::ImageCopy {
+                image: image.to_string(),
+                detail: "it did not arrive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// CPU a running container used over about a second, in cores (1.0 = one full core),
+    /// and its memory use in bytes. None when the engine reports nothing (it stopped).
+    pub async fn usage(&self, container: &str) -> Result<Option<(f64, u64)>, RuntimeError> {
+        let opts = StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let mut stream = self.docker.stats(container, Some(opts));
+        let Some(stats) = stream.next().await else {
+            return Ok(None);
+        };
+        let stats = match stats {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(RuntimeError::docker(format!("stats {container}"), e)),
+        };
+        let total = |c: &Option<bollard::models::ContainerCpuStats>| {
+            c.as_ref()
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0)
+        };
+        let system = |c: &Option<bollard::models::ContainerCpuStats>| {
+            c.as_ref().and_then(|c| c.system_cpu_usage).unwrap_or(0)
+        };
+        let cpu_delta = total(&stats.cpu_stats).saturating_sub(total(&stats.precpu_stats)) as f64;
+        let system_delta =
+            system(&stats.cpu_stats).saturating_sub(system(&stats.precpu_stats)) as f64;
+        let online = stats
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.online_cpus)
+            .unwrap_or(1)
+            .max(1) as f64;
+        let cores = if system_delta > 0.0 {
+            cpu_delta / system_delta * online
+        } else {
+            0.0
+        };
+        let memory = stats
+            .memory_stats
+            .as_ref()
+            .and_then(|m| m.usage)
+            .unwrap_or(0);
+        Ok(Some((cores, memory)))
     }
 
     /// The last `tail` lines of stdout+stderr of a container.

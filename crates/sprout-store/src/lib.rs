@@ -7,6 +7,7 @@ mod configs;
 mod environments;
 mod events;
 mod users;
+mod zones;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,6 +23,7 @@ pub use environments::{
 };
 pub use events::EventRow;
 pub use users::UserRow;
+pub use zones::ScheduledActionRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 

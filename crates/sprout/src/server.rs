@@ -113,12 +113,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = ControlConfig::new(data.clone());
     config.domain = args.domain.clone();
     config.balancer_port = balancer_addr.port();
-    config.zones = args
+    config.zones.clear();
+    for zone in args
         .zones
         .iter()
-        .map(|z| z.trim().to_string())
+        .map(|z| z.trim())
         .filter(|z| !z.is_empty())
-        .collect();
+    {
+        let (name, endpoint) = match zone.split_once('=') {
+            Some((name, endpoint)) => (name.trim(), Some(endpoint.trim())),
+            None => (zone, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            anyhow::bail!("--zones: invalid zone name '{name}' (letters, digits, '-')");
+        }
+        if config.zones.iter().any(|z| z == name) {
+            anyhow::bail!("--zones: zone '{name}' is listed twice");
+        }
+        config.zones.push(name.to_string());
+        if let Some(endpoint) = endpoint {
+            config
+                .zone_endpoints
+                .insert(name.to_string(), endpoint.to_string());
+        }
+    }
     if config.zones.is_empty() {
         anyhow::bail!("--zones needs at least one zone");
     }
@@ -128,6 +146,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.stop_grace = Duration::from_secs(args.stop_grace);
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
     control.resume_builds().await?;
+    control.start_schedules().await?;
     // Build missing platform images now, so the first push does not wait for debootstrap.
     {
         let runtime = control.runtime().clone();
@@ -180,6 +199,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let control = control.clone();
         tokio::spawn(async move { control.run_reconciler(token).await })
     };
+    let autoscaler_task = {
+        let token = shutdown.clone();
+        let control = control.clone();
+        tokio::spawn(async move { control.run_autoscaler(token).await })
+    };
 
     tracing::info!(api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
     // Tests and scripts read these two lines to find the ports.
@@ -193,7 +217,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping: instances keep running and will be adopted at the next start");
     shutdown.cancel();
-    let (api, bal, rec) = tokio::join!(api_task, balancer_task, reconciler_task);
+    let (api, bal, rec, auto) =
+        tokio::join!(api_task, balancer_task, reconciler_task, autoscaler_task);
+    let _ = auto;
     if let Ok(Err(e)) = api {
         tracing::warn!(error = %e, "api stopped with an error");
     }
