@@ -481,3 +481,110 @@ pub fn push(server: &TestServer, dir: &Path, app: &str, label: &str) {
     ]);
     assert!(out.status.success(), "push {label}: {}", stderr(&out));
 }
+
+/// A second Docker engine on this machine, for a zone of its own. Stopped on drop.
+pub struct SecondEngine {
+    pub endpoint: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SecondEngine {
+    pub async fn start() -> Self {
+        require_docker();
+        let dir = tempfile::Builder::new()
+            .prefix("sprout-zb")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let driver = docker_lines(&["info", "--format", "{{.Driver}}"])
+            .pop()
+            .unwrap_or_else(|| "overlay2".into());
+        let config = dir.path().join("daemon.json");
+        std::fs::write(&config, format!("{{\"storage-driver\": \"{driver}\"}}"))
+            .expect("daemon.json");
+        let socket = dir.path().join("docker.sock");
+        let ns = format!("sproutzb{}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&config)
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .args([
+                "--containerd-namespace",
+                &ns,
+                "--containerd-plugins-namespace",
+                &format!("{ns}p"),
+            ])
+            .args(["--default-address-pool", "base=10.213.0.0/16,size=24"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a second dockerd (is dockerd installed and are we root?)");
+        let endpoint = format!("unix://{}", socket.display());
+        let up = eventually(Duration::from_secs(30), || async {
+            Command::new("docker")
+                .args(["-H", &endpoint, "info"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+        })
+        .await;
+        let log = std::fs::read_to_string(dir.path().join("dockerd.log")).unwrap_or_default();
+        assert!(up.is_some(), "the second dockerd did not start:\n{log}");
+        Self {
+            endpoint,
+            dir,
+            child,
+        }
+    }
+
+    pub fn containers(&self, label: &str) -> Vec<String> {
+        docker_lines(&[
+            "-H",
+            &self.endpoint,
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label={label}"),
+        ])
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        let all = docker_lines(&["-H", &self.endpoint, "ps", "-aq"]);
+        if !all.is_empty() {
+            let _ = Command::new("docker")
+                .args(["-H", &self.endpoint, "rm", "-f"])
+                .args(&all)
+                .output();
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Mounts under the data root may outlive the daemon for a moment.
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path().join("data"))
+            .output();
+    }
+}

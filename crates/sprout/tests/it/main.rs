@@ -5,4 +5,5 @@
 mod bad_input;
 mod deploys;
 mod harness;
+mod scaling;
 mod spine;
