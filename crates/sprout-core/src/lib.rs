@@ -3,11 +3,14 @@
 
 pub mod api;
 pub mod bundle;
+pub mod cron;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod queue;
+pub mod sigv4;
 
 pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};
 pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
