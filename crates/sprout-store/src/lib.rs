@@ -5,6 +5,7 @@
 mod apps;
 mod environments;
 mod events;
+mod queue;
 mod users;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use apps::{AppRow, NewVersion, VersionRow};
 pub use environments::{EnvRow, InstanceRow, NewEnvironment, OperationRow};
 pub use events::EventRow;
+pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
 pub use users::UserRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
