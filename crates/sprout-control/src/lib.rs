@@ -3,7 +3,10 @@
 
 mod apps;
 mod bundle_io;
+mod cron;
+mod dispatch;
 mod environments;
+pub mod queues;
 mod reconcile;
 mod versions;
 
@@ -37,6 +40,8 @@ pub struct ControlConfig {
     /// Time a stopping instance gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     pub reconcile_interval: Duration,
+    /// Where the SQS-compatible endpoint listens (None: not running).
+    pub sqs_addr: Option<std::net::SocketAddr>,
 }
 
 impl ControlConfig {
@@ -51,6 +56,7 @@ impl ControlConfig {
             instance_port: 8080,
             stop_grace: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(1),
+            sqs_addr: None,
         }
     }
 
@@ -121,6 +127,8 @@ struct Inner {
     start_backoff: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
     /// Per running operation: instances of the target version that exited during it.
     exits: std::sync::Mutex<std::collections::HashMap<i64, u32>>,
+    /// Wakes long polls and the dispatcher when messages arrive.
+    queues: queues::QueueSignals,
 }
 
 impl Control {
@@ -142,6 +150,7 @@ impl Control {
                 wake: Notify::new(),
                 start_backoff: Default::default(),
                 exits: Default::default(),
+                queues: Default::default(),
             }),
         })
     }

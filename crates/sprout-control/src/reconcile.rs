@@ -361,6 +361,8 @@ impl Control {
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}")),
         );
+        // The SQS endpoint, keys and queue URL of the application's worker queue.
+        envs.extend(self.queue_env_vars(env, network).await);
         let limits = env
             .instance_type
             .parse::<InstanceType>()

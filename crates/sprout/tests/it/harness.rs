@@ -102,6 +102,8 @@ impl TestServer {
         ])
         .arg(data)
         .env("SPROUT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // A free port per server (0.0.0.0: instances reach it via their network's gateway).
+        .env("SPROUT_SQS", "0.0.0.0:0")
         .env("RUST_LOG", "info,sqlx=warn,bollard=warn,hyper=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
