@@ -7,11 +7,13 @@ message to it, like AWS's sqsd. 200 deletes the message; anything else retries i
                    failing is on, to exercise retries and the dead-letter queue).
   GET  /health     200 "ok"
   GET  /records    the jobs this instance processed, as JSON (for tests and curiosity)
+  GET  /started    the message ids it started on (finished or not)
   POST /heal       turn failing off (the next retries succeed)
 """
 
 import json
 import os
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 INSTANCE = os.environ.get("SPROUT_INSTANCE", "local")
 LOCK = threading.Lock()
 RECORDS = []
+STARTED = []
 FAILING = [True]
 
 
@@ -39,6 +42,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._send(200, "ok", "text/plain")
+        elif self.path == "/started":
+            with LOCK:
+                self._send(200, json.dumps(STARTED))
         elif self.path == "/records":
             with LOCK:
                 self._send(200, json.dumps(RECORDS))
@@ -55,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             job = json.loads(body) if body.startswith("{") else {}
         except ValueError:
             job = {}
+        with LOCK:
+            STARTED.append(self.headers.get("X-Aws-Sqsd-Msgid"))
         if job.get("sleep"):
             time.sleep(float(job["sleep"]))
         failed = bool(job.get("fail")) and FAILING[0]
@@ -73,7 +81,15 @@ class Handler(BaseHTTPRequestHandler):
         self._send(record["status"], "{}")
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        # Skip HTTPServer's host name lookup, which can stall without DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
-    server.daemon_threads = True
+    server = Server(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
     server.serve_forever()

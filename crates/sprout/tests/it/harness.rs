@@ -180,6 +180,14 @@ impl TestServer {
         }
     }
 
+    /// SIGKILL: the server gets no chance to clean up (a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts a new server process on the same data directory (fresh ports).
     pub async fn restart(&mut self) {
         self.stop();
