@@ -26,6 +26,9 @@ struct Slot {
 
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 const IDLE_PASS: Duration = Duration::from_millis(500);
+/// Messages claimed for one instance per round of a pass.
+const CLAIM_PER_ROUND: usize = 10;
+const MAX_ROUNDS: usize = 10;
 
 impl Control {
     /// Runs until `shutdown`. Messages a previous process held are released first: their
@@ -116,53 +119,69 @@ impl Control {
             if self.store().move_dead(&queue, now).await? > 0 {
                 self.dead_letter_event(&queue).await;
             }
-            for backend in self.balancer().backends(&env.name) {
+            let backends = self.balancer().backends(&env.name);
+            for backend in &backends {
                 present.insert(backend.id.clone());
-                if !backend.healthy {
-                    continue;
+                if backend.healthy && !slots.contains_key(&backend.id) {
+                    slots.insert(
+                        backend.id.clone(),
+                        Slot {
+                            permits: Arc::new(Semaphore::new(settings.http_connections as usize)),
+                            connections: settings.http_connections,
+                            cancel: CancellationToken::new(),
+                        },
+                    );
                 }
-                let slot = slots.entry(backend.id.clone()).or_insert_with(|| Slot {
-                    permits: Arc::new(Semaphore::new(settings.http_connections as usize)),
-                    connections: settings.http_connections,
-                    cancel: CancellationToken::new(),
-                });
-                if slot.connections != settings.http_connections {
-                    // The limit changed: a fresh semaphore; requests in flight finish on the old.
-                    slot.permits = Arc::new(Semaphore::new(settings.http_connections as usize));
-                    slot.connections = settings.http_connections;
-                }
-                let free = slot.permits.available_permits();
-                if free == 0 {
-                    continue;
-                }
-                let claimed = self
-                    .store()
-                    .claim(
-                        &queue,
-                        free as i64,
-                        i64::from(settings.dispatch_visibility_secs()) * 1000,
-                        Some(&backend.id),
-                        now,
-                    )
-                    .await?;
-                for message in claimed {
-                    let Ok(permit) = slot.permits.clone().try_acquire_owned() else {
-                        break;
+            }
+            // Rounds of at most CLAIM_PER_ROUND per instance, so work spreads evenly.
+            for _round in 0..MAX_ROUNDS {
+                let mut claimed_any = false;
+                for backend in backends.iter().filter(|b| b.healthy) {
+                    let Some(slot) = slots.get_mut(&backend.id) else {
+                        continue;
                     };
-                    let job = Job {
-                        control: self.clone(),
-                        http: http.clone(),
-                        addr: backend.addr,
-                        instance: backend.id.clone(),
-                        queue: queue.clone(),
-                        settings: settings.clone(),
-                        message,
-                        cancel: slot.cancel.clone(),
-                    };
-                    tokio::spawn(async move {
-                        job.run().await;
-                        drop(permit);
-                    });
+                    if slot.connections != settings.http_connections {
+                        // The limit changed: a fresh semaphore; requests in flight finish on the old.
+                        slot.permits = Arc::new(Semaphore::new(settings.http_connections as usize));
+                        slot.connections = settings.http_connections;
+                    }
+                    let free = slot.permits.available_permits().min(CLAIM_PER_ROUND);
+                    if free == 0 {
+                        continue;
+                    }
+                    let claimed = self
+                        .store()
+                        .claim(
+                            &queue,
+                            free as i64,
+                            i64::from(settings.dispatch_visibility_secs()) * 1000,
+                            Some(&backend.id),
+                            now,
+                        )
+                        .await?;
+                    claimed_any |= !claimed.is_empty();
+                    for message in claimed {
+                        let Ok(permit) = slot.permits.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let job = Job {
+                            control: self.clone(),
+                            http: http.clone(),
+                            addr: backend.addr,
+                            instance: backend.id.clone(),
+                            queue: queue.clone(),
+                            settings: settings.clone(),
+                            message,
+                            cancel: slot.cancel.clone(),
+                        };
+                        tokio::spawn(async move {
+                            job.run().await;
+                            drop(permit);
+                        });
+                    }
+                }
+                if !claimed_any {
+                    break;
                 }
             }
         }
