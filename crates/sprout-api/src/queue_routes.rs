@@ -20,8 +20,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/environments/{env}/queue", get(stats))
         .route("/api/v1/environments/{env}/queue/messages", post(send))
         .route("/api/v1/environments/{env}/queue/dlq", get(dead))
-        .route("/api/v1/environments/{env}/queue/dlq/redrive", post(redrive))
-        .route("/api/v1/environments/{env}/queue/credentials", get(credentials))
+        .route(
+            "/api/v1/environments/{env}/queue/dlq/redrive",
+            post(redrive),
+        )
+        .route(
+            "/api/v1/environments/{env}/queue/credentials",
+            get(credentials),
+        )
 }
 
 async fn stats(
@@ -39,7 +45,10 @@ async fn send(
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     c.require_write()?;
-    Ok((StatusCode::CREATED, Json(s.control.queue_send(&env, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.control.queue_send(&env, req).await?),
+    ))
 }
 
 async fn dead(

@@ -38,7 +38,12 @@ pub struct SqsError {
 }
 
 impl SqsError {
-    fn new(status: StatusCode, code: &'static str, query_code: &'static str, m: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        query_code: &'static str,
+        m: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -47,7 +52,12 @@ impl SqsError {
         }
     }
     fn invalid(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", "InvalidParameterValue", m)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            "InvalidParameterValue",
+            m,
+        )
     }
     fn missing(name: &str) -> Self {
         Self::new(
@@ -87,7 +97,10 @@ impl SqsError {
 impl From<QueueError> for SqsError {
     fn from(e: QueueError) -> Self {
         let (code, query) = match &e {
-            QueueError::EmptyBatch => ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest"),
+            QueueError::EmptyBatch => (
+                "EmptyBatchRequest",
+                "AWS.SimpleQueueService.EmptyBatchRequest",
+            ),
             QueueError::TooManyEntries(_) => (
                 "TooManyEntriesInBatchRequest",
                 "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
@@ -116,7 +129,12 @@ impl From<ControlError> for SqsError {
         match e {
             ControlError::Invalid(m) => Self::invalid(m),
             ControlError::NotFound(_) => Self::no_queue(),
-            ControlError::Conflict(m) => Self::new(StatusCode::BAD_REQUEST, "QueueNameExists", "QueueAlreadyExists", m),
+            ControlError::Conflict(m) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "QueueNameExists",
+                "QueueAlreadyExists",
+                m,
+            ),
             other => {
                 tracing::error!(error = %other, "sqs request failed");
                 Self::new(
@@ -142,12 +160,19 @@ impl IntoResponse for SqsError {
             "__type": format!("com.amazonaws.sqs#{}", self.code),
             "message": self.message,
         });
-        let sender = if self.status.is_server_error() { "Receiver" } else { "Sender" };
+        let sender = if self.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
         (
             self.status,
             [
                 ("content-type", AMZ_JSON.to_string()),
-                ("x-amzn-query-error", format!("{};{sender}", self.query_code)),
+                (
+                    "x-amzn-query-error",
+                    format!("{};{sender}", self.query_code),
+                ),
                 ("x-amzn-requestid", uuid::Uuid::new_v4().to_string()),
             ],
             body.to_string(),
@@ -172,7 +197,8 @@ fn ok(value: Value) -> Response {
 
 /// Parses the operation's input; a shape mismatch is SQS's InvalidParameterValue.
 fn input<T: serde::de::DeserializeOwned>(body: &Value) -> SqsResult<T> {
-    serde_json::from_value(body.clone()).map_err(|e| SqsError::invalid(format!("invalid request: {e}")))
+    serde_json::from_value(body.clone())
+        .map_err(|e| SqsError::invalid(format!("invalid request: {e}")))
 }
 
 async fn handle(
@@ -216,18 +242,15 @@ async fn serve(
     let body: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| SqsError::invalid(format!("the body is not JSON: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| SqsError::invalid(format!("the body is not JSON: {e}")))?
     };
     let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    let ctx = Ctx {
-        control,
-        key,
-        host,
-    };
+    let ctx = Ctx { control, key, host };
     tracing::debug!(op, access_key = %ctx.key.access_key_id, "sqs request");
     match op {
         "CreateQueue" => ctx.create_queue(&body).await,
@@ -276,7 +299,12 @@ async fn authenticate(
         })?;
     let pairs: Vec<(String, String)> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let req = SignedRequest {
         method: method.as_str(),
@@ -304,7 +332,12 @@ struct QueueUrlOnly {
     queue_url: Option<String>,
 }
 
-fn parse_num(attrs: &BTreeMap<String, String>, name: &'static str, min: i64, max: i64) -> SqsResult<Option<i64>> {
+fn parse_num(
+    attrs: &BTreeMap<String, String>,
+    name: &'static str,
+    min: i64,
+    max: i64,
+) -> SqsResult<Option<i64>> {
     let Some(raw) = attrs.get(name) else {
         return Ok(None);
     };
@@ -322,25 +355,42 @@ fn parse_num(attrs: &BTreeMap<String, String>, name: &'static str, min: i64, max
 
 fn wants(list: &[String], name: &str) -> bool {
     list.iter().any(|n| {
-        n == "All" || n == ".*" || n == name || n.strip_suffix(".*").is_some_and(|p| name.starts_with(&format!("{p}.")))
+        n == "All"
+            || n == ".*"
+            || n == name
+            || n.strip_suffix(".*")
+                .is_some_and(|p| name.starts_with(&format!("{p}.")))
     })
 }
 
 impl Ctx<'_> {
     async fn app_name(&self) -> SqsResult<String> {
-        Ok(self.control.store().environment_by_id(self.key.env_id).await?.app)
+        Ok(self
+            .control
+            .store()
+            .environment_by_id(self.key.env_id)
+            .await?
+            .app)
     }
 
     async fn url_of(&self, queue: &QueueRow) -> SqsResult<String> {
         let endpoint = format!("http://{}", self.host);
-        Ok(Control::queue_url(&endpoint, &self.app_name().await?, &queue.name))
+        Ok(Control::queue_url(
+            &endpoint,
+            &self.app_name().await?,
+            &queue.name,
+        ))
     }
 
     /// The queue a URL names (its last path segment), if this key may use it.
     async fn queue(&self, body: &Value) -> SqsResult<QueueRow> {
         let QueueUrlOnly { queue_url } = input(body)?;
         let url = queue_url.ok_or_else(|| SqsError::missing("QueueUrl"))?;
-        let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let name = url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         match self.control.store().queue_by_name(name).await? {
             Some(queue) if queue.app_id == self.key.app_id => Ok(queue),
             _ => Err(SqsError::no_queue()),
@@ -356,12 +406,18 @@ impl Ctx<'_> {
             attributes: BTreeMap<String, String>,
         }
         let input: In = input(body)?;
-        let name = input.queue_name.ok_or_else(|| SqsError::missing("QueueName"))?;
+        let name = input
+            .queue_name
+            .ok_or_else(|| SqsError::missing("QueueName"))?;
         q::check_queue_name(&name)?;
         for attr in input.attributes.keys() {
             if !matches!(
                 attr.as_str(),
-                "VisibilityTimeout" | "DelaySeconds" | "MessageRetentionPeriod" | "MaximumMessageSize" | "ReceiveMessageWaitTimeSeconds"
+                "VisibilityTimeout"
+                    | "DelaySeconds"
+                    | "MessageRetentionPeriod"
+                    | "MaximumMessageSize"
+                    | "ReceiveMessageWaitTimeSeconds"
             ) {
                 return Err(SqsError::new(
                     StatusCode::BAD_REQUEST,
@@ -373,10 +429,20 @@ impl Ctx<'_> {
         }
         let defaults = QueueSettings::default();
         let settings = QueueSettings {
-            visibility_timeout: parse_num(&input.attributes, "VisibilityTimeout", 0, i64::from(q::MAX_VISIBILITY_SECONDS))?
-                .unwrap_or(defaults.visibility_timeout),
-            delay_seconds: parse_num(&input.attributes, "DelaySeconds", 0, i64::from(q::MAX_DELAY_SECONDS))?
-                .unwrap_or(0),
+            visibility_timeout: parse_num(
+                &input.attributes,
+                "VisibilityTimeout",
+                0,
+                i64::from(q::MAX_VISIBILITY_SECONDS),
+            )?
+            .unwrap_or(defaults.visibility_timeout),
+            delay_seconds: parse_num(
+                &input.attributes,
+                "DelaySeconds",
+                0,
+                i64::from(q::MAX_DELAY_SECONDS),
+            )?
+            .unwrap_or(0),
             retention_seconds: parse_num(
                 &input.attributes,
                 "MessageRetentionPeriod",
@@ -389,7 +455,12 @@ impl Ctx<'_> {
         let queue = self
             .control
             .store()
-            .create_queue(self.key.app_id, &name, settings, sprout_control::queues::now_ms())
+            .create_queue(
+                self.key.app_id,
+                &name,
+                settings,
+                sprout_control::queues::now_ms(),
+            )
             .await?;
         tracing::info!(queue = %queue.name, app_id = self.key.app_id, "queue created (or found)");
         Ok(ok(json!({ "QueueUrl": self.url_of(&queue).await? })))
@@ -402,9 +473,13 @@ impl Ctx<'_> {
             queue_name: Option<String>,
         }
         let input: In = input(body)?;
-        let name = input.queue_name.ok_or_else(|| SqsError::missing("QueueName"))?;
+        let name = input
+            .queue_name
+            .ok_or_else(|| SqsError::missing("QueueName"))?;
         match self.control.store().queue_by_name(&name).await? {
-            Some(queue) if queue.app_id == self.key.app_id => Ok(ok(json!({ "QueueUrl": self.url_of(&queue).await? }))),
+            Some(queue) if queue.app_id == self.key.app_id => {
+                Ok(ok(json!({ "QueueUrl": self.url_of(&queue).await? })))
+            }
             _ => Err(SqsError::no_queue()),
         }
     }
@@ -420,7 +495,10 @@ impl Ctx<'_> {
         let queues = self
             .control
             .store()
-            .list_queues(self.key.app_id, input.queue_name_prefix.as_deref().unwrap_or(""))
+            .list_queues(
+                self.key.app_id,
+                input.queue_name_prefix.as_deref().unwrap_or(""),
+            )
             .await?;
         let app = self.app_name().await?;
         let endpoint = format!("http://{}", self.host);
@@ -448,10 +526,14 @@ impl Ctx<'_> {
         }
         let queue = self.queue(body).await?;
         let input: In = input(body)?;
-        let text = input.message_body.ok_or_else(|| SqsError::missing("MessageBody"))?;
+        let text = input
+            .message_body
+            .ok_or_else(|| SqsError::missing("MessageBody"))?;
         let delay = delay_of(input.delay_seconds, &queue)?;
         let out = prepare(&text, &input.message_attributes, delay)?;
-        self.control.enqueue(&queue, std::slice::from_ref(&out.row)).await?;
+        self.control
+            .enqueue(&queue, std::slice::from_ref(&out.row))
+            .await?;
         let mut resp = Map::new();
         resp.insert("MessageId".into(), json!(out.row.message_id));
         resp.insert("MD5OfMessageBody".into(), json!(out.md5_of_body));
@@ -487,7 +569,12 @@ impl Ctx<'_> {
                 e.message_body.as_deref().map_or(0, str::len)
                     + e.message_attributes
                         .iter()
-                        .map(|(k, a)| k.len() + a.data_type.len() + a.string_value.as_deref().map_or(0, str::len) + a.binary_value.as_deref().map_or(0, str::len))
+                        .map(|(k, a)| {
+                            k.len()
+                                + a.data_type.len()
+                                + a.string_value.as_deref().map_or(0, str::len)
+                                + a.binary_value.as_deref().map_or(0, str::len)
+                        })
                         .sum::<usize>()
             })
             .sum();
@@ -546,7 +633,12 @@ impl Ctx<'_> {
         let max = input.max_number_of_messages.unwrap_or(1);
         q::check_range("MaxNumberOfMessages", max, 1, q::MAX_BATCH_ENTRIES as i64)?;
         let visibility = input.visibility_timeout.unwrap_or(queue.visibility_timeout);
-        q::check_range("VisibilityTimeout", visibility, 0, i64::from(q::MAX_VISIBILITY_SECONDS))?;
+        q::check_range(
+            "VisibilityTimeout",
+            visibility,
+            0,
+            i64::from(q::MAX_VISIBILITY_SECONDS),
+        )?;
         let wait = input.wait_time_seconds.unwrap_or(0);
         q::check_range("WaitTimeSeconds", wait, 0, i64::from(q::MAX_WAIT_SECONDS))?;
         let rows = self
@@ -568,7 +660,10 @@ impl Ctx<'_> {
                     ("SenderId", ACCOUNT.to_string()),
                     ("SentTimestamp", m.sent_at.to_string()),
                     ("ApproximateReceiveCount", m.receive_count.to_string()),
-                    ("ApproximateFirstReceiveTimestamp", m.first_received_at.unwrap_or(m.sent_at).to_string()),
+                    (
+                        "ApproximateFirstReceiveTimestamp",
+                        m.first_received_at.unwrap_or(m.sent_at).to_string(),
+                    ),
                 ] {
                     if wants(&system, name) {
                         attrs.insert(name.into(), json!(value));
@@ -603,8 +698,15 @@ impl Ctx<'_> {
         }
         let queue = self.queue(body).await?;
         let input: In = input(body)?;
-        let receipt = input.receipt_handle.ok_or_else(|| SqsError::missing("ReceiptHandle"))?;
-        if self.control.store().delete_by_receipt(queue.id, &receipt).await? {
+        let receipt = input
+            .receipt_handle
+            .ok_or_else(|| SqsError::missing("ReceiptHandle"))?;
+        if self
+            .control
+            .store()
+            .delete_by_receipt(queue.id, &receipt)
+            .await?
+        {
             Ok(ok(json!({})))
         } else {
             Err(SqsError::bad_receipt(&receipt))
@@ -627,8 +729,16 @@ impl Ctx<'_> {
         let queue = self.queue(body).await?;
         let input: In = input(body)?;
         q::check_batch_ids(input.entries.iter().map(|e| e.id.as_str()))?;
-        let receipts: Vec<&str> = input.entries.iter().map(|e| e.receipt_handle.as_str()).collect();
-        let done = self.control.store().delete_batch(queue.id, &receipts).await?;
+        let receipts: Vec<&str> = input
+            .entries
+            .iter()
+            .map(|e| e.receipt_handle.as_str())
+            .collect();
+        let done = self
+            .control
+            .store()
+            .delete_batch(queue.id, &receipts)
+            .await?;
         let mut successful = Vec::new();
         let mut failed = Vec::new();
         for (e, deleted) in input.entries.iter().zip(done) {
@@ -651,11 +761,25 @@ impl Ctx<'_> {
         }
         let queue = self.queue(body).await?;
         let input: In = input(body)?;
-        let receipt = input.receipt_handle.ok_or_else(|| SqsError::missing("ReceiptHandle"))?;
-        let timeout = input.visibility_timeout.ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
-        q::check_range("VisibilityTimeout", timeout, 0, i64::from(q::MAX_VISIBILITY_SECONDS))?;
+        let receipt = input
+            .receipt_handle
+            .ok_or_else(|| SqsError::missing("ReceiptHandle"))?;
+        let timeout = input
+            .visibility_timeout
+            .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+        q::check_range(
+            "VisibilityTimeout",
+            timeout,
+            0,
+            i64::from(q::MAX_VISIBILITY_SECONDS),
+        )?;
         let at = sprout_control::queues::now_ms() + timeout * 1000;
-        if self.control.store().change_visibility(queue.id, &receipt, at).await? {
+        if self
+            .control
+            .store()
+            .change_visibility(queue.id, &receipt, at)
+            .await?
+        {
             if timeout == 0 {
                 self.control.queue_changed();
             }
@@ -678,15 +802,27 @@ impl Ctx<'_> {
         let arn = |name: &str| format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
         let mut all: Vec<(&str, String)> = vec![
             ("ApproximateNumberOfMessages", counts.visible.to_string()),
-            ("ApproximateNumberOfMessagesNotVisible", counts.in_flight.to_string()),
-            ("ApproximateNumberOfMessagesDelayed", counts.delayed.to_string()),
+            (
+                "ApproximateNumberOfMessagesNotVisible",
+                counts.in_flight.to_string(),
+            ),
+            (
+                "ApproximateNumberOfMessagesDelayed",
+                counts.delayed.to_string(),
+            ),
             ("VisibilityTimeout", queue.visibility_timeout.to_string()),
             ("DelaySeconds", queue.delay_seconds.to_string()),
-            ("MessageRetentionPeriod", queue.retention_seconds.to_string()),
+            (
+                "MessageRetentionPeriod",
+                queue.retention_seconds.to_string(),
+            ),
             ("MaximumMessageSize", q::MAX_MESSAGE_BYTES.to_string()),
             ("ReceiveMessageWaitTimeSeconds", "0".to_string()),
             ("CreatedTimestamp", (queue.created_at / 1000).to_string()),
-            ("LastModifiedTimestamp", (queue.created_at / 1000).to_string()),
+            (
+                "LastModifiedTimestamp",
+                (queue.created_at / 1000).to_string(),
+            ),
             ("QueueArn", arn(&queue.name)),
         ];
         if let Some(dlq) = queue.dlq_id {

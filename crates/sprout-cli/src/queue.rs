@@ -55,7 +55,8 @@ impl crate::Client {
         self.get_json(&["environments", env, "queue"], &[]).await
     }
     pub async fn queue_dlq(&self, env: &str) -> Result<Vec<DeadMessage>, CliError> {
-        self.get_json(&["environments", env, "queue", "dlq"], &[]).await
+        self.get_json(&["environments", env, "queue", "dlq"], &[])
+            .await
     }
     pub async fn queue_redrive(&self, env: &str) -> Result<RedriveResponse, CliError> {
         self.send_json::<(), _>(
@@ -179,6 +180,9 @@ mod tests {
         ] {
             assert!(TestCli::try_parse_from(args).is_ok(), "{args:?}");
         }
-        assert!(TestCli::try_parse_from(["sprout", "queue", "send", "w", "x", "--attr", "1=2"]).is_err());
+        assert!(
+            TestCli::try_parse_from(["sprout", "queue", "send", "w", "x", "--attr", "1=2"])
+                .is_err()
+        );
     }
 }

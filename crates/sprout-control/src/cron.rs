@@ -7,7 +7,9 @@ use crate::queues::{now_ms, prepare};
 use crate::Control;
 use sprout_core::cron::CronTask;
 use sprout_core::manifest::BundleManifest;
-use sprout_core::queue::{Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME};
+use sprout_core::queue::{
+    Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME,
+};
 use sprout_core::Tier;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -136,7 +138,10 @@ impl Control {
             let queue = self.ensure_worker_queue(&env).await?;
             let mut attributes = Attributes::new();
             attributes.insert(ATTR_TASK_NAME.into(), MessageAttribute::string(&task.name));
-            attributes.insert(ATTR_SCHEDULED_AT.into(), MessageAttribute::string(&scheduled));
+            attributes.insert(
+                ATTR_SCHEDULED_AT.into(),
+                MessageAttribute::string(&scheduled),
+            );
             attributes.insert(ATTR_PATH.into(), MessageAttribute::string(&task.url));
             let out = prepare(TASK_BODY, &attributes, 0)?;
             let sent = self
@@ -151,8 +156,12 @@ impl Control {
                 tracing::info!(env_id, task = %task.name, %scheduled, "periodic task enqueued");
                 self.queue_changed();
             }
-            Ok(false) => tracing::debug!(env_id, task = %task.name, %scheduled, "tick already recorded"),
-            Err(e) => tracing::warn!(env_id, task = %task.name, error = %e, "periodic task not enqueued"),
+            Ok(false) => {
+                tracing::debug!(env_id, task = %task.name, %scheduled, "tick already recorded")
+            }
+            Err(e) => {
+                tracing::warn!(env_id, task = %task.name, error = %e, "periodic task not enqueued")
+            }
         }
     }
 }

@@ -36,7 +36,10 @@ impl Control {
     pub async fn run_dispatcher(&self, shutdown: CancellationToken) {
         match self.store().release_all_held(now_ms()).await {
             Ok(n) if n > 0 => {
-                tracing::info!(messages = n, "messages in flight before the restart are back in their queues")
+                tracing::info!(
+                    messages = n,
+                    "messages in flight before the restart are back in their queues"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release held messages"),
@@ -260,15 +263,21 @@ impl Job {
             Ok(status) if status == reqwest::StatusCode::OK => {
                 match store.delete_by_receipt(self.queue.id, &receipt).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::debug!(message = %self.message.message_id, "processed, but its receipt had expired"),
-                    Err(e) => tracing::warn!(message = %self.message.message_id, error = %e, "could not delete a processed message"),
+                    Ok(false) => {
+                        tracing::debug!(message = %self.message.message_id, "processed, but its receipt had expired")
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = %self.message.message_id, error = %e, "could not delete a processed message")
+                    }
                 }
                 tracing::debug!(instance = %self.instance, message = %self.message.message_id, ms = started.elapsed().as_millis() as u64, "message processed");
             }
             other => {
                 let why = match &other {
                     Ok(status) => format!("status {}", status.as_u16()),
-                    Err(e) if e.is_timeout() => "no answer within the inactivity timeout".to_string(),
+                    Err(e) if e.is_timeout() => {
+                        "no answer within the inactivity timeout".to_string()
+                    }
                     Err(e) => format!("request failed: {e}"),
                 };
                 tracing::info!(instance = %self.instance, message = %self.message.message_id, receive_count = self.message.receive_count, %why, "message not processed; it will be retried");

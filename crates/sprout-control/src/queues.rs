@@ -124,7 +124,14 @@ impl Control {
         };
         Ok(self
             .store()
-            .ensure_env_queue(env.id, env.app_id, &env.name, &q::dlq_name(&env.name), qs, now_ms())
+            .ensure_env_queue(
+                env.id,
+                env.app_id,
+                &env.name,
+                &q::dlq_name(&env.name),
+                qs,
+                now_ms(),
+            )
             .await?)
     }
 
@@ -376,5 +383,4 @@ impl Control {
         }
         Ok(q::RedriveResponse { moved })
     }
-
 }

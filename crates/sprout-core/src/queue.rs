@@ -364,7 +364,10 @@ pub struct Delivery<'a> {
 /// The path and headers of the sqsd POST for a message (besides `Content-Type`).
 pub fn sqsd_request(settings: &SqsdSettings, d: &Delivery<'_>) -> (String, Vec<(String, String)>) {
     let mut headers = vec![
-        ("User-Agent".to_string(), "aws-sqsd/3.0 (sprout)".to_string()),
+        (
+            "User-Agent".to_string(),
+            "aws-sqsd/3.0 (sprout)".to_string(),
+        ),
         ("X-Aws-Sqsd-Msgid".to_string(), d.message_id.to_string()),
         ("X-Aws-Sqsd-Queue".to_string(), d.queue.to_string()),
         (
@@ -531,7 +534,10 @@ mod tests {
     #[test]
     fn md5s_match_sqs() {
         // From the SQS documentation's example and botocore's test suite.
-        assert_eq!(md5_hex(b"This is a test message"), "fafb00f5732ab283681e124bf8747ed1");
+        assert_eq!(
+            md5_hex(b"This is a test message"),
+            "fafb00f5732ab283681e124bf8747ed1"
+        );
         let mut attrs = Attributes::new();
         attrs.insert("Attr1".into(), MessageAttribute::string("value1"));
         // Computed by hand from the documented encoding.
@@ -550,7 +556,10 @@ mod tests {
     #[test]
     fn sqsd_settings_from_properties() {
         let mut p = BTreeMap::new();
-        assert_eq!(SqsdSettings::from_properties(&p), Ok(SqsdSettings::default()));
+        assert_eq!(
+            SqsdSettings::from_properties(&p),
+            Ok(SqsdSettings::default())
+        );
         p.insert("SQSD_MAX_RETRIES".into(), "3".into());
         p.insert("SQSD_HTTP_PATH".into(), "/jobs".into());
         let s = SqsdSettings::from_properties(&p).unwrap_or_default();

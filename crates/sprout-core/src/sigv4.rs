@@ -316,7 +316,9 @@ mod tests {
     fn malformed_headers() {
         assert_eq!(Authorization::parse("Bearer x"), Err(SigV4Error::Missing));
         assert!(matches!(
-            Authorization::parse("AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=00"),
+            Authorization::parse(
+                "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=00"
+            ),
             Err(SigV4Error::Malformed(_))
         ));
         let no_host = example_auth(GOOD).replace("content-type;host;", "content-type;");

@@ -16,7 +16,12 @@ impl Runtime {
         {
             Ok(net) => net,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(RuntimeError::docker(format!("inspect network {network}"), e)),
+            Err(e) => {
+                return Err(RuntimeError::docker(
+                    format!("inspect network {network}"),
+                    e,
+                ))
+            }
         };
         let gateway = net
             .ipam

@@ -309,13 +309,14 @@ impl Store {
         let Some(id) = receipt_id(receipt) else {
             return Ok(false);
         };
-        let done = sqlx::query("DELETE FROM messages WHERE id = ? AND queue_id = ? AND receipt = ?")
-            .bind(id)
-            .bind(queue_id)
-            .bind(receipt)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+        let done =
+            sqlx::query("DELETE FROM messages WHERE id = ? AND queue_id = ? AND receipt = ?")
+                .bind(id)
+                .bind(queue_id)
+                .bind(receipt)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
         Ok(done == 1)
     }
 

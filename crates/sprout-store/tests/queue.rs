@@ -53,25 +53,48 @@ async fn send_claim_delete_visibility() {
     let c = store.queue_counts(q.id, 1_000).await.expect("counts");
     assert_eq!((c.visible, c.in_flight, c.delayed), (25, 0, 0));
 
-    let first = store.claim(&q, 10, 30_000, None, 1_000).await.expect("claim");
+    let first = store
+        .claim(&q, 10, 30_000, None, 1_000)
+        .await
+        .expect("claim");
     assert_eq!(first.len(), 10);
-    let second = store.claim(&q, 100, 30_000, None, 1_001).await.expect("claim");
+    let second = store
+        .claim(&q, 100, 30_000, None, 1_001)
+        .await
+        .expect("claim");
     assert_eq!(second.len(), 15, "the rest, none twice");
-    let ids: HashSet<_> = first.iter().chain(&second).map(|m| m.message_id.clone()).collect();
+    let ids: HashSet<_> = first
+        .iter()
+        .chain(&second)
+        .map(|m| m.message_id.clone())
+        .collect();
     assert_eq!(ids.len(), 25);
-    assert!(store.claim(&q, 10, 30_000, None, 2_000).await.expect("claim").is_empty());
+    assert!(store
+        .claim(&q, 10, 30_000, None, 2_000)
+        .await
+        .expect("claim")
+        .is_empty());
     let c = store.queue_counts(q.id, 2_000).await.expect("counts");
     assert_eq!((c.visible, c.in_flight), (0, 25));
 
     // Delete by receipt; a wrong or stale receipt changes nothing.
     let r0 = first[0].receipt.clone().expect("receipt");
-    assert!(!store.delete_by_receipt(q.id, "nonsense").await.expect("del"));
-    assert!(!store.delete_by_receipt(q.id, &format!("{}.bad", first[0].id)).await.expect("del"));
+    assert!(!store
+        .delete_by_receipt(q.id, "nonsense")
+        .await
+        .expect("del"));
+    assert!(!store
+        .delete_by_receipt(q.id, &format!("{}.bad", first[0].id))
+        .await
+        .expect("del"));
     assert!(store.delete_by_receipt(q.id, &r0).await.expect("del"));
     assert!(!store.delete_by_receipt(q.id, &r0).await.expect("del again"));
 
     // Visibility expires: received again with a new receipt, count 2; the old receipt is dead.
-    let again = store.claim(&q, 100, 30_000, None, 40_000).await.expect("claim");
+    let again = store
+        .claim(&q, 100, 30_000, None, 40_000)
+        .await
+        .expect("claim");
     assert_eq!(again.len(), 24);
     assert!(again.iter().all(|m| m.receive_count == 2));
     let stale = first[1].receipt.clone().expect("receipt");
@@ -80,10 +103,20 @@ async fn send_claim_delete_visibility() {
     // Change visibility to now: visible again at once.
     let r = again[0].receipt.clone().expect("receipt");
     assert!(store.change_visibility(q.id, &r, 40_000).await.expect("cv"));
-    assert_eq!(store.claim(&q, 10, 30_000, None, 40_000).await.expect("claim").len(), 1);
+    assert_eq!(
+        store
+            .claim(&q, 10, 30_000, None, 40_000)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
 
     // Batch delete: one flag per receipt.
-    let receipts: Vec<String> = again[1..4].iter().filter_map(|m| m.receipt.clone()).collect();
+    let receipts: Vec<String> = again[1..4]
+        .iter()
+        .filter_map(|m| m.receipt.clone())
+        .collect();
     let mut refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
     refs.push("1.nope");
     let flags = store.delete_batch(q.id, &refs).await.expect("batch");
@@ -98,41 +131,86 @@ async fn delay_retention_dead_letters_and_redrive() {
     let q = queue(&store, 2).await;
     let mut delayed = msg(1);
     delayed.delay_ms = 5_000;
-    store.send_messages(&q, &[delayed, msg(2)], 0).await.expect("send");
+    store
+        .send_messages(&q, &[delayed, msg(2)], 0)
+        .await
+        .expect("send");
     let c = store.queue_counts(q.id, 0).await.expect("counts");
     assert_eq!((c.visible, c.delayed), (1, 1));
 
     // Two deliveries, then the DLQ.
     for t in [10_000, 50_000] {
         assert_eq!(store.move_dead(&q, t).await.expect("move"), 0);
-        assert_eq!(store.claim(&q, 10, 30_000, None, t).await.expect("claim").len(), if t == 10_000 { 2 } else { 2 });
+        assert_eq!(
+            store
+                .claim(&q, 10, 30_000, None, t)
+                .await
+                .expect("claim")
+                .len(),
+            2
+        );
     }
     assert_eq!(store.move_dead(&q, 90_000).await.expect("move"), 2);
-    assert!(store.claim(&q, 10, 30_000, None, 90_000).await.expect("claim").is_empty());
+    assert!(store
+        .claim(&q, 10, 30_000, None, 90_000)
+        .await
+        .expect("claim")
+        .is_empty());
     let dlq = q.dlq_id.expect("dlq");
     let dead = store.queue_messages(dlq, 100).await.expect("dead");
     assert_eq!(dead.len(), 2);
     assert_eq!(store.redrive(dlq, &q, 91_000).await.expect("redrive"), 2);
-    let back = store.claim(&q, 10, 30_000, None, 91_000).await.expect("claim");
+    let back = store
+        .claim(&q, 10, 30_000, None, 91_000)
+        .await
+        .expect("claim");
     assert_eq!(back.len(), 2);
     assert!(back.iter().all(|m| m.receive_count == 1));
 
     // Retention: gone after the period.
-    assert_eq!(store.expire_messages(91_000 + 3_600_000 + 1).await.expect("expire"), 2);
+    assert_eq!(
+        store
+            .expire_messages(91_000 + 3_600_000 + 1)
+            .await
+            .expect("expire"),
+        2
+    );
 }
 
 #[tokio::test]
 async fn held_messages_return_when_their_instance_leaves() {
     let (_d, store) = open().await;
     let q = queue(&store, 0).await;
-    store.send_messages(&q, &[msg(1), msg(2), msg(3)], 0).await.expect("send");
-    let a = store.claim(&q, 2, 300_000, Some("i-a"), 0).await.expect("claim");
-    let b = store.claim(&q, 2, 300_000, Some("i-b"), 0).await.expect("claim");
+    store
+        .send_messages(&q, &[msg(1), msg(2), msg(3)], 0)
+        .await
+        .expect("send");
+    let a = store
+        .claim(&q, 2, 300_000, Some("i-a"), 0)
+        .await
+        .expect("claim");
+    let b = store
+        .claim(&q, 2, 300_000, Some("i-b"), 0)
+        .await
+        .expect("claim");
     assert_eq!((a.len(), b.len()), (2, 1));
     assert_eq!(store.release_holder("i-a", 1).await.expect("release"), 2);
     let r = a[0].receipt.clone().expect("receipt");
-    assert!(!store.delete_by_receipt(q.id, &r).await.expect("late delete"), "a late answer changes nothing");
-    assert_eq!(store.claim(&q, 10, 300_000, Some("i-b"), 1).await.expect("claim").len(), 2);
+    assert!(
+        !store
+            .delete_by_receipt(q.id, &r)
+            .await
+            .expect("late delete"),
+        "a late answer changes nothing"
+    );
+    assert_eq!(
+        store
+            .claim(&q, 10, 300_000, Some("i-b"), 1)
+            .await
+            .expect("claim")
+            .len(),
+        2
+    );
     assert_eq!(store.release_all_held(2).await.expect("release all"), 3);
 }
 

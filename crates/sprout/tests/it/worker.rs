@@ -77,7 +77,11 @@ async fn instance_addrs(server: &TestServer, env: &str) -> Vec<(String, String)>
 async fn records(server: &TestServer, env: &str) -> Vec<Value> {
     let mut all = Vec::new();
     for (_, addr) in instance_addrs(server, env).await {
-        if let Ok(r) = http_client().get(format!("http://{addr}/records")).send().await {
+        if let Ok(r) = http_client()
+            .get(format!("http://{addr}/records"))
+            .send()
+            .await
+        {
             if let Ok(Value::Array(items)) = r.json::<Value>().await {
                 all.extend(items);
             }
@@ -152,10 +156,7 @@ async fn worker_environment_thousand_messages_cron_and_boto3() {
     let done = eventually(Duration::from_secs(120), || async {
         let recs = records(&server, &env).await;
         let got = processed(&recs);
-        wanted
-            .iter()
-            .all(|id| got.contains_key(id))
-            .then_some(recs)
+        wanted.iter().all(|id| got.contains_key(id)).then_some(recs)
     })
     .await
     .expect("all 1,000 messages processed within 120 s");
@@ -167,10 +168,7 @@ async fn worker_environment_thousand_messages_cron_and_boto3() {
         1000.0 / took.as_secs_f64()
     );
     let got = processed(&done);
-    let instances: HashSet<&str> = done
-        .iter()
-        .filter_map(|r| r["instance"].as_str())
-        .collect();
+    let instances: HashSet<&str> = done.iter().filter_map(|r| r["instance"].as_str()).collect();
     assert_eq!(instances.len(), 3, "every instance took work");
     for id in &wanted {
         let deliveries = &got[id];
@@ -232,7 +230,12 @@ async fn worker_environment_thousand_messages_cron_and_boto3() {
     let out = server.cli(&["queue", "send", "no-such-env", "x"]);
     assert!(!out.status.success());
     assert_eq!(
-        server.client.queue_stats(&env).await.expect("stats").visible,
+        server
+            .client
+            .queue_stats(&env)
+            .await
+            .expect("stats")
+            .visible,
         before.visible
     );
 
@@ -259,7 +262,10 @@ async fn worker_environment_thousand_messages_cron_and_boto3() {
     let out = Command::new("python3")
         .arg(&script)
         .env("ENDPOINT", creds["endpoint"].as_str().unwrap_or_default())
-        .env("ACCESS_KEY_ID", creds["access_key_id"].as_str().unwrap_or_default())
+        .env(
+            "ACCESS_KEY_ID",
+            creds["access_key_id"].as_str().unwrap_or_default(),
+        )
         .env(
             "SECRET_ACCESS_KEY",
             creds["secret_access_key"].as_str().unwrap_or_default(),
@@ -292,7 +298,9 @@ async fn failing_messages_retry_then_dead_letter_then_redrive() {
         &["SQSD_MAX_RETRIES=3", "SQSD_ERROR_VISIBILITY_TIMEOUT=1"],
     )
     .await;
-    let mut bodies: Vec<String> = (0..4).map(|i| format!("{{\"fail\": true, \"n\": {i}}}")).collect();
+    let mut bodies: Vec<String> = (0..4)
+        .map(|i| format!("{{\"fail\": true, \"n\": {i}}}"))
+        .collect();
     bodies.extend((0..6).map(|i| format!("{{\"n\": {}}}", 100 + i)));
     send_many(&server, &env, bodies).await;
 
@@ -342,7 +350,15 @@ async fn killed_instance_and_killed_server_lose_nothing() {
     let mut server = TestServer::start().await;
     let app = unique("wkill");
     let env = unique("work");
-    launch_worker(&server, &app, &env, 2, None, &["SQSD_ERROR_VISIBILITY_TIMEOUT=1"]).await;
+    launch_worker(
+        &server,
+        &app,
+        &env,
+        2,
+        None,
+        &["SQSD_ERROR_VISIBILITY_TIMEOUT=1"],
+    )
+    .await;
 
     // An instance killed mid-message: delivered again elsewhere.
     let id = send_many(&server, &env, vec!["{\"sleep\": 4, \"slow\": true}".into()]).await;
@@ -383,7 +399,9 @@ async fn killed_instance_and_killed_server_lose_nothing() {
     );
 
     // kill -9 of the server with messages in flight, then a restart: all processed.
-    let bodies: Vec<String> = (0..60).map(|i| format!("{{\"sleep\": 0.5, \"n\": {i}}}")).collect();
+    let bodies: Vec<String> = (0..60)
+        .map(|i| format!("{{\"sleep\": 0.5, \"n\": {i}}}"))
+        .collect();
     let ids = send_many(&server, &env, bodies).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.kill9();
