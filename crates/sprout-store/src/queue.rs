@@ -320,27 +320,35 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Deletes many messages by receipt in one transaction; one flag per receipt.
+    /// Deletes many messages by receipt in one statement; one flag per receipt. A receipt
+    /// names its row (`<id>.<random>`), so matching both the ids and the receipts deletes
+    /// exactly the messages whose receipt is current.
     pub async fn delete_batch(&self, queue_id: i64, receipts: &[&str]) -> Result<Vec<bool>> {
-        let mut tx = self.pool().begin().await?;
-        let mut out = Vec::with_capacity(receipts.len());
-        for receipt in receipts {
-            let Some(id) = receipt_id(receipt) else {
-                out.push(false);
-                continue;
-            };
-            let done =
-                sqlx::query("DELETE FROM messages WHERE id = ? AND queue_id = ? AND receipt = ?")
-                    .bind(id)
-                    .bind(queue_id)
-                    .bind(receipt)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            out.push(done == 1);
+        let ids: Vec<i64> = receipts.iter().filter_map(|r| receipt_id(r)).collect();
+        if ids.is_empty() {
+            return Ok(vec![false; receipts.len()]);
         }
-        tx.commit().await?;
-        Ok(out)
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("DELETE FROM messages WHERE queue_id = ");
+        qb.push_bind(queue_id).push(" AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in &ids {
+            sep.push_bind(*id);
+        }
+        qb.push(") AND receipt IN (");
+        let mut sep = qb.separated(", ");
+        for r in receipts {
+            sep.push_bind(*r);
+        }
+        qb.push(") RETURNING receipt");
+        let deleted: Vec<(String,)> = qb.build_query_as().fetch_all(self.pool()).await?;
+        let deleted: std::collections::HashSet<&str> =
+            deleted.iter().map(|(r,)| r.as_str()).collect();
+        let mut seen = std::collections::HashSet::new();
+        Ok(receipts
+            .iter()
+            .map(|r| deleted.contains(r) && seen.insert(*r))
+            .collect())
     }
 
     /// Makes a received message visible at `visible_at`; false when the receipt is not current.
