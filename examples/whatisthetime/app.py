@@ -8,6 +8,8 @@ Standard library only (runs on Debian bookworm's python3). Listens on
                application/json (Accept header) or asks ?format=json,
                otherwise as a small HTML page
   GET /health  200 "ok"
+  POST /enqueue  sends the request body as a job to the application's worker
+               queue through Sprout's SQS-compatible endpoint (sqs_client.py)
 
 Every response carries X-Sprout-Instance and X-Sprout-Version. One access-log
 line per request goes to stdout. SIGTERM (or SIGINT) stops accepting, lets
@@ -266,7 +268,24 @@ class Handler(BaseHTTPRequestHandler):
         self._respond(405, "text/plain; charset=utf-8", "method not allowed\n",
                       extra=[("Allow", "GET, HEAD")])
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
+    def do_POST(self):
+        if urlsplit(self.path).path != "/enqueue":
+            return self._not_allowed()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(min(length, MAX_DISCARD)).decode("utf-8", "replace") if length > 0 else ""
+        try:
+            import sqs_client
+            sent = sqs_client.send_message(body or "{}", {"from": INSTANCE})
+            self._respond(202, "application/json", json.dumps({"enqueued": sent.get("MessageId")}) + "\n")
+        except KeyError as e:
+            self._respond(503, "application/json", json.dumps({"error": f"no queue: {e} is not set"}) + "\n")
+        except Exception as e:  # the endpoint refused or is unreachable
+            self._respond(502, "application/json", json.dumps({"error": str(e)}) + "\n")
+
+    do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_allowed
 
 
 class Server(ThreadingHTTPServer):

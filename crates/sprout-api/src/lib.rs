@@ -4,7 +4,9 @@
 pub mod auth;
 mod dashboard;
 pub mod error;
+mod queue_routes;
 mod routes;
+pub mod sqs;
 
 use auth::Auth;
 use axum::Router;
@@ -22,6 +24,7 @@ pub struct AppState {
 /// The whole HTTP surface: API under `/api/v1`, `/healthz`, and the dashboard.
 pub fn router(state: AppState) -> Router {
     routes::router()
+        .merge(queue_routes::router())
         .merge(dashboard::router())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

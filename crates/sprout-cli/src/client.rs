@@ -94,7 +94,7 @@ impl Client {
         decode(resp).await
     }
 
-    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         segments: &[&str],

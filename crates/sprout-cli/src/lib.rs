@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 mod output;
+pub mod queue;
 mod wait;
 
 pub use client::Client;
@@ -177,6 +178,11 @@ pub enum Command {
         /// Wait until the environment is terminated
         #[arg(long)]
         wait: bool,
+    },
+    /// Worker queues: send, stats, dead letters, SQS credentials
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCommand,
     },
     /// Manage platform images
     Platform {
@@ -700,6 +706,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Queue { command } => queue::run(&global, command).await,
         Command::Platform {
             command: PlatformCommand::Build { name },
         } => {

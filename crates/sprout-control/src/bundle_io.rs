@@ -317,7 +317,8 @@ pub fn unpack_bundle(
     let manifest = BundleManifest::parse(
         read_text("Procfile")?.as_deref(),
         read_text("sprout.yaml")?.as_deref(),
-    )?;
+    )?
+    .with_cron(read_text("cron.yaml")?.as_deref())?;
     Ok(UnpackedBundle {
         format,
         manifest,

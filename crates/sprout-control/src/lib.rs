@@ -4,7 +4,10 @@
 mod apps;
 mod autoscale;
 mod bundle_io;
+mod cron;
+mod dispatch;
 mod environments;
+pub mod queues;
 mod reconcile;
 mod schedule;
 mod versions;
@@ -43,6 +46,8 @@ pub struct ControlConfig {
     /// Time a stopping instance gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     pub reconcile_interval: Duration,
+    /// Where the SQS-compatible endpoint listens (None: not running).
+    pub sqs_addr: Option<std::net::SocketAddr>,
 }
 
 impl ControlConfig {
@@ -58,6 +63,7 @@ impl ControlConfig {
             instance_port: 8080,
             stop_grace: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(1),
+            sqs_addr: None,
         }
     }
 
@@ -143,6 +149,8 @@ struct Inner {
     /// Held while an upload moves its bundle into place and records its version, so two
     /// uploads of one label cannot both get that far (see `upload_version`).
     placing: tokio::sync::Mutex<()>,
+    /// Wakes long polls and the dispatcher when messages arrive.
+    queues: queues::QueueSignals,
 }
 
 impl Control {
@@ -191,6 +199,7 @@ impl Control {
                 canary_since: Default::default(),
                 removing: Default::default(),
                 placing: Default::default(),
+                queues: Default::default(),
             }),
         })
     }

@@ -576,6 +576,8 @@ impl Control {
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}")),
         );
+        // The SQS endpoint, keys and queue URL of the application's worker queue.
+        envs.extend(self.queue_env_vars(env, network).await);
         let limits = env.settings().instance_type.limits();
         let spec = InstanceSpec {
             name: format!("sprout-{}-{id}", env.name),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bundle;
 pub mod health;
+pub mod cron;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
@@ -11,6 +12,8 @@ pub mod names;
 pub mod plan;
 pub mod scaling;
 pub mod settings;
+pub mod queue;
+pub mod sigv4;
 
 pub use health::HealthStatus;
 pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};

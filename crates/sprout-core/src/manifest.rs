@@ -12,6 +12,8 @@ pub enum ManifestError {
     SproutYaml(String),
     #[error("a {tier} environment needs a '{tier}' process in the Procfile (e.g. `{tier}: python3 app.py`)")]
     MissingProcess { tier: Tier },
+    #[error(transparent)]
+    Cron(#[from] crate::cron::CronError),
 }
 
 /// `name: command` lines; the app listens on `$PORT`.
@@ -155,6 +157,9 @@ impl SproutYaml {
 pub struct BundleManifest {
     pub procfile: Procfile,
     pub config: SproutYaml,
+    /// Periodic tasks from `cron.yaml` (worker environments).
+    #[serde(default)]
+    pub cron: crate::cron::CronYaml,
 }
 
 impl BundleManifest {
@@ -168,7 +173,16 @@ impl BundleManifest {
                 .map(SproutYaml::parse)
                 .transpose()?
                 .unwrap_or_default(),
+            cron: Default::default(),
         })
+    }
+
+    /// Adds the bundle's `cron.yaml`, if it has one.
+    pub fn with_cron(mut self, cron_yaml: Option<&str>) -> Result<Self, ManifestError> {
+        if let Some(text) = cron_yaml {
+            self.cron = crate::cron::CronYaml::parse(text)?;
+        }
+        Ok(self)
     }
 
     /// The command instances of `tier` run, or why this bundle cannot serve that tier.

@@ -3,6 +3,7 @@
 
 mod bake;
 mod error;
+mod gateway;
 mod platform;
 
 use std::collections::HashMap;

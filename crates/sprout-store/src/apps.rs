@@ -123,7 +123,14 @@ impl Store {
                 .bind(app_id)
                 .fetch_all(&mut *tx)
                 .await?;
-        for table in ["events", "operations", "instances"] {
+        for table in [
+            "events",
+            "operations",
+            "instances",
+            "access_keys",
+            "cron_ticks",
+            "queues",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE env_id IN (SELECT id FROM environments WHERE app_id = ?)"))
                 .bind(app_id)
                 .execute(&mut *tx)

@@ -6,6 +6,7 @@ mod apps;
 mod configs;
 mod environments;
 mod events;
+mod queue;
 mod users;
 mod zones;
 
@@ -22,6 +23,7 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
+pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
 pub use users::UserRow;
 pub use zones::ScheduledActionRow;
 

@@ -48,6 +48,9 @@ pub struct ServerArgs {
     /// Seconds a stopping instance gets between SIGTERM and SIGKILL
     #[arg(long, env = "SPROUT_STOP_GRACE", default_value_t = 10)]
     stop_grace: u64,
+    /// Address of the SQS-compatible endpoint (instances reach it via their network's gateway)
+    #[arg(long, env = "SPROUT_SQS", default_value = "0.0.0.0:9324")]
+    sqs: String,
 }
 
 fn init_tracing() {
@@ -104,6 +107,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let balancer_listener = TcpListener::bind(&args.balancer)
         .await
         .with_context(|| format!("cannot listen on {} (balancer)", args.balancer))?;
+    let sqs_listener = TcpListener::bind(&args.sqs)
+        .await
+        .with_context(|| format!("cannot listen on {} (SQS endpoint)", args.sqs))?;
+    let sqs_addr = sqs_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
     let balancer_addr = balancer_listener.local_addr()?;
 
@@ -144,6 +151,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.limits.max_unpacked_bytes = args.max_unpacked_bytes;
     config.operation_timeout = Duration::from_secs(args.operation_timeout);
     config.stop_grace = Duration::from_secs(args.stop_grace);
+    config.sqs_addr = Some(sqs_addr);
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
     control.resume_builds().await?;
     control.start_schedules().await?;
@@ -205,13 +213,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { control.run_autoscaler(token).await })
     };
 
-    tracing::info!(api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
+    let sqs_task = {
+        let token = shutdown.clone();
+        let app = sprout_api::sqs::router(control.clone());
+        tokio::spawn(async move {
+            axum::serve(sqs_listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        })
+    };
+    let dispatcher_task = {
+        let token = shutdown.clone();
+        let control = control.clone();
+        tokio::spawn(async move { control.run_dispatcher(token).await })
+    };
+    let cron_task = {
+        let token = shutdown.clone();
+        let control = control.clone();
+        tokio::spawn(async move { control.run_cron(token).await })
+    };
+
+    tracing::info!(sqs = %sqs_addr, api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
     // Tests and scripts read these two lines to find the ports.
     println!("api listening on http://{api_addr}");
     println!(
         "balancer listening on http://{balancer_addr} (domain {})",
         args.domain
     );
+    println!("sqs listening on http://{sqs_addr}");
     println!("server id {}", control.server_id());
 
     shutdown_signal().await;
@@ -227,6 +256,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "balancer stopped with an error");
     }
     let _ = rec;
+    let (sqs, _, _) = tokio::join!(sqs_task, dispatcher_task, cron_task);
+    if let Ok(Err(e)) = sqs {
+        tracing::warn!(error = %e, "sqs endpoint stopped with an error");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -102,6 +102,8 @@ impl TestServer {
         ])
         .arg(data)
         .env("SPROUT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // A free port per server (0.0.0.0: instances reach it via their network's gateway).
+        .env("SPROUT_SQS", "0.0.0.0:0")
         .env("RUST_LOG", "info,sqlx=warn,bollard=warn,hyper=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -175,6 +177,14 @@ impl TestServer {
                     }
                 }
             }
+        }
+    }
+
+    /// SIGKILL: the server gets no chance to clean up (a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -7,3 +7,4 @@ mod deploys;
 mod harness;
 mod scaling;
 mod spine;
+mod worker;
