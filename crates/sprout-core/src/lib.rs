@@ -3,16 +3,16 @@
 
 pub mod api;
 pub mod bundle;
-pub mod health;
 pub mod cron;
+pub mod health;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod queue;
 pub mod scaling;
 pub mod settings;
-pub mod queue;
 pub mod sigv4;
 
 pub use health::HealthStatus;
