@@ -149,8 +149,20 @@ impl Control {
         })
     }
 
-    /// Messages waiting per worker instance; the worker tier's queue answers this.
-    async fn queue_backlog_per_instance(&self, _env: &EnvRow) -> Option<f64> {
-        None
+    /// Messages waiting (visible) per serving worker instance, like Beanstalk's
+    /// ApproximateNumberOfMessagesVisible trigger.
+    async fn queue_backlog_per_instance(&self, env: &EnvRow) -> Option<f64> {
+        if env.tier != sprout_core::Tier::Worker.as_str() {
+            return None;
+        }
+        let stats = self.queue_stats(&env.name).await.ok()?;
+        let serving = self
+            .balancer()
+            .backends(&env.name)
+            .iter()
+            .filter(|b| b.healthy)
+            .count()
+            .max(1);
+        Some(stats.visible as f64 / serving as f64)
     }
 }

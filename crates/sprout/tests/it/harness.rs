@@ -497,6 +497,7 @@ pub struct SecondEngine {
     pub endpoint: String,
     dir: tempfile::TempDir,
     child: Child,
+    bridge: String,
 }
 
 impl SecondEngine {
@@ -514,6 +515,22 @@ impl SecondEngine {
             .expect("daemon.json");
         let socket = dir.path().join("docker.sock");
         let ns = format!("sproutzb{}", std::process::id());
+        // Its own default bridge: with `--bridge=none` a second dockerd deletes the first
+        // engine's docker0 (same network namespace), breaking every later build.
+        let bridge = format!("spz{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let _ = ip(&["link", "del", &bridge]);
+        assert!(
+            ip(&["link", "add", &bridge, "type", "bridge"]),
+            "ip link add {bridge} (iproute2, root)"
+        );
+        assert!(ip(&["addr", "add", "10.212.0.1/24", "dev", &bridge]));
+        assert!(ip(&["link", "set", &bridge, "up"]));
         let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
         let child = Command::new("dockerd")
             .arg("--config-file")
@@ -526,7 +543,8 @@ impl SecondEngine {
             .arg(dir.path().join("exec"))
             .arg("--pidfile")
             .arg(dir.path().join("docker.pid"))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .arg(format!("--bridge={bridge}"))
+            .args(["--iptables=false", "--ip-masq=false"])
             .args([
                 "--containerd-namespace",
                 &ns,
