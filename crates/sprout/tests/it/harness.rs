@@ -573,6 +573,7 @@ impl SecondEngine {
             endpoint,
             dir,
             child,
+            bridge,
         }
     }
 
