@@ -615,5 +615,8 @@ impl Drop for SecondEngine {
             .arg("-R")
             .arg(self.dir.path().join("data"))
             .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
     }
 }
