@@ -8,14 +8,17 @@ use argon2::password_hash::{
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sprout_core::api::{LoginRequest, LoginResponse};
-use sprout_store::Store;
+use sprout_core::api::{ApiToken, CreateToken, CreatedToken, LoginRequest, LoginResponse};
+use sprout_core::auth::{parse_token_ttl, LoginThrottle, Role, TokenKind, DEFAULT_TOKEN_TTL};
+use sprout_store::{Store, StoreError, TokenRow};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 const TOKEN_LIFETIME_DAYS: i64 = 7;
 
@@ -25,12 +28,15 @@ struct Claims {
     role: String,
     iat: i64,
     exp: i64,
+    /// The token's id: what `sprout token revoke` and logout name.
+    jti: String,
 }
 
 #[derive(Clone)]
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    throttle: Arc<Mutex<LoginThrottle>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,20 +78,15 @@ impl Auth {
         Ok(Self {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
+            throttle: Arc::default(),
         })
     }
 
+    /// A session token (from a login), valid for [`TOKEN_LIFETIME_DAYS`].
     pub fn issue(&self, username: &str, role: &str) -> Result<LoginResponse, ApiError> {
         let now = Utc::now();
         let expires_at = now + Duration::days(TOKEN_LIFETIME_DAYS);
-        let claims = Claims {
-            sub: username.into(),
-            role: role.into(),
-            iat: now.timestamp(),
-            exp: expires_at.timestamp(),
-        };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(ApiError::internal)?;
+        let (token, _) = self.sign(username, role, now, expires_at)?;
         Ok(LoginResponse {
             token,
             username: username.into(),
@@ -94,15 +95,39 @@ impl Auth {
         })
     }
 
-    fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let data = decode::<Claims>(token, &self.decoding, &Validation::new(Algorithm::HS256))
-            .map_err(|e| {
-                ApiError::unauthorized(format!("invalid token: {e}; run `sprout login`"))
-            })?;
-        Ok(Caller {
-            username: data.claims.sub,
-            role: data.claims.role,
-        })
+    /// Signs a JWT; returns it and its id.
+    fn sign(
+        &self,
+        username: &str,
+        role: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(String, String), ApiError> {
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let claims = Claims {
+            sub: username.into(),
+            role: role.into(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: jti.clone(),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok((token, jti))
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // An expired token stops working when it expires, not a minute later.
+        validation.leeway = 0;
+        decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("the token has expired; run `sprout login`")
+                }
+                _ => ApiError::unauthorized(format!("invalid token: {e}; run `sprout login`")),
+            })
     }
 }
 
@@ -149,15 +174,36 @@ pub async fn ensure_admin(
     Ok(generated.then_some(password))
 }
 
-/// Checks a login; the same answer whichever part was wrong.
+/// Checks a login; the same answer whichever part was wrong. After
+/// [`LoginThrottle::max_failures`] failures for one user name within a minute, further
+/// attempts are refused (429) without looking at the password.
 pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse, ApiError> {
-    let denied = || ApiError::unauthorized("wrong user name or password");
+    let key = req.username.trim().to_lowercase();
+    let throttle = state.auth.throttle.clone();
+    let locked = |throttle: &Mutex<LoginThrottle>| -> Result<(), ApiError> {
+        let mut t = throttle.lock().unwrap_or_else(|p| p.into_inner());
+        t.check(&key, Instant::now()).map_err(|retry| {
+            ApiError::too_many_requests(
+                format!(
+                    "too many failed logins for this user; try again in {} s",
+                    retry.as_secs().max(1)
+                ),
+                retry.as_secs().max(1),
+            )
+        })
+    };
+    locked(&throttle)?;
+    let fail = |throttle: &Mutex<LoginThrottle>| {
+        let mut t = throttle.lock().unwrap_or_else(|p| p.into_inner());
+        t.record_failure(&key, Instant::now());
+        ApiError::unauthorized("wrong user name or password")
+    };
     let user = state.control.store().get_user(&req.username).await?;
     let password = req.password.clone();
     let Some(user) = user else {
         // Spend the same time as a real check, so timing does not reveal which users exist.
         let _ = tokio::task::spawn_blocking(move || verify_password(&password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")).await;
-        return Err(denied());
+        return Err(fail(&throttle));
     };
     let hash = user.password_hash.clone();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
@@ -165,29 +211,193 @@ pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse
         .unwrap_or(false);
     if !ok {
         tracing::warn!(user = %req.username, "failed login");
-        return Err(denied());
+        return Err(fail(&throttle));
     }
+    throttle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .record_success(&key);
     state.auth.issue(&user.username, &user.role)
+}
+
+/// Makes a named API token for `caller`, with the caller's role.
+pub async fn create_api_token(
+    state: &AppState,
+    caller: &Caller,
+    req: &CreateToken,
+) -> Result<CreatedToken, ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(
+            "a token name is 1 to 64 printable characters",
+        ));
+    }
+    let ttl = parse_token_ttl(req.expires_in.as_deref().unwrap_or(DEFAULT_TOKEN_TTL))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let now = Utc::now();
+    let expires_at = now + Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
+    let (token, id) = state
+        .auth
+        .sign(&caller.username, caller.role.as_str(), now, expires_at)?;
+    let row = TokenRow {
+        id,
+        name: name.to_string(),
+        username: caller.username.clone(),
+        role: caller.role.as_str().to_string(),
+        kind: TokenKind::Api.as_str().to_string(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    state.control.store().insert_token(&row).await?;
+    Ok(CreatedToken {
+        token,
+        info: token_view(row)?,
+    })
+}
+
+/// Revokes the caller's own session token (logout); it stops working at once.
+pub async fn logout(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let now = Utc::now();
+    let row = TokenRow {
+        id: caller.token_id.clone(),
+        name: format!("session {}", caller.token_id),
+        username: caller.username.clone(),
+        role: caller.role.as_str().to_string(),
+        kind: TokenKind::Session.as_str().to_string(),
+        created_at: now,
+        expires_at: caller.expires_at,
+        revoked_at: Some(now),
+    };
+    match state.control.store().insert_token(&row).await {
+        // Already recorded (an API token, or a second logout): revoke the row in place.
+        Err(StoreError::Conflict(_)) | Err(StoreError::Database(_)) => {
+            state
+                .control
+                .store()
+                .revoke_token(&caller.token_id, Some(&caller.username))
+                .await?;
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+pub fn token_view(row: TokenRow) -> Result<ApiToken, ApiError> {
+    let corrupt = |what: &str| ApiError::internal(format!("stored token {}: bad {what}", row.id));
+    Ok(ApiToken {
+        role: row.role.parse().map_err(|_| corrupt("role"))?,
+        kind: row.kind.parse().map_err(|_| corrupt("kind"))?,
+        id: row.id,
+        name: row.name,
+        username: row.username,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+    })
+}
+
+/// Who made a change, filled in by [`Caller`]'s extractor for the audit middleware.
+#[derive(Clone, Default)]
+pub struct AuditSlot(pub Arc<OnceLock<String>>);
+
+/// Records every change (any method but GET/HEAD/OPTIONS) made by an authenticated caller,
+/// with its outcome, in the store's audit log.
+pub async fn audit_changes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    if matches!(
+        method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let slot = AuditSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    if let Some(actor) = slot.0.get() {
+        let status = response.status().as_u16();
+        if let Err(e) = state
+            .control
+            .store()
+            .record_audit(actor, method.as_str(), &path, status)
+            .await
+        {
+            tracing::error!(error = %e, %actor, %path, "could not record an audit entry");
+        }
+    }
+    response
 }
 
 /// Who is calling, from a valid bearer token.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub username: String,
-    pub role: String,
+    pub role: Role,
+    /// The id (`jti`) of the token the call came with.
+    pub token_id: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Caller {
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role.allows(needed) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "user '{}' has the {} role; this needs {}",
+            self.username, self.role, needed
+        )))
+    }
+
     /// Viewers read; deployers and admins change things.
     pub fn require_write(&self) -> Result<(), ApiError> {
-        if self.role == "viewer" {
-            return Err(ApiError::forbidden(format!(
-                "user '{}' has the viewer role and cannot change anything",
-                self.username
-            )));
-        }
-        Ok(())
+        self.require(Role::Deployer)
     }
+
+    /// Users, zones and platforms.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(Role::Admin)
+    }
+}
+
+/// Checks a bearer token: signature, expiry, revocation, and that its user still exists
+/// with the role the token carries.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let claims = state.auth.verify(token)?;
+    let store = state.control.store();
+    if store.token_revoked(&claims.jti).await? {
+        return Err(ApiError::unauthorized(
+            "the token has been revoked; run `sprout login`",
+        ));
+    }
+    let user = store
+        .get_user(&claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    if user.role != claims.role {
+        return Err(ApiError::unauthorized(
+            "the user's role has changed since the token was issued; run `sprout login`",
+        ));
+    }
+    let role = claims
+        .role
+        .parse::<Role>()
+        .map_err(|_| ApiError::unauthorized("the token names an unknown role"))?;
+    Ok(Caller {
+        username: claims.sub,
+        role,
+        token_id: claims.jti,
+        expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -210,16 +420,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
-        let caller = state.auth.verify(token.trim())?;
-        // A token outlives nothing: its user must still exist.
-        if state
-            .control
-            .store()
-            .get_user(&caller.username)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::unauthorized("the token's user no longer exists"));
+        let caller = authenticate(state, token.trim()).await?;
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            let _ = slot.0.set(caller.username.clone());
         }
         Ok(caller)
     }

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,13 @@ impl ApiError {
             status,
             kind,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, types::RATE_LIMITED, detail)
         }
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -102,6 +111,13 @@ impl IntoResponse for ApiError {
             instance: None,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (self.status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }

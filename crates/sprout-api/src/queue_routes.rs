@@ -3,45 +3,55 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::JsonBody;
+use crate::routes::{JsonBody, PathParams};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use sprout_core::queue::{
     Credentials, DeadMessage, QueueStats, RedriveResponse, SendRequest, SendResponse,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/environments/{env}/queue", get(stats))
-        .route("/api/v1/environments/{env}/queue/messages", post(send))
-        .route("/api/v1/environments/{env}/queue/dlq", get(dead))
-        .route(
-            "/api/v1/environments/{env}/queue/dlq/redrive",
-            post(redrive),
-        )
-        .route(
-            "/api/v1/environments/{env}/queue/credentials",
-            get(credentials),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(send))
+        .routes(routes!(dead))
+        .routes(routes!(redrive))
+        .routes(routes!(credentials))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/queue",
+    tag = "queue",
+    operation_id = "stats",
+    responses((status = 200, description = "Queue counts", body = QueueStats)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn stats(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<QueueStats>> {
     Ok(Json(s.control.queue_stats(&env).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/queue/messages",
+    tag = "queue",
+    operation_id = "send",
+    responses((status = 201, description = "Sent", body = SendResponse)),
+    params(("env" = String, Path, description = "Environment name")), request_body = SendRequest
+)]
 async fn send(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     c.require_write()?;
@@ -51,27 +61,51 @@ async fn send(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/queue/dlq",
+    tag = "queue",
+    operation_id = "dead",
+    responses((status = 200, description = "Dead messages with their bodies", body = Vec<DeadMessage>)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn dead(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<Vec<DeadMessage>>> {
     Ok(Json(s.control.queue_dead(&env).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/queue/dlq/redrive",
+    tag = "queue",
+    operation_id = "redrive",
+    responses((status = 200, description = "Messages moved back", body = RedriveResponse)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn redrive(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<RedriveResponse>> {
     c.require_write()?;
     Ok(Json(s.control.queue_redrive(&env).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/queue/credentials",
+    tag = "queue",
+    operation_id = "credentials",
+    responses((status = 200, description = "SQS endpoint and keys", body = Credentials)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn credentials(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<Credentials>> {
     // Secrets: the same right as changing the environment.
     c.require_write()?;

@@ -5,8 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use sprout_control::IncomingBundle;
@@ -14,59 +13,52 @@ use sprout_core::api::{
     self, ConfigUpdate, CreateApp, CreateEnvironment, DeployRequest, LoginRequest, SaveConfig,
     ScaleRequest, ScheduledAction, SetProperties, SwapRequest, UploadQuery,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(api::HEALTHZ, get(|| async { "ok" }))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/apps", get(list_apps).post(create_app))
-        .route("/api/v1/apps/{app}", get(get_app).delete(delete_app))
-        .route(
-            "/api/v1/apps/{app}/versions",
-            get(list_versions).post(upload_version),
-        )
-        .route("/api/v1/apps/{app}/versions/{label}", get(get_version))
-        .route(
-            "/api/v1/environments",
-            get(list_environments).post(create_environment),
-        )
-        .route(
-            "/api/v1/environments/{env}",
-            get(get_environment).delete(terminate),
-        )
-        .route("/api/v1/environments/{env}/deploy", post(deploy))
-        .route("/api/v1/environments/{env}/abort", post(abort))
-        .route("/api/v1/environments/{env}/health", get(health))
-        .route(
-            "/api/v1/environments/{env}/config",
-            get(get_config).patch(configure),
-        )
-        .route("/api/v1/environments/{env}/config/save", post(save_config))
-        .route(
-            "/api/v1/environments/{env}/properties",
-            post(set_properties),
-        )
-        .route("/api/v1/environments/{env}/swap", post(swap))
-        .route("/api/v1/environments/{env}/deployments", get(deployments))
-        .route("/api/v1/environments/{env}/scale", post(scale))
-        .route(
-            "/api/v1/environments/{env}/schedules",
-            get(list_schedules).post(add_schedule),
-        )
-        .route(
-            "/api/v1/environments/{env}/schedules/{name}",
-            axum::routing::delete(remove_schedule),
-        )
-        .route("/api/v1/zones", get(zones))
-        .route("/api/v1/zones/{zone}/fail", post(fail_zone))
-        .route("/api/v1/zones/{zone}/restore", post(restore_zone))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/environments/{env}/events", get(events))
-        .route("/api/v1/environments/{env}/logs", get(logs))
-        .route("/api/v1/platforms/{name}/build", post(build_platform))
-        .fallback(|| async { ApiError::not_found("no such route") })
+/// Every REST route, each described by its `#[utoipa::path]` (so none can be missing from
+/// the OpenAPI document).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(list_apps, create_app))
+        .routes(routes!(get_app, delete_app))
+        .routes(routes!(list_versions, upload_version))
+        .routes(routes!(get_version))
+        .routes(routes!(list_environments, create_environment))
+        .routes(routes!(get_environment, terminate))
+        .routes(routes!(deploy))
+        .routes(routes!(abort))
+        .routes(routes!(health))
+        .routes(routes!(get_config, configure))
+        .routes(routes!(save_config))
+        .routes(routes!(set_properties))
+        .routes(routes!(swap))
+        .routes(routes!(deployments))
+        .routes(routes!(scale))
+        .routes(routes!(list_schedules, add_schedule))
+        .routes(routes!(remove_schedule))
+        .routes(routes!(zones))
+        .routes(routes!(fail_zone))
+        .routes(routes!(restore_zone))
+        .routes(routes!(metrics))
+        .routes(routes!(events))
+        .routes(routes!(logs))
+        .routes(routes!(build_platform))
+}
+
+/// Liveness probe: answers without a token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")),
+    security(())
+)]
+pub async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// JSON bodies whose errors are problems too (axum's default rejection is plain text).
@@ -82,6 +74,50 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
+/// Query strings whose errors are problems too.
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for QueryParams<T>
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(QueryParams(v)),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
+/// Path parameters whose errors (e.g. bad UTF-8) are problems too.
+pub struct PathParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for PathParams<T>
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParams(v)),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "auth",
+    operation_id = "login",
+    responses((status = 200, description = "A session token", body = api::LoginResponse)),
+    request_body = LoginRequest, security(())
+)]
 async fn login(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<LoginRequest>,
@@ -89,14 +125,29 @@ async fn login(
     Ok(Json(auth::login(&state, &req).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    tag = "apps",
+    operation_id = "list_apps",
+    responses((status = 200, description = "Applications", body = Vec<api::App>))
+)]
 async fn list_apps(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<api::App>>> {
     Ok(Json(s.control.list_apps().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}",
+    tag = "apps",
+    operation_id = "get_app",
+    responses((status = 200, description = "The application", body = api::App)),
+    params(("app" = String, Path, description = "Application name"))
+)]
 async fn get_app(
     State(s): State<AppState>,
     _c: Caller,
-    Path(app): Path<String>,
+    PathParams(app): PathParams<String>,
 ) -> ApiResult<Json<api::App>> {
     s.control.require_app(&app).await?;
     let apps = s.control.list_apps().await?;
@@ -106,6 +157,14 @@ async fn get_app(
         .ok_or_else(|| ApiError::not_found(format!("application '{app}' not found")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps",
+    tag = "apps",
+    operation_id = "create_app",
+    responses((status = 201, description = "Created", body = api::App)),
+    request_body = CreateApp
+)]
 async fn create_app(
     State(s): State<AppState>,
     c: Caller,
@@ -118,36 +177,68 @@ async fn create_app(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}",
+    tag = "apps",
+    operation_id = "delete_app",
+    responses((status = 204, description = "Deleted")),
+    params(("app" = String, Path, description = "Application name"))
+)]
 async fn delete_app(
     State(s): State<AppState>,
     c: Caller,
-    Path(app): Path<String>,
+    PathParams(app): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     c.require_write()?;
     s.control.delete_app(&app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/versions",
+    tag = "versions",
+    operation_id = "list_versions",
+    responses((status = 200, description = "Versions", body = Vec<api::Version>)),
+    params(("app" = String, Path, description = "Application name"))
+)]
 async fn list_versions(
     State(s): State<AppState>,
     _c: Caller,
-    Path(app): Path<String>,
+    PathParams(app): PathParams<String>,
 ) -> ApiResult<Json<Vec<api::Version>>> {
     Ok(Json(s.control.list_versions(&app).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/versions/{label}",
+    tag = "versions",
+    operation_id = "get_version",
+    responses((status = 200, description = "The version, with its build log", body = api::Version)),
+    params(("app" = String, Path, description = "Application name"), ("label" = String, Path, description = "Version label"))
+)]
 async fn get_version(
     State(s): State<AppState>,
     _c: Caller,
-    Path((app, label)): Path<(String, String)>,
+    PathParams((app, label)): PathParams<(String, String)>,
 ) -> ApiResult<Json<api::Version>> {
     Ok(Json(s.control.get_version(&app, &label).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/versions",
+    tag = "versions",
+    operation_id = "upload_version",
+    responses((status = 202, description = "Accepted; the version is processing", body = api::Version)),
+    params(("app" = String, Path, description = "Application name"), UploadQuery), request_body(content = Vec<u8>, description = "The bundle: a .tar.gz or .zip archive", content_type = "application/octet-stream")
+)]
 async fn upload_version(
     State(s): State<AppState>,
     c: Caller,
-    Path(app): Path<String>,
+    PathParams(app): PathParams<String>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
@@ -173,19 +264,36 @@ async fn upload_version(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EnvListQuery {
     app: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments",
+    tag = "environments",
+    operation_id = "list_environments",
+    responses((status = 200, description = "Environments", body = Vec<api::Environment>)),
+    params(EnvListQuery)
+)]
 async fn list_environments(
     State(s): State<AppState>,
     _c: Caller,
-    Query(q): Query<EnvListQuery>,
+    QueryParams(q): QueryParams<EnvListQuery>,
 ) -> ApiResult<Json<Vec<api::Environment>>> {
     Ok(Json(s.control.list_environments(q.app.as_deref()).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments",
+    tag = "environments",
+    operation_id = "create_environment",
+    responses((status = 202, description = "Accepted; the environment is launching", body = api::Environment)),
+    request_body = CreateEnvironment
+)]
 async fn create_environment(
     State(s): State<AppState>,
     c: Caller,
@@ -198,18 +306,34 @@ async fn create_environment(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}",
+    tag = "environments",
+    operation_id = "get_environment",
+    responses((status = 200, description = "The environment and its instances", body = api::EnvironmentDetail)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn get_environment(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<api::EnvironmentDetail>> {
     Ok(Json(s.control.get_environment(&env).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/deploy",
+    tag = "environments",
+    operation_id = "deploy",
+    responses((status = 202, description = "Accepted; the deployment runs", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name")), request_body = DeployRequest
+)]
 async fn deploy(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -219,10 +343,18 @@ async fn deploy(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/abort",
+    tag = "environments",
+    operation_id = "abort",
+    responses((status = 202, description = "Accepted; the running operation rolls back", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn abort(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
     Ok((
@@ -231,26 +363,50 @@ async fn abort(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/health",
+    tag = "health",
+    operation_id = "health",
+    responses((status = 200, description = "Enhanced health", body = api::HealthReport)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn health(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<api::HealthReport>> {
     Ok(Json(s.control.health_report(&env).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/config",
+    tag = "settings",
+    operation_id = "get_config",
+    responses((status = 200, description = "Every setting", body = api::ConfigView)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn get_config(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<api::ConfigView>> {
     Ok(Json(s.control.get_config(&env).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/environments/{env}/config",
+    tag = "settings",
+    operation_id = "configure",
+    responses((status = 202, description = "Accepted; the change rolls out", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name")), request_body = ConfigUpdate
+)]
 async fn configure(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<ConfigUpdate>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -260,10 +416,18 @@ async fn configure(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/config/save",
+    tag = "settings",
+    operation_id = "save_config",
+    responses((status = 201, description = "Saved", body = api::SavedConfig)),
+    params(("env" = String, Path, description = "Environment name")), request_body = SaveConfig
+)]
 async fn save_config(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<SaveConfig>,
 ) -> ApiResult<(StatusCode, Json<api::SavedConfig>)> {
     c.require_write()?;
@@ -277,10 +441,18 @@ async fn save_config(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/properties",
+    tag = "settings",
+    operation_id = "set_properties",
+    responses((status = 202, description = "Accepted; the change rolls out", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name")), request_body = SetProperties
+)]
 async fn set_properties(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<SetProperties>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -294,10 +466,18 @@ async fn set_properties(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/swap",
+    tag = "environments",
+    operation_id = "swap",
+    responses((status = 204, description = "Host names swapped")),
+    params(("env" = String, Path, description = "Environment name")), request_body = SwapRequest
+)]
 async fn swap(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<SwapRequest>,
 ) -> ApiResult<StatusCode> {
     c.require_write()?;
@@ -305,14 +485,29 @@ async fn swap(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/deployments",
+    tag = "environments",
+    operation_id = "deployments",
+    responses((status = 200, description = "Deployment records", body = Vec<api::Deployment>)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn deployments(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<Vec<api::Deployment>>> {
     Ok(Json(s.control.deployments(&env).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition of the balancer's metrics", body = String, content_type = "text/plain"))
+)]
 /// Prometheus text exposition of the balancer's metrics.
 async fn metrics(State(s): State<AppState>, _c: Caller) -> Response {
     (
@@ -322,10 +517,18 @@ async fn metrics(State(s): State<AppState>, _c: Caller) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/environments/{env}",
+    tag = "environments",
+    operation_id = "terminate",
+    responses((status = 202, description = "Accepted; the environment is terminating", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn terminate(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
     Ok((
@@ -334,18 +537,27 @@ async fn terminate(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     #[serde(default)]
     after: i64,
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/events",
+    tag = "environments",
+    operation_id = "events",
+    responses((status = 200, description = "Events, oldest first", body = Vec<api::Event>)),
+    params(("env" = String, Path, description = "Environment name"), EventsQuery)
+)]
 async fn events(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
-    Query(q): Query<EventsQuery>,
+    PathParams(env): PathParams<String>,
+    QueryParams(q): QueryParams<EventsQuery>,
 ) -> ApiResult<Json<Vec<api::Event>>> {
     Ok(Json(
         s.control
@@ -354,28 +566,45 @@ async fn events(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
     tail: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/logs",
+    tag = "environments",
+    operation_id = "logs",
+    responses((status = 200, description = "The last lines of each instance's log", body = String, content_type = "text/plain")),
+    params(("env" = String, Path, description = "Environment name"), LogsQuery)
+)]
 async fn logs(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
-    Query(q): Query<LogsQuery>,
+    PathParams(env): PathParams<String>,
+    QueryParams(q): QueryParams<LogsQuery>,
 ) -> ApiResult<Response> {
     let text = s.control.logs(&env, q.tail.unwrap_or(100)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/platforms/{name}/build",
+    tag = "platforms",
+    operation_id = "build_platform",
+    responses((status = 200, description = "The build's output, streamed", body = String, content_type = "text/plain")),
+    params(("name" = String, Path, description = "Catalogue platform: python or static"))
+)]
 /// Builds a catalogue platform image, streaming the build's output as it happens.
 async fn build_platform(
     State(s): State<AppState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> ApiResult<Response> {
-    c.require_write()?;
+    c.require_admin()?;
     let image = sprout_core::manifest::platform_image(&name);
     if sprout_core::manifest::catalogue_platform(&image).is_none() {
         return Err(ApiError::not_found(format!(
@@ -410,10 +639,18 @@ fn tokio_stream_lines(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/scale",
+    tag = "scaling",
+    operation_id = "scale",
+    responses((status = 202, description = "Accepted", body = api::Environment)),
+    params(("env" = String, Path, description = "Environment name")), request_body = ScaleRequest
+)]
 async fn scale(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<ScaleRequest>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -423,18 +660,34 @@ async fn scale(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/schedules",
+    tag = "scaling",
+    operation_id = "list_schedules",
+    responses((status = 200, description = "Scheduled actions", body = Vec<ScheduledAction>)),
+    params(("env" = String, Path, description = "Environment name"))
+)]
 async fn list_schedules(
     State(s): State<AppState>,
     _c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> ApiResult<Json<Vec<ScheduledAction>>> {
     Ok(Json(s.control.list_schedules(&env).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/schedules",
+    tag = "scaling",
+    operation_id = "add_schedule",
+    responses((status = 201, description = "Created", body = ScheduledAction)),
+    params(("env" = String, Path, description = "Environment name")), request_body = ScheduledAction
+)]
 async fn add_schedule(
     State(s): State<AppState>,
     c: Caller,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(req): JsonBody<ScheduledAction>,
 ) -> ApiResult<(StatusCode, Json<ScheduledAction>)> {
     c.require_write()?;
@@ -448,10 +701,18 @@ async fn add_schedule(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/environments/{env}/schedules/{name}",
+    tag = "scaling",
+    operation_id = "remove_schedule",
+    responses((status = 204, description = "Removed")),
+    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Action name"))
+)]
 async fn remove_schedule(
     State(s): State<AppState>,
     c: Caller,
-    Path((env, name)): Path<(String, String)>,
+    PathParams((env, name)): PathParams<(String, String)>,
 ) -> ApiResult<StatusCode> {
     c.require_write()?;
     s.control
@@ -460,25 +721,48 @@ async fn remove_schedule(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/zones",
+    tag = "zones",
+    operation_id = "zones",
+    responses((status = 200, description = "Zones", body = Vec<api::Zone>))
+)]
 async fn zones(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<api::Zone>>> {
     Ok(Json(s.control.zones().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/zones/{zone}/fail",
+    tag = "zones",
+    operation_id = "fail_zone",
+    responses((status = 200, description = "Zones after the change", body = Vec<api::Zone>)),
+    params(("zone" = String, Path, description = "Zone name"))
+)]
 async fn fail_zone(
     State(s): State<AppState>,
     c: Caller,
-    Path(zone): Path<String>,
+    PathParams(zone): PathParams<String>,
 ) -> ApiResult<Json<Vec<api::Zone>>> {
-    c.require_write()?;
+    c.require_admin()?;
     Ok(Json(s.control.fail_zone(&zone, Some(&c.username)).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/zones/{zone}/restore",
+    tag = "zones",
+    operation_id = "restore_zone",
+    responses((status = 200, description = "Zones after the change", body = Vec<api::Zone>)),
+    params(("zone" = String, Path, description = "Zone name"))
+)]
 async fn restore_zone(
     State(s): State<AppState>,
     c: Caller,
-    Path(zone): Path<String>,
+    PathParams(zone): PathParams<String>,
 ) -> ApiResult<Json<Vec<api::Zone>>> {
-    c.require_write()?;
+    c.require_admin()?;
     Ok(Json(
         s.control.restore_zone(&zone, Some(&c.username)).await?,
     ))

@@ -67,7 +67,7 @@ impl Client {
         Ok(url)
     }
 
-    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
         let req = self.http.request(method, url);
         match &self.token {
             Some(token) => req.bearer_auth(token),
@@ -76,7 +76,7 @@ impl Client {
     }
 
     /// Sends a request and turns an error status into [`CliError::Api`].
-    async fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
+    pub(crate) async fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
         let resp = req.send().await?;
         check(resp).await
     }

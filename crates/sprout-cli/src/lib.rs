@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 mod output;
 pub mod queue;
+pub mod users;
 mod wait;
 
 pub use client::Client;
@@ -178,6 +179,27 @@ pub enum Command {
         /// Wait until the environment is terminated
         #[arg(long)]
         wait: bool,
+    },
+    /// Revoke the saved session token on the server and forget it here
+    Logout,
+    /// Users and their roles (admin only)
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+    /// Named API tokens (for CI), with expiry; revoked tokens stop working at once
+    Token {
+        #[command(subcommand)]
+        command: users::TokenCommand,
+    },
+    /// Show who changed what through the API (admin only)
+    Audit {
+        /// How many recent entries
+        #[arg(short = 'n', long, default_value_t = 100)]
+        limit: u32,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Worker queues: send, stats, dead letters, SQS credentials
     Queue {
@@ -707,6 +729,10 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Queue { command } => queue::run(&global, command).await,
+        Command::User { command } => users::run_user(&global, command).await,
+        Command::Token { command } => users::run_token(&global, command).await,
+        Command::Audit { limit, json } => users::run_audit(&global, limit, json).await,
+        Command::Logout => logout(&global).await,
         Command::Platform {
             command: PlatformCommand::Build { name },
         } => {
@@ -752,6 +778,28 @@ fn client(global: &GlobalArgs) -> Client {
 
 fn usage<E: std::fmt::Display>(e: E) -> CliError {
     CliError::Usage(e.to_string())
+}
+
+/// Revokes the saved token on the server (so a copy of it stops working too) and removes
+/// the saved login. A token the server no longer accepts is forgotten all the same.
+async fn logout(global: &GlobalArgs) -> Result<(), CliError> {
+    let dir = config::config_dir()?;
+    let Some(saved) = config::load_login(&dir)? else {
+        println!("not logged in");
+        return Ok(());
+    };
+    let server = config::resolve_server(global.server.as_deref(), None, Some(&saved));
+    let outcome = Client::new(&server, Some(saved.token.clone()))
+        .logout()
+        .await;
+    match outcome {
+        Ok(()) | Err(CliError::Api { status: 401, .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let path = dir.join(config::LOGIN_FILE);
+    std::fs::remove_file(&path).map_err(|e| CliError::file(&path, e))?;
+    println!("logged out of {server}");
+    Ok(())
 }
 
 async fn login(
@@ -803,7 +851,7 @@ async fn login(
 }
 
 /// The first line of `input`, without its line ending.
-fn read_password_line(mut input: impl std::io::BufRead) -> Result<String, CliError> {
+pub(crate) fn read_password_line(mut input: impl std::io::BufRead) -> Result<String, CliError> {
     let mut line = String::new();
     input
         .read_line(&mut line)

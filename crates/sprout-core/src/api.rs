@@ -1,6 +1,7 @@
 //! The REST API's request and response bodies, shared by the server and the CLI so the
 //! two cannot drift apart. Paths are relative to [`API_PREFIX`].
 
+use crate::auth::{Role, TokenKind};
 use crate::health::HealthStatus;
 use crate::lifecycle::EnvStatus;
 use crate::model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
@@ -17,13 +18,13 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Response header naming the instance that served a request through the balancer.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub username: String,
@@ -31,12 +32,12 @@ pub struct LoginResponse {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateApp {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct App {
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -45,14 +46,15 @@ pub struct App {
 }
 
 /// Query of `POST /apps/{app}/versions`; the body is the archive itself (tar.gz or zip).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     pub label: String,
     #[serde(default)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Version {
     pub app: String,
     pub label: String,
@@ -73,7 +75,7 @@ pub struct Version {
     pub build_log: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateEnvironment {
     pub name: String,
     pub app: String,
@@ -109,7 +111,7 @@ pub struct CreateEnvironment {
     pub settings: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeployRequest {
     pub version: String,
     /// This deployment's policy (default: the environment's).
@@ -127,26 +129,26 @@ pub struct DeployRequest {
 }
 
 /// `PATCH /environments/{env}/config`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigUpdate {
     #[serde(default)]
     pub set: BTreeMap<String, String>,
 }
 
 /// `GET /environments/{env}/config`: every setting, by the names `--set` takes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ConfigView {
     pub environment: String,
     pub settings: BTreeMap<String, String>,
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SaveConfig {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SavedConfig {
     pub app: String,
     pub name: String,
@@ -156,7 +158,7 @@ pub struct SavedConfig {
 }
 
 /// `POST /environments/{env}/properties`: set and remove environment properties.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SetProperties {
     #[serde(default)]
     pub set: BTreeMap<String, String>,
@@ -165,13 +167,13 @@ pub struct SetProperties {
 }
 
 /// `POST /environments/{env}/swap`: exchange CNAMEs with another environment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SwapRequest {
     pub with: String,
 }
 
 /// A deployment record (launch, deploy, configure, rollback, terminate).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Deployment {
     pub id: i64,
     pub kind: String,
@@ -191,7 +193,7 @@ pub struct Deployment {
 }
 
 /// Balancer figures over the sliding window (10 s).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Metrics {
     pub window_secs: f64,
     pub requests_per_sec: f64,
@@ -207,7 +209,7 @@ pub struct Metrics {
     pub p999_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InstanceHealth {
     pub id: String,
     pub version: String,
@@ -226,7 +228,7 @@ pub struct InstanceHealth {
 }
 
 /// `GET /environments/{env}/health`, like `eb health`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct HealthReport {
     pub environment: String,
     pub status: EnvStatus,
@@ -238,7 +240,7 @@ pub struct HealthReport {
 }
 
 /// An operation (launch, deploy, terminate, …) and how it ended; `--wait` follows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Operation {
     pub id: i64,
     pub kind: String,
@@ -250,7 +252,7 @@ pub struct Operation {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationOutcome {
     Running,
@@ -258,7 +260,7 @@ pub enum OperationOutcome {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Environment {
     pub name: String,
     pub app: String,
@@ -286,7 +288,7 @@ pub struct Environment {
     pub operation: Option<Operation>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Instance {
     pub id: String,
     pub version: String,
@@ -302,14 +304,14 @@ pub struct Instance {
     pub start_to_healthy_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EnvironmentDetail {
     #[serde(flatten)]
     pub environment: Environment,
     pub instances: Vec<Instance>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub time: DateTime<Utc>,
@@ -320,7 +322,7 @@ pub struct Event {
 }
 
 /// RFC 9457 problem details.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -342,10 +344,11 @@ pub mod problem_types {
     pub const BAD_BUNDLE: &str = "https://sprout.dev/problems/bad-bundle";
     pub const INTERNAL: &str = "https://sprout.dev/problems/internal";
     pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
+    pub const RATE_LIMITED: &str = "https://sprout.dev/problems/rate-limited";
 }
 
 /// `GET /zones`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Zone {
     pub name: String,
     /// `local`, or the zone's own Docker engine endpoint.
@@ -357,7 +360,7 @@ pub struct Zone {
 
 /// `POST /environments/{env}/scale`: `instances` fixes the count (min = max = N, like
 /// `eb scale`); otherwise `min`/`max` bound it and the autoscaler moves within.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScaleRequest {
     #[serde(default)]
     pub instances: Option<u32>,
@@ -368,7 +371,7 @@ pub struct ScaleRequest {
 }
 
 /// A scheduled scaling action (`POST /environments/{env}/schedules`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ScheduledAction {
     pub name: String,
     /// Cron, five fields (minute first) or six (seconds first), UTC.
@@ -379,4 +382,62 @@ pub struct ScheduledAction {
     pub max: Option<u32>,
     #[serde(default)]
     pub desired: Option<u32>,
+}
+
+/// `POST /users` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /tokens`: a named API token for the calling user, with the caller's role.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateToken {
+    pub name: String,
+    /// Lifetime such as `30d`, `12h`, `90m`; 90 days when absent.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// The answer to `POST /tokens`: the only time the token itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct CreatedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: ApiToken,
+}
+
+/// A token as `GET /tokens` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    pub role: Role,
+    pub kind: TokenKind,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One change made through the API: who, what, and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub time: DateTime<Utc>,
+    pub actor: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
 }

@@ -2,6 +2,7 @@
 //! and the reconcile plan. Pure: no I/O, no clocks, no randomness — callers pass them in.
 
 pub mod api;
+pub mod auth;
 pub mod bundle;
 pub mod cron;
 pub mod health;

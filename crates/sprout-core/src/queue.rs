@@ -416,7 +416,7 @@ pub fn sqsd_request(settings: &SqsdSettings, d: &Delivery<'_>) -> (String, Vec<(
 // ---------------------------------------------------------------------------------------
 // REST bodies (server and CLI)
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SendRequest {
     pub body: String,
     /// String attributes (`--attr K=V`).
@@ -426,13 +426,13 @@ pub struct SendRequest {
     pub delay_seconds: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SendResponse {
     pub message_id: String,
     pub md5_of_body: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue: String,
     pub queue_url: String,
@@ -442,7 +442,7 @@ pub struct QueueStats {
     pub dead: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DeadMessage {
     pub message_id: String,
     pub body: String,
@@ -452,13 +452,13 @@ pub struct DeadMessage {
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RedriveResponse {
     pub moved: u64,
 }
 
 /// What a client outside Sprout needs to use the environment's queue with an SQS SDK.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Credentials {
     pub endpoint: String,
     pub queue_url: String,

@@ -24,7 +24,7 @@ pub use environments::{
 };
 pub use events::EventRow;
 pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
-pub use users::UserRow;
+pub use users::{AuditRow, TokenRow, UserRow};
 pub use zones::ScheduledActionRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -2,9 +2,11 @@
 //! `sprout` binary on free ports with its own data directory, against the real Docker
 //! engine and a real SQLite file, and cleans up the Docker objects it made.
 
+mod auth;
 mod bad_input;
 mod deploys;
 mod harness;
+mod openapi;
 mod scaling;
 mod spine;
 mod worker;
