@@ -14,7 +14,7 @@ pub struct UnknownValue {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $ty:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $ty {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -23,6 +23,22 @@ macro_rules! string_enum {
             pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
             pub fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $text),+ }
+            }
+        }
+
+        // By hand: the derive does not see serde renames passed through a macro.
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(stringify!($ty))
             }
         }
 

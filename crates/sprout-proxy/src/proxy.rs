@@ -78,8 +78,11 @@ pub(crate) fn upstream_client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.enforce_http(true);
-    // A dead instance should fail fast rather than hang the client.
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    // A dead instance must fail fast (then the request is retried elsewhere) rather than
+    // hang on ARP for seconds: its address may meanwhile be given to a new instance that
+    // has not passed a health check. Instances are on local bridges or a LAN, where a
+    // connect takes well under a millisecond.
+    connector.set_connect_timeout(Some(Duration::from_millis(500)));
     connector.set_keepalive(Some(Duration::from_secs(60)));
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())

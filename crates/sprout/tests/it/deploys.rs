@@ -320,6 +320,7 @@ async fn sticky_sessions_hold_and_move_when_the_instance_dies() {
         .status()
         .expect("docker")
         .success());
+    // Moved = the balancer hands the client a cookie for another instance.
     let moved = eventually(Duration::from_secs(10), || async {
         let r = get().await.ok()?;
         let instance = r
@@ -327,7 +328,12 @@ async fn sticky_sessions_hold_and_move_when_the_instance_dies() {
             .get("x-sprout-instance")
             .and_then(|v| v.to_str().ok())?
             .to_string();
-        (r.status().is_success() && instance != first).then_some(instance)
+        let new_cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains(&format!("SPROUT_STICKY={instance}")));
+        (r.status().is_success() && instance != first && new_cookie).then_some(instance)
     })
     .await
     .expect("moved to another instance");

@@ -179,32 +179,79 @@ async fn schemathesis_finds_no_server_error_and_no_answer_against_the_spec() {
     };
     let server = TestServer::start().await;
     let spec = format!("{}/api/v1/openapi.json", server.api);
-    let st_clone = st.clone();
-    let token = server.token.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(st_clone)
-            .args(["run", &spec])
-            .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args([
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            ])
-            // Logging out would end the run's own session.
-            .args(["--exclude-operation-id", "logout"])
-            .args(["--phases", "examples,coverage,fuzzing"])
-            .args(["--max-examples", "25", "--workers", "2", "--request-timeout", "20"])
-            .args(["--suppress-health-check", "all"])
-            .env("NO_COLOR", "1")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run schemathesis");
+    let common: Vec<String> = [
+        "--header",
+        &format!("Authorization: Bearer {}", server.token),
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "20",
+        "--suppress-health-check",
+        "all",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    // Every operation, on names that mostly do not exist (logging out would end the run's
+    // own session).
+    let mut args = vec!["run".to_string(), spec.clone()];
+    args.extend(common.clone());
+    args.extend(["--exclude-operation-id", "logout", "--max-examples", "25"].map(String::from));
+    run_schemathesis(&st, None, args).await;
+
+    // Every read, on a real running environment and its application and version, so the
+    // rich answers (environment detail, health, config, deployments, events) are checked too.
+    let app = unique("oas");
+    let env = unique("oas");
+    server.client.create_app(&app).await.expect("app");
+    push(&server, &testapp_dir(), &app, "v1");
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "env create: {}", stderr(&out));
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::write(
+        config.path(),
+        format!("[parameters]\n\"path.app\" = \"{app}\"\n\"path.env\" = \"{env}\"\n\"path.label\" = \"v1\"\n"),
+    )
+    .expect("write config");
+    let mut args = vec!["run".to_string(), spec];
+    args.extend(common);
+    args.extend(["--include-method", "GET", "--max-examples", "10"].map(String::from));
+    run_schemathesis(&st, Some(config.path()), args).await;
+}
+
+async fn run_schemathesis(
+    st: &std::path::Path,
+    config: Option<&std::path::Path>,
+    args: Vec<String>,
+) {
+    let mut cmd = Command::new(st);
+    if let Some(config) = config {
+        cmd.arg("--config-file").arg(config);
+    }
+    cmd.args(&args).env("NO_COLOR", "1");
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run schemathesis");
     let out = String::from_utf8_lossy(&output.stdout);
     let err = String::from_utf8_lossy(&output.stderr);
     println!("{out}\n{err}");
     assert!(
         output.status.success(),
-        "schemathesis found problems:\n{out}\n{err}"
+        "schemathesis found problems ({args:?}):\n{out}\n{err}"
     );
 }

@@ -262,3 +262,87 @@ async fn two_zones_on_two_engines_fail_and_restore() {
     assert_eq!(zones.len(), 2);
     assert!(zones.iter().all(|z| z["available"] == true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_backlog_scales_out_and_back_in_when_drained() {
+    let server = TestServer::start().await;
+    let app = unique("backlog");
+    let env = unique("backlog");
+    // Two connections per instance and 200 ms per job: one instance does ~10 jobs/s.
+    crate::worker::launch_worker(&server, &app, &env, 1, None, &["SQSD_HTTP_CONNECTIONS=2"]).await;
+    let out = server.cli(&[
+        "config",
+        &env,
+        "--set",
+        "scaling_metric=backlog",
+        "--set",
+        "scaling_period=1s",
+        "--set",
+        "breach_duration=2s",
+        "--set",
+        "upper_threshold=10",
+        "--set",
+        "lower_threshold=1",
+        "--set",
+        "cooldown=3s",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "config: {}", stderr(&out));
+    server
+        .client
+        .scale(
+            &env,
+            &ScaleRequest {
+                instances: None,
+                min: Some(1),
+                max: Some(3),
+            },
+        )
+        .await
+        .expect("bounds");
+    const JOBS: usize = 150;
+    for i in 0..JOBS {
+        server
+            .client
+            .queue_send(
+                &env,
+                &sprout_core::queue::SendRequest {
+                    body: format!("{{\"sleep\": 0.2, \"n\": {i}}}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("send");
+    }
+    let out = eventually(Duration::from_secs(30), || async {
+        let d = server.client.get_environment(&env).await.ok()?;
+        (d.environment.desired >= 2).then_some(())
+    })
+    .await;
+    assert!(out.is_some(), "a backlog scales the workers out");
+    let drained = eventually(Duration::from_secs(90), || async {
+        let s = server.client.queue_stats(&env).await.ok()?;
+        (s.visible == 0 && s.in_flight == 0 && s.delayed == 0).then_some(s)
+    })
+    .await
+    .expect("the backlog drained");
+    assert_eq!(drained.dead, 0, "no job failed");
+    let back = eventually(Duration::from_secs(40), || async {
+        let d = server.client.get_environment(&env).await.ok()?;
+        (d.environment.desired == 1 && d.instances.len() == 1).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "scaled back in once drained");
+    let events = server.client.events(&env, Some(300)).await.expect("events");
+    let messages: Vec<&String> = events.iter().map(|e| &e.message).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("scale out 1→2: queue backlog per instance")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("scale in ")),
+        "{messages:?}"
+    );
+}

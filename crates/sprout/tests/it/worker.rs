@@ -25,7 +25,7 @@ fn worker_bundle(cron: Option<&str>) -> tempfile::TempDir {
     dir
 }
 
-async fn launch_worker(
+pub(crate) async fn launch_worker(
     server: &TestServer,
     app: &str,
     env: &str,
