@@ -81,6 +81,22 @@ impl From<ControlError> for ApiError {
     }
 }
 
+/// axum's own rejections (bad JSON, query or path) become problems like every other error.
+macro_rules! invalid_from_rejection {
+    ($($rejection:ty),+) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(e: $rejection) -> Self {
+                Self::invalid(e.body_text())
+            }
+        }
+    )+};
+}
+invalid_from_rejection!(
+    axum::extract::rejection::JsonRejection,
+    axum::extract::rejection::QueryRejection,
+    axum::extract::rejection::PathRejection
+);
+
 impl From<sprout_store::StoreError> for ApiError {
     fn from(e: sprout_store::StoreError) -> Self {
         ControlError::from(e).into()

@@ -62,53 +62,19 @@ pub async fn healthz() -> &'static str {
 }
 
 /// JSON bodies whose errors are problems too (axum's default rejection is plain text).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(ApiError::invalid(e.body_text())),
-        }
-    }
-}
-
 /// Query strings whose errors are problems too.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
 pub struct QueryParams<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
-    for QueryParams<T>
-{
-    type Rejection = ApiError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(v)) => Ok(QueryParams(v)),
-            Err(e) => Err(ApiError::invalid(e.body_text())),
-        }
-    }
-}
-
 /// Path parameters whose errors (e.g. bad UTF-8) are problems too.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
 pub struct PathParams<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
-    for PathParams<T>
-{
-    type Rejection = ApiError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(v)) => Ok(PathParams(v)),
-            Err(e) => Err(ApiError::invalid(e.body_text())),
-        }
-    }
-}
 
 #[utoipa::path(
     post,
