@@ -134,7 +134,7 @@ impl Control {
                 let limit_cores = f64::from(settings.instance_type.limits().millicpus) / 1000.0;
                 let containers = self.env_containers(env).await?;
                 let reads = containers.iter().filter(|c| c.running).map(|c| {
-                    let zone = c.labels.get("sprout.zone").cloned().unwrap_or_default();
+                    let zone = c.zone().to_string();
                     async move { self.runtime_for(&zone).usage(&c.id).await.ok().flatten() }
                 });
                 let values: Vec<f64> = futures_util::future::join_all(reads)

@@ -187,14 +187,35 @@ impl Control {
         Ok(version)
     }
 
+    /// An environment by name that is not terminated.
     pub(crate) async fn live_env(&self, name: &str) -> Result<EnvRow> {
-        let name = EnvName::parse(name)?;
-        match self.store().get_environment(name.as_str()).await? {
-            Some(env) if env.status()? != EnvStatus::Terminated => Ok(env),
-            _ => Err(ControlError::NotFound(format!(
-                "environment '{name}' not found"
-            ))),
+        self.env_where(name, |s| s != EnvStatus::Terminated).await
+    }
+
+    /// An environment by name whose status passes `keep`; otherwise "not found".
+    pub(crate) async fn env_where(
+        &self,
+        name: &str,
+        keep: impl Fn(EnvStatus) -> bool,
+    ) -> Result<EnvRow> {
+        let env = self.any_env(name).await?;
+        if keep(env.status()?) {
+            Ok(env)
+        } else {
+            Err(ControlError::NotFound(format!(
+                "environment '{}' not found",
+                env.name
+            )))
         }
+    }
+
+    /// An environment by name, terminated ones included (their records stay readable).
+    pub(crate) async fn any_env(&self, name: &str) -> Result<EnvRow> {
+        let name = EnvName::parse(name)?;
+        self.store()
+            .get_environment(name.as_str())
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))
     }
 
     /// Why the environment cannot start another operation now (409), naming what runs.
@@ -735,12 +756,7 @@ impl Control {
     }
 
     pub async fn deployments(&self, env_name: &str) -> Result<Vec<api::Deployment>> {
-        let name = EnvName::parse(env_name)?;
-        let env = self
-            .store()
-            .get_environment(name.as_str())
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
+        let env = self.any_env(env_name).await?;
         Ok(self
             .store()
             .operations(env.id, 100)
@@ -751,12 +767,7 @@ impl Control {
     }
 
     pub async fn get_environment(&self, name: &str) -> Result<api::EnvironmentDetail> {
-        let name = EnvName::parse(name)?;
-        let env = self
-            .store()
-            .get_environment(name.as_str())
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
+        let env = self.any_env(name).await?;
         let environment = self.environment_view(&env).await?;
         let instances = self.instance_views(&env).await?;
         Ok(api::EnvironmentDetail {
@@ -782,12 +793,7 @@ impl Control {
     }
 
     pub async fn events(&self, name: &str, after: i64, limit: i64) -> Result<Vec<api::Event>> {
-        let name = EnvName::parse(name)?;
-        let env = self
-            .store()
-            .get_environment(name.as_str())
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))?;
+        let env = self.any_env(name).await?;
         let rows = self
             .store()
             .env_events(env.id, after, limit.clamp(1, 10_000))
@@ -987,7 +993,7 @@ impl Control {
         let mut out: Vec<api::Instance> = containers
             .iter()
             .map(|c| {
-                let id = c.labels.get("sprout.instance").cloned().unwrap_or_default();
+                let id = c.label("sprout.instance").to_string();
                 let row = rows.get(&id);
                 api::Instance {
                     healthy: c.running && self.balancer().is_healthy(&env.name, &id),
@@ -995,8 +1001,8 @@ impl Control {
                         .get(&id)
                         .map(|j| j.verdict.status)
                         .unwrap_or(HealthStatus::Unknown),
-                    version: c.labels.get("sprout.version").cloned().unwrap_or_default(),
-                    zone: c.labels.get("sprout.zone").cloned().unwrap_or_default(),
+                    version: c.label("sprout.version").to_string(),
+                    zone: c.zone().to_string(),
                     state: c.state.clone(),
                     address: c.address.map(|a| a.to_string()),
                     container: Some(c.id.chars().take(12).collect()),

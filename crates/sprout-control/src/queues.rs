@@ -7,7 +7,7 @@ use sprout_core::queue::{
     self as q, Attributes, Credentials, DeadMessage, MessageAttribute, QueueStats, SendRequest,
     SendResponse, SqsdSettings,
 };
-use sprout_core::{EnvName, Tier};
+use sprout_core::Tier;
 use sprout_store::{AccessKeyRow, EnvRow, MessageRow, NewMessage, QueueRow, QueueSettings};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -155,13 +155,7 @@ impl Control {
     }
 
     async fn live_env_named(&self, name: &str) -> Result<EnvRow> {
-        let name = EnvName::parse(name)?;
-        match self.store().get_environment(name.as_str()).await? {
-            Some(env) if env.status()?.is_live() => Ok(env),
-            _ => Err(ControlError::NotFound(format!(
-                "environment '{name}' not found"
-            ))),
-        }
+        self.env_where(name, |s| s.is_live()).await
     }
 
     async fn queue_of_env_named(&self, name: &str) -> Result<(EnvRow, QueueRow)> {

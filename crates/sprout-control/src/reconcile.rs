@@ -79,7 +79,7 @@ impl Control {
             .await?;
         let mut by_env: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         for c in containers {
-            let env_id = c.labels.get("sprout.env-id").cloned().unwrap_or_default();
+            let env_id = c.label("sprout.env-id").to_string();
             by_env.entry(env_id).or_default().push(c);
         }
 
@@ -89,13 +89,8 @@ impl Control {
         for (env_id, orphans) in by_env.iter().filter(|(id, _)| !active.contains(*id)) {
             for c in orphans {
                 tracing::warn!(env_id = %env_id, container = %c.name, "removing an orphaned instance");
-                let zone = c
-                    .labels
-                    .get("sprout.zone")
-                    .map(String::as_str)
-                    .unwrap_or_default();
                 if let Err(e) = self
-                    .runtime_for(zone)
+                    .runtime_for(c.zone())
                     .remove_instance(&c.id, Duration::from_secs(1))
                     .await
                 {
@@ -224,7 +219,7 @@ impl Control {
             observed.push(Observed {
                 id: id.clone(),
                 revision: revision_label(c),
-                zone: c.labels.get("sprout.zone").cloned().unwrap_or_default(),
+                zone: c.zone().to_string(),
                 running: c.running,
                 healthy,
                 failing: c.running && failing.contains(&id),
@@ -346,7 +341,7 @@ impl Control {
         op: Option<i64>,
         target: &str,
     ) -> Result<()> {
-        let version = c.labels.get("sprout.version").cloned().unwrap_or_default();
+        let version = c.label("sprout.version").to_string();
         let message = format!(
             "instance {id} ({version}) stopped ({}); replacing it",
             c.state
@@ -395,7 +390,7 @@ impl Control {
             return Ok(());
         }
         self.balancer().drain(&env.name, id);
-        let version = c.labels.get("sprout.version").cloned().unwrap_or_default();
+        let version = c.label("sprout.version").to_string();
         let message = format!("draining instance {id} ({version}): {}", reason.describe());
         let severity = match reason {
             RemoveReason::Unhealthy | RemoveReason::ZoneUnavailable => Severity::Warn,
@@ -421,7 +416,7 @@ impl Control {
         self.store().add_event(env.id, severity, &message).await?;
         let control = self.clone();
         let (env_name, id, container) = (env.name.clone(), id.to_string(), c.id.clone());
-        let zone = c.labels.get("sprout.zone").cloned().unwrap_or_default();
+        let zone = c.zone().to_string();
         let (delay, grace) = (settings.deregistration_delay, settings.stop_grace);
         tokio::spawn(async move {
             let deadline = Instant::now() + delay;

@@ -33,7 +33,7 @@ impl Control {
                 available: !failed.contains(z),
                 instances: containers
                     .iter()
-                    .filter(|c| c.running && c.labels.get("sprout.zone") == Some(z))
+                    .filter(|c| c.running && c.zone() == z.as_str())
                     .count(),
             })
             .collect())

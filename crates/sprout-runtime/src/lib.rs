@@ -82,6 +82,19 @@ pub struct ContainerInfo {
     pub created: i64,
 }
 
+impl ContainerInfo {
+    /// The value of one of Sprout's labels (`sprout.instance`, `sprout.version`, …); empty
+    /// when the container lacks it.
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The zone the instance was placed in.
+    pub fn zone(&self) -> &str {
+        self.label("sprout.zone")
+    }
+}
+
 /// A handle on one Docker engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Runtime {
