@@ -190,6 +190,23 @@ impl Caller {
     }
 }
 
+/// Who a token belongs to: a valid signature, not expired, and its user still exists. The
+/// bearer header and the dashboard's session cookie both end here.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let caller = state.auth.verify(token)?;
+    // A token outlives nothing: its user must still exist.
+    if state
+        .control
+        .store()
+        .get_user(&caller.username)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::unauthorized("the token's user no longer exists"));
+    }
+    Ok(caller)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -210,17 +227,6 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
-        let caller = state.auth.verify(token.trim())?;
-        // A token outlives nothing: its user must still exist.
-        if state
-            .control
-            .store()
-            .get_user(&caller.username)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::unauthorized("the token's user no longer exists"));
-        }
-        Ok(caller)
+        authenticate(state, token.trim()).await
     }
 }

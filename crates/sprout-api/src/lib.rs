@@ -2,7 +2,7 @@
 //! `sprout-control`, shape the answer.
 
 pub mod auth;
-mod dashboard;
+pub mod dashboard;
 pub mod error;
 mod queue_routes;
 mod routes;
@@ -19,6 +19,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub control: Control,
     pub auth: Auth,
+    /// The dashboard's charts history and login limiter.
+    pub dashboard: dashboard::Dashboard,
 }
 
 /// The whole HTTP surface: API under `/api/v1`, `/healthz`, and the dashboard.

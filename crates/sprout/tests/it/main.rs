@@ -3,6 +3,7 @@
 //! engine and a real SQLite file, and cleans up the Docker objects it made.
 
 mod bad_input;
+mod dashboard;
 mod deploys;
 mod harness;
 mod scaling;
