@@ -318,7 +318,7 @@ pub fn architecture(a: &Architecture) -> String {
     let height = y + 10.0;
     let _ = write!(
         s,
-        r#"<svg class="arch" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="architecture of {}" xmlns="http://www.w3.org/2000/svg"><defs><marker id="arrowhead" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#667"/></marker></defs>"#,
+        r##"<svg class="arch" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="architecture of {}" xmlns="http://www.w3.org/2000/svg"><defs><marker id="arrowhead" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#667"/></marker></defs>"##,
         esc(&a.environment)
     );
     for p in parts {
