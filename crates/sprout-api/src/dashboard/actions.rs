@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use sprout_control::IncomingBundle;
 use sprout_core::api::{
@@ -139,8 +139,9 @@ pub async fn login(
         Ok(login) => {
             state.dashboard.logins.succeeded(&keys);
             let issued = state.auth.issue(&login.username, &login.role)?;
+            // Two cookies: AppendHeaders, as a plain array would keep only the last.
             Ok((
-                [
+                AppendHeaders([
                     (
                         header::SET_COOKIE,
                         session::session_cookie(&headers, &issued.token),
@@ -149,7 +150,7 @@ pub async fn login(
                         header::SET_COOKIE,
                         session::set_cookie(&headers, session::LOGIN_CSRF_COOKIE, "", "/login", 0),
                     ),
-                ],
+                ]),
                 Redirect::to("/"),
             )
                 .into_response())

@@ -202,7 +202,9 @@ async fn http_session(api: &str, user: &str, password: &str) -> (reqwest::Client
 }
 
 fn hidden_csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field on the page");
+    let Some(at) = html.find("name=\"csrf\" value=\"") else {
+        panic!("no CSRF field on the page:\n{html}");
+    };
     let rest = &html[at + "name=\"csrf\" value=\"".len()..];
     rest[..rest.find('"').unwrap_or(0)].to_string()
 }
