@@ -235,7 +235,16 @@ pub async fn logs(
         .control
         .logs(&env, q.tail.unwrap_or(50).clamp(1, 1000))
         .await?;
-    let mut by_instance: Vec<(String, Vec<String>)> = Vec::new();
+    // Every running instance gets its section, even before it printed anything.
+    let mut by_instance: Vec<(String, Vec<String>)> = state
+        .control
+        .get_environment(&env)
+        .await?
+        .instances
+        .into_iter()
+        .filter(|i| i.state == "running")
+        .map(|i| (i.id, Vec::new()))
+        .collect();
     for line in text.lines() {
         let (id, rest) = line.split_once(" | ").unwrap_or(("", line));
         match by_instance.iter_mut().find(|(i, _)| i == id) {
@@ -246,6 +255,9 @@ pub async fn logs(
     let mut out = String::new();
     for (id, lines) in by_instance {
         out.push_str(&format!("── {id} ──\n"));
+        if lines.is_empty() {
+            out.push_str("(no output yet)\n");
+        }
         for l in lines {
             out.push_str(&l);
             out.push('\n');

@@ -99,8 +99,18 @@ impl Drop for Driver {
     }
 }
 
+/// A screenshot of the whole page: the window is made as tall as the page for it.
 async fn shot(b: &Client, dir: &Path, name: &str) {
+    let (w, h) = b.get_window_size().await.unwrap_or((1280, 1000));
+    let page_h = b
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(h);
+    b.set_window_size(w as u32, (page_h + 140).min(6000) as u32).await.ok();
     let png = b.screenshot().await.expect("screenshot");
+    b.set_window_size(w as u32, h as u32).await.ok();
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
 
@@ -344,7 +354,7 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     wait_text(&b, "#env-health", Duration::from_secs(60), |t| t == "Green").await;
     let config = server.client.get_config(&env).await.expect("config");
     assert_eq!(config.properties.get("TEST_COLOR").map(String::as_str), Some("<b>blue</b>"));
-    let logs = wait_text(&b, "#logs", Duration::from_secs(20), |t| t.contains("──")).await;
+    let logs = wait_text(&b, "#logs", Duration::from_secs(20), |t| t.contains("── i-")).await;
     assert!(!logs.contains("no instance is running"), "{logs}");
     // Let the sampler draw a few points before the picture of the whole page.
     tokio::time::sleep(Duration::from_secs(12)).await;
