@@ -26,7 +26,10 @@ impl Control {
             .filter_map(|c| c.labels.get("sprout.instance").cloned())
             .collect();
         let who = by.unwrap_or("system");
-        let message = format!("restarting {} instance(s), one at a time (by {who})", ids.len());
+        let message = format!(
+            "restarting {} instance(s), one at a time (by {who})",
+            ids.len()
+        );
         self.store()
             .add_event(env.id, Severity::Info, &message)
             .await?;

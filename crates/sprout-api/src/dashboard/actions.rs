@@ -16,8 +16,7 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use sprout_control::IncomingBundle;
 use sprout_core::api::{
-    self, ConfigUpdate, CreateEnvironment, DeployRequest, LoginRequest, ScaleRequest,
-    SetProperties,
+    self, ConfigUpdate, CreateEnvironment, DeployRequest, LoginRequest, ScaleRequest, SetProperties,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -31,7 +30,12 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
         Form::<HashMap<String, String>>::from_request(req, state)
             .await
             .map(|Form(f)| Fields(f))
-            .map_err(|e| DashError(ApiError::invalid(format!("not a form post: {}", e.body_text()))))
+            .map_err(|e| {
+                DashError(ApiError::invalid(format!(
+                    "not a form post: {}",
+                    e.body_text()
+                )))
+            })
     }
 }
 
@@ -441,11 +445,11 @@ pub async fn abort(
     fields: Fields,
 ) -> PageResult {
     allowed(&s, &fields)?;
-    state
-        .control
-        .abort(&env, Some(&s.caller.username))
-        .await?;
-    Ok(back(&format!("/envs/{env}"), "deployment aborted; rolling back"))
+    state.control.abort(&env, Some(&s.caller.username)).await?;
+    Ok(back(
+        &format!("/envs/{env}"),
+        "deployment aborted; rolling back",
+    ))
 }
 
 pub async fn redrive(

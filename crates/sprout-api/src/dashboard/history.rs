@@ -76,7 +76,10 @@ impl History {
 
     /// The sampler: runs until `shutdown`.
     pub async fn run(&self, control: Control, shutdown: CancellationToken) {
-        tracing::info!(every_secs = SAMPLE_EVERY.as_secs(), "dashboard sampler started");
+        tracing::info!(
+            every_secs = SAMPLE_EVERY.as_secs(),
+            "dashboard sampler started"
+        );
         loop {
             if let Err(e) = self.sample_all(&control).await {
                 tracing::debug!(error = %e, "dashboard sample failed");
@@ -147,13 +150,7 @@ mod tests {
             instances: 1,
         };
         for i in 0..(CAPACITY + 5) {
-            h.record(
-                "e",
-                Sample {
-                    instances: i,
-                    ..s
-                },
-            );
+            h.record("e", Sample { instances: i, ..s });
         }
         let got = h.samples("e");
         assert_eq!(got.len(), CAPACITY);

@@ -26,14 +26,38 @@ pub struct Dashboard {
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../../../web/templates/base.html")),
-    ("login.html", include_str!("../../../../web/templates/login.html")),
-    ("apps.html", include_str!("../../../../web/templates/apps.html")),
-    ("app.html", include_str!("../../../../web/templates/app.html")),
-    ("version.html", include_str!("../../../../web/templates/version.html")),
-    ("env.html", include_str!("../../../../web/templates/env.html")),
-    ("env_live.html", include_str!("../../../../web/templates/env_live.html")),
-    ("error.html", include_str!("../../../../web/templates/error.html")),
+    (
+        "base.html",
+        include_str!("../../../../web/templates/base.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../../web/templates/login.html"),
+    ),
+    (
+        "apps.html",
+        include_str!("../../../../web/templates/apps.html"),
+    ),
+    (
+        "app.html",
+        include_str!("../../../../web/templates/app.html"),
+    ),
+    (
+        "version.html",
+        include_str!("../../../../web/templates/version.html"),
+    ),
+    (
+        "env.html",
+        include_str!("../../../../web/templates/env.html"),
+    ),
+    (
+        "env_live.html",
+        include_str!("../../../../web/templates/env_live.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../../../web/templates/error.html"),
+    ),
 ];
 const CSS: &str = include_str!("../../../../web/static/sprout.css");
 const JS: &str = include_str!("../../../../web/static/sprout.js");
@@ -59,7 +83,10 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}", get(pages::app))
         .route("/apps/{app}/upload", post(actions::upload))
         .route("/apps/{app}/versions/{label}", get(pages::version))
-        .route("/apps/{app}/environments", post(actions::create_environment))
+        .route(
+            "/apps/{app}/environments",
+            post(actions::create_environment),
+        )
         .route("/envs/{env}", get(pages::environment))
         .route("/envs/{env}/live", get(pages::environment_live))
         .route("/envs/{env}/logs", get(pages::logs))
@@ -134,10 +161,7 @@ impl IntoResponse for DashError {
         };
         let mut context = tera::Context::new();
         context.insert("status", &e.status.as_u16());
-        context.insert(
-            "title",
-            e.status.canonical_reason().unwrap_or("Error"),
-        );
+        context.insert("title", e.status.canonical_reason().unwrap_or("Error"));
         context.insert("detail", &detail);
         let body = TERA
             .as_ref()

@@ -44,7 +44,12 @@ pub async fn login_page(
             return Ok(Redirect::to("/").into_response());
         }
     }
-    login_form(&headers, None, flash.expired.is_some(), axum::http::StatusCode::OK)
+    login_form(
+        &headers,
+        None,
+        flash.expired.is_some(),
+        axum::http::StatusCode::OK,
+    )
 }
 
 /// The login form with a fresh CSRF pair (cookie + hidden field).
@@ -93,7 +98,11 @@ fn badge(e: &api::Environment) -> EnvBadge {
     }
 }
 
-pub async fn apps(State(state): State<AppState>, s: Session, Query(flash): Query<Flash>) -> PageResult {
+pub async fn apps(
+    State(state): State<AppState>,
+    s: Session,
+    Query(flash): Query<Flash>,
+) -> PageResult {
     let apps = state.control.list_apps().await?;
     let envs = state.control.list_environments(None).await?;
     let rows: Vec<AppRow> = apps
@@ -336,9 +345,17 @@ struct DeadRow {
 /// Property names whose values the page masks.
 fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 /// Everything the environment page and its live part show.
@@ -375,7 +392,9 @@ async fn env_context(
                 cpu: u
                     .map(|u| format!("{:.1} %", u.cpu_cores * 100.0))
                     .unwrap_or_else(|| "—".into()),
-                memory: u.map(|u| bytes(u.memory_bytes)).unwrap_or_else(|| "—".into()),
+                memory: u
+                    .map(|u| bytes(u.memory_bytes))
+                    .unwrap_or_else(|| "—".into()),
             }
         })
         .collect();
@@ -467,7 +486,10 @@ async fn env_context(
             .collect();
         c.insert("dead", &dead);
         c.insert("queue", &queue);
-        c.insert("cron", &control.cron_tasks(&e.name).await.unwrap_or_default());
+        c.insert(
+            "cron",
+            &control.cron_tasks(&e.name).await.unwrap_or_default(),
+        );
     }
 
     let mut zones: Vec<(String, Vec<InstanceNode>)> = control

@@ -68,7 +68,13 @@ fn on_tls(headers: &HeaderMap) -> bool {
 }
 
 /// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
-pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: i64) -> String {
+pub fn set_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) -> String {
     let secure = if on_tls(headers) { "; Secure" } else { "" };
     format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
 }
@@ -162,7 +168,10 @@ impl LoginLimiter {
             }
             // Bound the memory an attacker cycling names can take.
             if all.len() > 10_000 {
-                all.retain(|_, t| t.last().is_some_and(|l| now.duration_since(*l) < self.window));
+                all.retain(|_, t| {
+                    t.last()
+                        .is_some_and(|l| now.duration_since(*l) < self.window)
+                });
             }
         }
     }
@@ -185,7 +194,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; sprout_session=tok; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; sprout_session=tok; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
         assert_eq!(cookie(&h, "c"), None);
     }

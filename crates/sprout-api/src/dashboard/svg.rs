@@ -92,7 +92,11 @@ pub fn line_chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
             esc(&format!("{}{}", short_number(v), unit))
         );
     }
-    for (ago, label) in [(SPAN_SECS, "-60 min"), (SPAN_SECS / 2.0, "-30 min"), (0.0, "now")] {
+    for (ago, label) in [
+        (SPAN_SECS, "-60 min"),
+        (SPAN_SECS / 2.0, "-30 min"),
+        (0.0, "now"),
+    ] {
         let anchor = match label {
             "now" => "end",
             "-60 min" => "start",

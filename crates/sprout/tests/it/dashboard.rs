@@ -108,7 +108,9 @@ async fn shot(b: &Client, dir: &Path, name: &str) {
         .ok()
         .and_then(|v| v.as_u64())
         .unwrap_or(h);
-    b.set_window_size(w as u32, (page_h + 140).min(6000) as u32).await.ok();
+    b.set_window_size(w as u32, (page_h + 140).min(6000) as u32)
+        .await
+        .ok();
     let png = b.screenshot().await.expect("screenshot");
     b.set_window_size(w as u32, h as u32).await.ok();
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
@@ -184,7 +186,11 @@ async fn add_viewer(server: &TestServer, name: &str) {
 }
 
 /// A plain HTTP session: GET /login for the CSRF pair, POST the form; keeps the cookie.
-async fn http_session(api: &str, user: &str, password: &str) -> (reqwest::Client, reqwest::StatusCode, String) {
+async fn http_session(
+    api: &str,
+    user: &str,
+    password: &str,
+) -> (reqwest::Client, reqwest::StatusCode, String) {
     let client = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -270,7 +276,11 @@ async fn dashboard_drives_an_environment_in_a_browser() {
         (table.matches("ready").count() >= 2).then_some(table)
     })
     .await;
-    assert!(ready.is_some(), "v1 and v2 did not build: {:?}", text_of(&b, "#versions").await);
+    assert!(
+        ready.is_some(),
+        "v1 and v2 did not build: {:?}",
+        text_of(&b, "#versions").await
+    );
 
     // An upload that is not an archive: a clear message, no new version.
     let junk = work.path().join("notes.txt");
@@ -291,10 +301,15 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     shot(&b, &shots, "02-application").await;
     b.refresh().await.expect("reload");
     let versions = text_of(&b, "#versions").await.unwrap_or_default();
-    assert!(!versions.contains("junk"), "the refused upload left a version: {versions}");
+    assert!(
+        !versions.contains("junk"),
+        "the refused upload left a version: {versions}"
+    );
 
     // The build log of a version.
-    b.goto(&format!("{api}/apps/{app}/versions/v1")).await.expect("version page");
+    b.goto(&format!("{api}/apps/{app}/versions/v1"))
+        .await
+        .expect("version page");
     let log = text_of(&b, "#build-log").await.unwrap_or_default();
     assert!(!log.trim().is_empty(), "v1 has a build log");
     b.back().await.expect("back");
@@ -305,13 +320,28 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     select(&b, "#create-env select[name=mode]", "dev").await;
     click(&b, "#create-env button[type=submit]").await;
     wait_text(&b, "#summary h1", Duration::from_secs(10), |t| t == env).await;
-    wait_text(&b, "#env-health", Duration::from_secs(180), |t| t == "Green").await;
+    wait_text(&b, "#env-health", Duration::from_secs(180), |t| {
+        t == "Green"
+    })
+    .await;
     let url = text_of(&b, "#env-url").await.unwrap_or_default();
-    assert!(url.contains(&format!("{env}.localhost")), "the URL is shown: {url}");
-    let instances = wait_text(&b, "#instances", Duration::from_secs(30), |t| t.contains("v1")).await;
-    assert!(instances.contains("Ok"), "the instance is healthy: {instances}");
+    assert!(
+        url.contains(&format!("{env}.localhost")),
+        "the URL is shown: {url}"
+    );
+    let instances = wait_text(&b, "#instances", Duration::from_secs(30), |t| {
+        t.contains("v1")
+    })
+    .await;
+    assert!(
+        instances.contains("Ok"),
+        "the instance is healthy: {instances}"
+    );
     // The sampler fills CPU/memory within its period.
-    wait_text(&b, "#instances", Duration::from_secs(40), |t| t.contains("MiB") || t.contains("KiB")).await;
+    wait_text(&b, "#instances", Duration::from_secs(40), |t| {
+        t.contains("MiB") || t.contains("KiB")
+    })
+    .await;
     let arch = b
         .find(Locator::Css("#architecture svg"))
         .await
@@ -319,62 +349,123 @@ async fn dashboard_drives_an_environment_in_a_browser() {
         .html(false)
         .await
         .expect("svg");
-    assert!(arch.contains(&format!("{env}.localhost")) && arch.contains("balancer") && arch.contains("zone"), "{arch}");
-    assert!(arch.contains("#2e7d32"), "a healthy instance is drawn green");
+    assert!(
+        arch.contains(&format!("{env}.localhost"))
+            && arch.contains("balancer")
+            && arch.contains("zone"),
+        "{arch}"
+    );
+    assert!(
+        arch.contains("#2e7d32"),
+        "a healthy instance is drawn green"
+    );
     shot(&b, &shots, "03-environment-green").await;
 
     // Deploy another version (all at once) and watch the events tell it.
     select(&b, "#deploy-form select[name=version]", "v2").await;
     select(&b, "#deploy-form select[name=policy]", "all-at-once").await;
     click(&b, "#deploy-form button[type=submit]").await;
-    wait_text(&b, "#events", Duration::from_secs(20), |t| t.contains("deploying version v2")).await;
+    wait_text(&b, "#events", Duration::from_secs(20), |t| {
+        t.contains("deploying version v2")
+    })
+    .await;
     shot(&b, &shots, "04-deploying").await;
     wait_text(&b, "#env-version", Duration::from_secs(30), |t| t == "v2").await;
-    wait_text(&b, "#env-status", Duration::from_secs(180), |t| t.starts_with("Ready")).await;
+    wait_text(&b, "#env-status", Duration::from_secs(180), |t| {
+        t.starts_with("Ready")
+    })
+    .await;
     wait_text(&b, "#env-health", Duration::from_secs(60), |t| t == "Green").await;
     let deployments = text_of(&b, "#deployments").await.unwrap_or_default();
-    assert!(deployments.contains("deploy") && deployments.contains("succeeded"), "{deployments}");
+    assert!(
+        deployments.contains("deploy") && deployments.contains("succeeded"),
+        "{deployments}"
+    );
 
     // Edit properties: HTML in a value is shown as text; a secret's value never reaches the page.
     fill(&b, "#property-form input[name=key]", "TEST_COLOR").await;
     fill(&b, "#property-form input[name=value]", "<b>blue</b>").await;
     click(&b, "#property-form button[type=submit]").await;
-    wait_text(&b, ".flash.notice", Duration::from_secs(10), |t| t.contains("TEST_COLOR set")).await;
+    wait_text(&b, ".flash.notice", Duration::from_secs(10), |t| {
+        t.contains("TEST_COLOR set")
+    })
+    .await;
     let shown = text_of(&b, "#properties tr[data-key=TEST_COLOR] td:nth-child(2)").await;
-    assert_eq!(shown.as_deref(), Some("<b>blue</b>"), "HTML is escaped, shown as typed");
-    wait_text(&b, "#env-status", Duration::from_secs(180), |t| t.starts_with("Ready")).await;
+    assert_eq!(
+        shown.as_deref(),
+        Some("<b>blue</b>"),
+        "HTML is escaped, shown as typed"
+    );
+    wait_text(&b, "#env-status", Duration::from_secs(180), |t| {
+        t.starts_with("Ready")
+    })
+    .await;
     fill(&b, "#property-form input[name=key]", "API_TOKEN").await;
     fill(&b, "#property-form input[name=value]", "s3cret-value").await;
     click(&b, "#property-form button[type=submit]").await;
-    wait_text(&b, ".flash.notice", Duration::from_secs(10), |t| t.contains("API_TOKEN set")).await;
+    wait_text(&b, ".flash.notice", Duration::from_secs(10), |t| {
+        t.contains("API_TOKEN set")
+    })
+    .await;
     let source = b.source().await.expect("source");
     assert!(!source.contains("s3cret-value"), "a secret value is masked");
-    assert!(!source.contains("<b>blue</b>"), "no raw HTML from user input");
-    wait_text(&b, "#env-status", Duration::from_secs(180), |t| t.starts_with("Ready")).await;
+    assert!(
+        !source.contains("<b>blue</b>"),
+        "no raw HTML from user input"
+    );
+    wait_text(&b, "#env-status", Duration::from_secs(180), |t| {
+        t.starts_with("Ready")
+    })
+    .await;
     wait_text(&b, "#env-health", Duration::from_secs(60), |t| t == "Green").await;
     let config = server.client.get_config(&env).await.expect("config");
-    assert_eq!(config.properties.get("TEST_COLOR").map(String::as_str), Some("<b>blue</b>"));
-    let logs = wait_text(&b, "#logs", Duration::from_secs(20), |t| t.contains("── i-")).await;
+    assert_eq!(
+        config.properties.get("TEST_COLOR").map(String::as_str),
+        Some("<b>blue</b>")
+    );
+    let logs = wait_text(&b, "#logs", Duration::from_secs(20), |t| {
+        t.contains("── i-")
+    })
+    .await;
     assert!(!logs.contains("no instance is running"), "{logs}");
-    // Let the sampler draw a few points before the picture of the whole page.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Some traffic, and time for the sampler to draw it, before the picture of the page.
+    let load = Load::start(&server.balancer, &server.host(&env), "/", 2);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let report = load.stop().await;
+    assert!(report.ok > 0, "the environment served: {report:?}");
     b.refresh().await.expect("reload");
     shot(&b, &shots, "05-environment-after-deploy").await;
 
     // Log out: the dashboard asks for a login again.
     click(&b, "#logout").await;
     wait_text(&b, "h1", Duration::from_secs(10), |t| t == "Log in").await;
-    b.goto(&format!("{api}/envs/{env}")).await.expect("env page");
+    b.goto(&format!("{api}/envs/{env}"))
+        .await
+        .expect("env page");
     wait_text(&b, "h1", Duration::from_secs(10), |t| t == "Log in").await;
 
     // A viewer sees the environment but no action.
     log_in(&b, &api, &viewer, VIEWER_PASSWORD).await;
     wait_text(&b, "h1", Duration::from_secs(10), |t| t == "Applications").await;
-    assert!(b.find(Locator::Css("form[action='/apps']")).await.is_err(), "no create form for a viewer");
-    b.goto(&format!("{api}/envs/{env}")).await.expect("env page");
+    assert!(
+        b.find(Locator::Css("form[action='/apps']")).await.is_err(),
+        "no create form for a viewer"
+    );
+    b.goto(&format!("{api}/envs/{env}"))
+        .await
+        .expect("env page");
     wait_text(&b, "#env-health", Duration::from_secs(10), |t| t == "Green").await;
-    for css in ["#actions", "#property-form", "#deploy-form", "#terminate-form", "#properties form"] {
-        assert!(b.find(Locator::Css(css)).await.is_err(), "a viewer sees no {css}");
+    for css in [
+        "#actions",
+        "#property-form",
+        "#deploy-form",
+        "#terminate-form",
+        "#properties form",
+    ] {
+        assert!(
+            b.find(Locator::Css(css)).await.is_err(),
+            "a viewer sees no {css}"
+        );
     }
     b.set_window_size(390, 844).await.expect("phone size");
     shot(&b, &shots, "06-viewer-phone").await;
@@ -394,7 +485,11 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     let csrf = hidden_csrf(&page);
     let forged = viewer_http
         .post(format!("{api}/envs/{env}/deploy"))
-        .form(&[("csrf", csrf.as_str()), ("version", "v1"), ("policy", "default")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("version", "v1"),
+            ("policy", "default"),
+        ])
         .send()
         .await
         .expect("forged post");
@@ -402,7 +497,10 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     let body = forged.text().await.unwrap_or_default();
     assert!(body.contains("viewer role"), "{body}");
     let detail = server.client.get_environment(&env).await.expect("env");
-    assert_eq!(detail.environment.version, "v2", "the forged deploy changed nothing");
+    assert_eq!(
+        detail.environment.version, "v2",
+        "the forged deploy changed nothing"
+    );
     b.close().await.ok();
     println!("dashboard screenshots: {}", shots.display());
 }
@@ -417,8 +515,16 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
     // Wrong password and unknown user: the same words, 401, no session.
     let (_, s1, b1) = http_session(&api, "admin", "wrong").await;
     let (_, s2, b2) = http_session(&api, "nobody-here", "wrong").await;
-    assert_eq!((s1, s2), (reqwest::StatusCode::UNAUTHORIZED, reqwest::StatusCode::UNAUTHORIZED));
-    assert!(b1.contains("Wrong user name or password.") && b2.contains("Wrong user name or password."));
+    assert_eq!(
+        (s1, s2),
+        (
+            reqwest::StatusCode::UNAUTHORIZED,
+            reqwest::StatusCode::UNAUTHORIZED
+        )
+    );
+    assert!(
+        b1.contains("Wrong user name or password.") && b2.contains("Wrong user name or password.")
+    );
     // Attempts are limited: after five failures even the right password waits.
     for _ in 0..4 {
         http_session(&api, "admin", "wrong").await;
@@ -460,14 +566,32 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
         r.headers().get("location").and_then(|v| v.to_str().ok()),
         Some("/login?expired=1")
     );
-    let login = bare.get(format!("{api}/login?expired=1")).send().await.expect("login");
-    assert!(login.text().await.unwrap_or_default().contains("Your session has expired"));
+    let login = bare
+        .get(format!("{api}/login?expired=1"))
+        .send()
+        .await
+        .expect("login");
+    assert!(login
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("Your session has expired"));
 
     // Signed in as the viewer: a deployer route is 403, with or without a CSRF token.
     let (viewer_http, status, _) = http_session(&api, &viewer, VIEWER_PASSWORD).await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
-    let page = viewer_http.get(format!("{api}/")).send().await.expect("apps").text().await.expect("text");
-    assert!(!page.contains("New application"), "a viewer has no create form");
+    let page = viewer_http
+        .get(format!("{api}/"))
+        .send()
+        .await
+        .expect("apps")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !page.contains("New application"),
+        "a viewer has no create form"
+    );
     let csrf = hidden_csrf(&page);
     let r = viewer_http
         .post(format!("{api}/apps"))
@@ -480,9 +604,14 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
 
     // A writer's forms without the CSRF token: 403, nothing made. (The limiter keeps admin
     // out for a while now, so a deployer writes.)
-    let store = sprout_store::Store::open(&server.data.join("sprout.db")).await.expect("store");
+    let store = sprout_store::Store::open(&server.data.join("sprout.db"))
+        .await
+        .expect("store");
     let hash = sprout_api::auth::hash_password("deployer-pw-1").expect("hash");
-    store.create_user("deployer1", &hash, "deployer").await.expect("deployer");
+    store
+        .create_user("deployer1", &hash, "deployer")
+        .await
+        .expect("deployer");
     store.close().await;
     let (dep, status, _) = http_session(&api, "deployer1", "deployer-pw-1").await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
@@ -500,14 +629,28 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN, "an upload without the CSRF header");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::FORBIDDEN,
+        "an upload without the CSRF header"
+    );
 
     // HTML in a user-supplied string comes back escaped in the error page.
-    let page = dep.get(format!("{api}/")).send().await.expect("apps").text().await.expect("text");
+    let page = dep
+        .get(format!("{api}/"))
+        .send()
+        .await
+        .expect("apps")
+        .text()
+        .await
+        .expect("text");
     let csrf = hidden_csrf(&page);
     let r = dep
         .post(format!("{api}/apps"))
-        .form(&[("csrf", csrf.as_str()), ("name", "<script>alert(1)</script>")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "<script>alert(1)</script>"),
+        ])
         .send()
         .await
         .expect("post");
