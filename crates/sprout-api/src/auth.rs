@@ -36,7 +36,41 @@ struct Claims {
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    throttle: Arc<Mutex<LoginThrottle>>,
+    throttle: Arc<Mutex<Throttles>>,
+}
+
+/// Failed logins, counted per user name and per client address (several users may share an
+/// address, so it gets more tries, but not without bound).
+struct Throttles {
+    users: LoginThrottle,
+    addresses: LoginThrottle,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Self {
+            users: LoginThrottle::default(),
+            addresses: LoginThrottle::new(
+                4 * LoginThrottle::default().max_failures,
+                LoginThrottle::default().window,
+            ),
+        }
+    }
+}
+
+/// The client's address, when the server knows it (for the login throttle).
+pub struct ClientAddr(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,27 +209,41 @@ pub async fn ensure_admin(
 }
 
 /// Checks a login; the same answer whichever part was wrong. After
-/// [`LoginThrottle::max_failures`] failures for one user name within a minute, further
-/// attempts are refused (429) without looking at the password.
-pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse, ApiError> {
-    let key = req.username.trim().to_lowercase();
+/// [`LoginThrottle::max_failures`] failures for one user name (or four times as many from one
+/// client address) within a minute, further attempts are refused (429) without looking at the
+/// password. The REST login and the dashboard's login form both end here.
+pub async fn login(
+    state: &AppState,
+    req: &LoginRequest,
+    client: Option<std::net::IpAddr>,
+) -> Result<LoginResponse, ApiError> {
+    let user_key = req.username.trim().to_lowercase();
+    let addr_key = client.map(|ip| ip.to_string());
     let throttle = state.auth.throttle.clone();
-    let locked = |throttle: &Mutex<LoginThrottle>| -> Result<(), ApiError> {
-        let mut t = throttle.lock().unwrap_or_else(|p| p.into_inner());
-        t.check(&key, Instant::now()).map_err(|retry| {
-            ApiError::too_many_requests(
-                format!(
-                    "too many failed logins for this user; try again in {} s",
-                    retry.as_secs().max(1)
-                ),
-                retry.as_secs().max(1),
-            )
-        })
-    };
-    locked(&throttle)?;
-    let fail = |throttle: &Mutex<LoginThrottle>| {
-        let mut t = throttle.lock().unwrap_or_else(|p| p.into_inner());
-        t.record_failure(&key, Instant::now());
+    let lock = || throttle.lock().unwrap_or_else(|p| p.into_inner());
+    {
+        let mut t = lock();
+        let now = Instant::now();
+        let user_wait = t.users.check(&user_key, now).err();
+        let addr_wait = addr_key
+            .as_deref()
+            .and_then(|k| t.addresses.check(k, now).err());
+        if let Some(wait) = user_wait.max(addr_wait) {
+            let secs = wait.as_secs().max(1);
+            tracing::warn!(user = %req.username, ?client, "login throttled");
+            return Err(ApiError::too_many_requests(
+                format!("too many failed logins; try again in {secs} s"),
+                secs,
+            ));
+        }
+    }
+    let fail = || {
+        let mut t = lock();
+        let now = Instant::now();
+        t.users.record_failure(&user_key, now);
+        if let Some(k) = &addr_key {
+            t.addresses.record_failure(k, now);
+        }
         ApiError::unauthorized("wrong user name or password")
     };
     let user = state.control.store().get_user(&req.username).await?;
@@ -203,7 +251,7 @@ pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse
     let Some(user) = user else {
         // Spend the same time as a real check, so timing does not reveal which users exist.
         let _ = tokio::task::spawn_blocking(move || verify_password(&password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")).await;
-        return Err(fail(&throttle));
+        return Err(fail());
     };
     let hash = user.password_hash.clone();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
@@ -211,12 +259,11 @@ pub async fn login(state: &AppState, req: &LoginRequest) -> Result<LoginResponse
         .unwrap_or(false);
     if !ok {
         tracing::warn!(user = %req.username, "failed login");
-        return Err(fail(&throttle));
+        return Err(fail());
     }
-    throttle
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .record_success(&key);
+    // A success clears the user name's count, not the address's: one known account must not
+    // reset the count of guesses at the others.
+    lock().users.record_success(&user_key);
     state.auth.issue(&user.username, &user.role)
 }
 
@@ -369,8 +416,8 @@ impl Caller {
     }
 }
 
-/// Checks a bearer token: signature, expiry, revocation, and that its user still exists
-/// with the role the token carries.
+/// Checks a token: signature, expiry, revocation, and that its user still exists with the
+/// role the token carries. The bearer header and the dashboard's session cookie both end here.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state.auth.verify(token)?;
     let store = state.control.store();

@@ -2,7 +2,7 @@
 //! `sprout-control`, shape the answer.
 
 pub mod auth;
-mod dashboard;
+pub mod dashboard;
 pub mod error;
 mod openapi;
 mod queue_routes;
@@ -26,6 +26,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub control: Control,
     pub auth: Auth,
+    /// The dashboard's charts history and login limiter.
+    pub dashboard: dashboard::Dashboard,
 }
 
 /// The REST routes and the OpenAPI document that describes them, built together so they

@@ -86,9 +86,12 @@ pub struct PathParams<T>(pub T);
 )]
 async fn login(
     State(state): State<AppState>,
+    auth::ClientAddr(client): auth::ClientAddr,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<api::LoginResponse>> {
-    Ok(Json(auth::login(&state, &req).await?))
+    Ok(Json(
+        auth::login(&state, &req, client.map(|a| a.ip())).await?,
+    ))
 }
 
 #[utoipa::path(

@@ -7,8 +7,10 @@ mod bundle_io;
 mod cron;
 mod dispatch;
 mod environments;
+mod observe;
 pub mod queues;
 mod reconcile;
+mod restart;
 mod schedule;
 mod versions;
 mod zones;
@@ -24,6 +26,7 @@ use tokio::sync::Notify;
 
 pub use bundle_io::{unpack_bundle, UnpackedBundle};
 pub use environments::instance_labels;
+pub use observe::Usage;
 pub use versions::IncomingBundle;
 
 /// Settings the control plane runs with.

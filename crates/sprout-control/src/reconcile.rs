@@ -372,7 +372,7 @@ impl Control {
 
     /// Takes an instance out of rotation at once, then (in the background) lets its
     /// in-flight requests finish for up to the deregistration delay, then stops it.
-    async fn spawn_drain(
+    pub(crate) async fn spawn_drain(
         &self,
         env: &EnvRow,
         id: &str,

@@ -115,6 +115,8 @@ pub enum RemoveReason {
     ZoneUnavailable,
     /// Moves to a less loaded zone.
     Rebalance,
+    /// A user restarted the environment's instances.
+    Restart,
 }
 
 impl RemoveReason {
@@ -127,6 +129,7 @@ impl RemoveReason {
             RemoveReason::Unhealthy => "it fails its health checks",
             RemoveReason::ZoneUnavailable => "its zone is not available",
             RemoveReason::Rebalance => "evening out the spread over the zones",
+            RemoveReason::Restart => "restarted by a user",
         }
     }
 }

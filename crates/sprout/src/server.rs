@@ -179,6 +179,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = AppState {
         control: control.clone(),
         auth,
+        dashboard: Default::default(),
+    };
+    let sampler_task = {
+        let token = shutdown.clone();
+        let (control, history) = (control.clone(), state.dashboard.history.clone());
+        tokio::spawn(async move { history.run(control, token).await })
     };
     let app = sprout_api::router(state);
 
@@ -256,7 +262,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "balancer stopped with an error");
     }
     let _ = rec;
-    let (sqs, _, _) = tokio::join!(sqs_task, dispatcher_task, cron_task);
+    let (sqs, _, _, _) = tokio::join!(sqs_task, dispatcher_task, cron_task, sampler_task);
     if let Ok(Err(e)) = sqs {
         tracing::warn!(error = %e, "sqs endpoint stopped with an error");
     }

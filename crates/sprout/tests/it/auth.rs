@@ -42,19 +42,6 @@ async fn call(
     status_of(req.send().await.expect("answered")).await
 }
 
-fn add_user(server: &TestServer, name: &str, role: &str, password: &str) {
-    let out = server.cli_with_stdin(
-        &["user", "add", name, "--role", role, "--password-stdin"],
-        Some(&format!("{password}\n")),
-    );
-    assert!(out.status.success(), "user add {name}: {}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!("added user {name} ({role})")),
-        "{}",
-        stdout(&out)
-    );
-}
-
 async fn login(server: &TestServer, name: &str, password: &str) -> String {
     Client::new(&server.api, None)
         .login(name, password)

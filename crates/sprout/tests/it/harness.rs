@@ -620,3 +620,17 @@ impl Drop for SecondEngine {
             .output();
     }
 }
+
+/// Adds a user through the CLI (`sprout user add … --password-stdin`), as the admin.
+pub fn add_user(server: &TestServer, name: &str, role: &str, password: &str) {
+    let out = server.cli_with_stdin(
+        &["user", "add", name, "--role", role, "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert!(out.status.success(), "user add {name}: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("added user {name} ({role})")),
+        "{}",
+        stdout(&out)
+    );
+}

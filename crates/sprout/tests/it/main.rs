@@ -4,6 +4,7 @@
 
 mod auth;
 mod bad_input;
+mod dashboard;
 mod deploys;
 mod harness;
 mod openapi;

@@ -1,0 +1,116 @@
+//! Restarting an environment's instances (Beanstalk's "restart app servers"): one at a time,
+//! each drained and stopped like any removed instance; the reconciler starts its
+//! replacement, and the next waits until the environment serves at full strength again.
+
+use crate::{Control, ControlError, Result};
+use sprout_core::plan::RemoveReason;
+use sprout_core::{Severity, Tier};
+use sprout_store::EnvRow;
+use std::time::{Duration, Instant};
+
+impl Control {
+    pub async fn restart(&self, env_name: &str, by: Option<&str>) -> Result<usize> {
+        let env = self.live_env(env_name).await?;
+        let status = env.status()?;
+        if status.is_transitional() {
+            return Err(ControlError::Conflict(format!(
+                "environment '{}' is {status}; restart it once that ends",
+                env.name
+            )));
+        }
+        let ids: Vec<String> = self
+            .env_containers(&env)
+            .await?
+            .iter()
+            .filter(|c| c.running)
+            .filter_map(|c| c.labels.get("sprout.instance").cloned())
+            .collect();
+        let who = by.unwrap_or("system");
+        let message = format!(
+            "restarting {} instance(s), one at a time (by {who})",
+            ids.len()
+        );
+        self.store()
+            .add_event(env.id, Severity::Info, &message)
+            .await?;
+        let control = self.clone();
+        let count = ids.len();
+        tokio::spawn(async move {
+            if let Err(e) = control.rolling_restart(&env, ids).await {
+                tracing::warn!(env = %env.name, error = %e, "restart stopped");
+                let _ = control
+                    .store()
+                    .add_event(env.id, Severity::Warn, &format!("restart stopped: {e}"))
+                    .await;
+            }
+        });
+        Ok(count)
+    }
+
+    async fn rolling_restart(&self, env: &EnvRow, ids: Vec<String>) -> Result<()> {
+        let deadline = Instant::now() + self.config().operation_timeout;
+        for id in ids {
+            self.wait_full_strength(env, deadline).await?;
+            let containers = self.env_containers(env).await?;
+            let Some(c) = containers
+                .iter()
+                .find(|c| c.labels.get("sprout.instance") == Some(&id))
+            else {
+                continue; // already gone (replaced or scaled in meanwhile)
+            };
+            let settings = env.settings();
+            self.spawn_drain(env, &id, c, RemoveReason::Restart, &settings)
+                .await?;
+            // Wait until it is gone, so the strength check below sees its replacement.
+            while self
+                .env_containers(env)
+                .await?
+                .iter()
+                .any(|c| c.labels.get("sprout.instance") == Some(&id))
+            {
+                if Instant::now() > deadline {
+                    return Err(ControlError::Unavailable(format!(
+                        "instance {id} did not stop in time"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            self.wake();
+        }
+        self.wait_full_strength(env, deadline).await?;
+        self.store()
+            .add_event(env.id, Severity::Info, "restart finished")
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the environment has its desired count of serving instances.
+    async fn wait_full_strength(&self, env: &EnvRow, deadline: Instant) -> Result<()> {
+        loop {
+            let fresh = self.store().environment_by_id(env.id).await?;
+            let desired = usize::try_from(fresh.desired).unwrap_or(0);
+            let serving = if fresh.tier == Tier::Web.as_str() {
+                self.balancer()
+                    .backends(&fresh.name)
+                    .iter()
+                    .filter(|b| b.healthy)
+                    .count()
+            } else {
+                self.env_containers(&fresh)
+                    .await?
+                    .iter()
+                    .filter(|c| c.running)
+                    .count()
+            };
+            if serving >= desired {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ControlError::Unavailable(format!(
+                    "only {serving} of {desired} instances serve; gave up waiting"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
