@@ -645,3 +645,273 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
     let apps = server.client.list_apps().await.expect("apps");
     assert!(apps.is_empty(), "nothing was made: {apps:?}");
 }
+
+/// Posts a dashboard form with the session's CSRF token (read from the environment's page)
+/// and returns the status and the page it leads to.
+async fn post_form(
+    client: &reqwest::Client,
+    api: &str,
+    path: &str,
+    env: &str,
+    fields: &[(&str, &str)],
+) -> (reqwest::StatusCode, String) {
+    let page = client
+        .get(format!("{api}/envs/{env}"))
+        .send()
+        .await
+        .expect("env page")
+        .text()
+        .await
+        .expect("text");
+    let csrf = hidden_csrf(&page);
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend_from_slice(fields);
+    let r = client
+        .post(format!("{api}{path}"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    let body = match r.headers().get("location").and_then(|l| l.to_str().ok()) {
+        Some(to) => client
+            .get(format!("{api}{to}"))
+            .send()
+            .await
+            .expect("follow")
+            .text()
+            .await
+            .unwrap_or_default(),
+        None => r.text().await.unwrap_or_default(),
+    };
+    (status, body)
+}
+
+/// The dashboard's other actions, each through its form as a browser posts it, checked in
+/// the API, in Docker and through the balancer: scale, restart (under load, no failed
+/// request), swap, abort with nothing running, terminate (with and without confirmation),
+/// and a worker environment's queue, dead-letter queue and redrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_actions_scale_restart_swap_terminate_and_redrive() {
+    let server = TestServer::start().await;
+    let api = server.api.clone();
+    let app = unique("dact");
+    let (blue, green) = (unique("blue"), unique("green"));
+    server.client.create_app(&app).await.expect("app");
+    push(&server, &testapp_dir(), &app, "v1");
+    for env in [&blue, &green] {
+        let out = server.cli(&[
+            "env",
+            "create",
+            env,
+            "--app",
+            &app,
+            "--version",
+            "v1",
+            "--wait",
+        ]);
+        assert!(out.status.success(), "env create: {}", stderr(&out));
+    }
+    let (admin, status, _) = http_session(&api, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+
+    // Scale to 2.
+    let (status, page) = post_form(
+        &admin,
+        &api,
+        &format!("/envs/{blue}/scale"),
+        &blue,
+        &[("instances", "2")],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    let two = eventually(Duration::from_secs(60), || async {
+        let d = server.client.get_environment(&blue).await.ok()?;
+        let healthy: Vec<String> = d
+            .instances
+            .iter()
+            .filter(|i| i.healthy)
+            .map(|i| i.id.clone())
+            .collect();
+        (d.environment.desired == 2
+            && healthy.len() == 2
+            && d.environment.status.as_str() == "Ready")
+            .then_some(healthy)
+    })
+    .await
+    .expect("scaled to 2 healthy instances");
+
+    // Restart under load: every instance replaced, one at a time, no failed request.
+    let load = Load::start(&server.balancer, &server.host(&blue), "/", 4);
+    let (status, page) =
+        post_form(&admin, &api, &format!("/envs/{blue}/restart"), &blue, &[]).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    assert!(
+        page.contains("restarting 2 instance(s)"),
+        "the notice says what happens"
+    );
+    let replaced = eventually(Duration::from_secs(120), || async {
+        let d = server.client.get_environment(&blue).await.ok()?;
+        let healthy: Vec<String> = d
+            .instances
+            .iter()
+            .filter(|i| i.healthy && i.state == "running")
+            .map(|i| i.id.clone())
+            .collect();
+        (d.instances.len() == 2 && healthy.len() == 2 && healthy.iter().all(|id| !two.contains(id)))
+            .then_some(healthy)
+    })
+    .await;
+    let report = load.stop().await;
+    assert!(
+        replaced.is_some(),
+        "both instances were replaced: before {two:?}"
+    );
+    assert_eq!(
+        report.failed, 0,
+        "restart drops no request: {:?}",
+        report.failures
+    );
+    assert!(report.ok > 0);
+
+    // Swap the two environments' host names.
+    let cname_of = |name: String| {
+        let client = server.client.clone();
+        async move {
+            client
+                .get_environment(&name)
+                .await
+                .expect("env")
+                .environment
+                .cname
+        }
+    };
+    let (blue_cname, green_cname) = (cname_of(blue.clone()).await, cname_of(green.clone()).await);
+    let (status, page) = post_form(
+        &admin,
+        &api,
+        &format!("/envs/{blue}/swap"),
+        &blue,
+        &[("with", &green)],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(cname_of(blue.clone()).await, green_cname);
+    assert_eq!(cname_of(green.clone()).await, blue_cname);
+
+    // Abort with nothing running: a clear refusal, nothing changed.
+    let (status, page) = post_form(&admin, &api, &format!("/envs/{blue}/abort"), &blue, &[]).await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{page}");
+
+    // Terminate needs the name typed in; then the environment goes.
+    let (status, page) = post_form(
+        &admin,
+        &api,
+        &format!("/envs/{green}/terminate"),
+        &green,
+        &[("confirm", "nope")],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    assert!(page.contains("type the environment"), "{page}");
+    assert_eq!(
+        server
+            .client
+            .get_environment(&green)
+            .await
+            .expect("env")
+            .environment
+            .status
+            .as_str(),
+        "Ready"
+    );
+    let (status, page) = post_form(
+        &admin,
+        &api,
+        &format!("/envs/{green}/terminate"),
+        &green,
+        &[("confirm", &green)],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    let gone = eventually(Duration::from_secs(60), || async {
+        let d = server.client.get_environment(&green).await.ok()?;
+        (d.environment.status.as_str() == "Terminated").then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "terminated");
+    assert!(
+        server.containers(&format!("sprout.env={green}")).is_empty(),
+        "its containers are gone"
+    );
+
+    // A worker: its queue on the page, a dead letter, and redrive from the page.
+    let wapp = unique("dwork");
+    let worker = unique("dwork");
+    crate::worker::launch_worker(
+        &server,
+        &wapp,
+        &worker,
+        1,
+        None,
+        &["SQSD_MAX_RETRIES=1", "SQSD_ERROR_VISIBILITY_TIMEOUT=0"],
+    )
+    .await;
+    crate::worker::send_many(&server, &worker, vec!["{\"fail\": true}".into()]).await;
+    eventually(Duration::from_secs(30), || async {
+        let s = server.client.queue_stats(&worker).await.ok()?;
+        (s.dead == 1).then_some(())
+    })
+    .await
+    .expect("the failing message is dead");
+    let page = admin
+        .get(format!("{api}/envs/{worker}"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("Dead-letter queue") || page.contains("dead-letter queue"),
+        "the worker page shows its DLQ"
+    );
+    // Heal the worker, then redrive from the page: the message comes back and succeeds.
+    let detail = server
+        .client
+        .get_environment(&worker)
+        .await
+        .expect("worker");
+    for i in &detail.instances {
+        let addr = i.address.as_ref().expect("address");
+        http_client()
+            .post(format!("http://{addr}:8080/heal"))
+            .send()
+            .await
+            .expect("heal");
+    }
+    let (status, page) = post_form(
+        &admin,
+        &api,
+        &format!("/envs/{worker}/redrive"),
+        &worker,
+        &[],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    assert!(page.contains("1 message(s) moved back"), "notice");
+    let drained = eventually(Duration::from_secs(30), || async {
+        let s = server.client.queue_stats(&worker).await.ok()?;
+        (s.dead == 0 && s.visible == 0 && s.in_flight == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the redriven message was processed");
+    let audit: serde_json::Value =
+        serde_json::from_str(&stdout(&server.cli(&["audit", "--json"]))).expect("audit");
+    assert!(
+        audit.as_array().expect("entries").iter().any(|e| e["path"]
+            == serde_json::json!(format!("/envs/{blue}/restart"))
+            && e["actor"] == serde_json::json!("admin")),
+        "dashboard changes are audited: {audit}"
+    );
+}

@@ -109,7 +109,7 @@ fn processed(records: &[Value]) -> HashMap<String, Vec<&Value>> {
     out
 }
 
-async fn send_many(server: &TestServer, env: &str, bodies: Vec<String>) -> Vec<String> {
+pub(crate) async fn send_many(server: &TestServer, env: &str, bodies: Vec<String>) -> Vec<String> {
     let mut ids = Vec::new();
     for chunk in bodies.chunks(50) {
         let sends = chunk.iter().map(|b| async move {
