@@ -315,7 +315,7 @@ pub fn start_haproxy(
     let conf = format!(
         "global
     nbthread {threads}
-    maxconn 20000
+    maxconn 4000
 defaults
     mode http
     timeout connect 5s
