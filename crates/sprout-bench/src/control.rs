@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sprout_cli::Client;
 use sprout_core::api::{CreateEnvironment, EnvironmentDetail};
-use sprout_core::VersionStatus;
+use sprout_core::{EnvStatus, VersionStatus};
 
 use crate::Opts;
 
@@ -204,8 +204,13 @@ impl Server {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         for env in envs {
-            while Instant::now() < deadline && self.client.get_environment(env).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            while Instant::now() < deadline {
+                match self.client.get_environment(env).await {
+                    Ok(d) if d.environment.status != EnvStatus::Terminated => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    _ => break,
+                }
             }
         }
         if let Err(e) = self.client.delete_app(app).await {

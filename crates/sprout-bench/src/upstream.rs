@@ -43,8 +43,15 @@ async fn serve(addr: SocketAddr) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     println!("upstream listening on {addr}");
+    // As PID 1 in a container SIGTERM has no default action: exit on it, or every stop
+    // waits out the grace period.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            _ = term.recv() => return Ok(()),
+            a = listener.accept() => a,
+        };
+        let (stream, _) = match accepted {
             Ok(pair) => pair,
             Err(_) => continue,
         };
