@@ -47,16 +47,16 @@ pub fn require_docker() -> Result<()> {
     if !ok {
         bail!("these parts need a reachable Docker engine (`docker info` failed)");
     }
-    for image in ["sprout/platform-python"] {
-        let present = Command::new("docker")
-            .args(["image", "inspect", image])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !present {
-            bail!("platform image {image} is missing: run docker/build-platform.sh python");
-        }
+    // The bench's apps run on the python platform (same glibc as the build machine).
+    let image = "sprout/platform-python";
+    let present = Command::new("docker")
+        .args(["image", "inspect", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        bail!("platform image {image} is missing: run docker/build-platform.sh python");
     }
     Ok(())
 }
