@@ -35,7 +35,7 @@ async fn measure(opts: &Opts, server: &Server, app: &str, env: &str) -> Result<S
             mode: Some(Mode::Prod),
             instances: Some(2),
             // No CPU quota below the machine's size: the proxies are measured, not the limit.
-            instance_type: Some(InstanceType::Large),
+            instance_type: Some(InstanceType::Medium),
             ..Default::default()
         })
         .await?;
@@ -81,7 +81,7 @@ async fn measure(opts: &Opts, server: &Server, app: &str, env: &str) -> Result<S
     let mut section = Section {
         title: "Through real containers".into(),
         intro: format!(
-            "A prod environment of two instances (type large, so no CPU quota below the \
+            "A prod environment of two instances (type medium: 2 CPUs, so no CPU quota below this \
              machine's) running this crate's `upstream` in the python platform image. Sprout's \
              own balancer routes to them by Host; nginx and HAProxy are pointed at the same \
              two container addresses, {threads} worker thread(s) each like Sprout's balancer \
