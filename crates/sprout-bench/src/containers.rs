@@ -98,7 +98,7 @@ async fn measure(opts: &Opts, server: &Server, app: &str, env: &str) -> Result<S
         .tables
         .push(proxy::table(&targets, &results, threads));
     section.notes.push(
-        "Container traffic crosses the Docker bridge (veth + NAT-free routing on the host), \
+        "Container traffic crosses the Docker bridge (a veth pair per instance), \
          so direct figures sit below the loopback ones."
             .into(),
     );
