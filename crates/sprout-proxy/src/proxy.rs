@@ -99,11 +99,12 @@ impl Balancer {
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
+        upstream: &UpstreamClient,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let id = request_id(req.headers());
         let mut resp = match self.route_for(&req) {
-            Ok(route) => self.proxy(&route, req, client, &id, start).await,
+            Ok(route) => self.proxy(&route, req, client, upstream, &id, start).await,
             Err(e) => {
                 debug!(request_id = ?id, error = %e, "request not routed");
                 e.into_response()
@@ -119,10 +120,11 @@ impl Balancer {
         route: &Route,
         req: Request<Incoming>,
         client: SocketAddr,
+        upstream: &UpstreamClient,
         id: &HeaderValue,
         start: Instant,
     ) -> Response<ProxyBody> {
-        match self.forward(route, req, client, id).await {
+        match self.forward(route, req, client, upstream, id).await {
             Ok((resp, backend)) => {
                 let now = Instant::now();
                 let status = resp.status().as_u16();
@@ -154,6 +156,7 @@ impl Balancer {
         route: &'r Route,
         mut req: Request<Incoming>,
         client: SocketAddr,
+        upstream: &UpstreamClient,
         id: &HeaderValue,
     ) -> Result<(Response<ProxyBody>, &'r Backend), Failure<'r>> {
         // Original Host (header, or authority of an absolute-form URI) for the backend.
@@ -217,7 +220,7 @@ impl Balancer {
         parts.uri = upstream_uri(backend, path).map_err(|e| (e.into(), Some(backend)))?;
 
         let mut guard = InFlight::enter(&backend.stats);
-        let mut result = self.client.request(Request::from_parts(parts, body)).await;
+        let mut result = upstream.request(Request::from_parts(parts, body)).await;
         if let (Err(first), Some((method, headers, path))) = (&result, resend) {
             // Nothing of a response arrived: try once more on another healthy backend.
             if let Some(other) = route.pick_other(backend) {
@@ -234,7 +237,7 @@ impl Balancer {
                     upstream_uri(other, path).map_err(|e| (e.into(), Some(other)))?;
                 *retry.version_mut() = Version::HTTP_11;
                 *retry.headers_mut() = headers;
-                result = self.client.request(retry).await;
+                result = upstream.request(retry).await;
             }
         }
         let mut resp = result.map_err(|source| {

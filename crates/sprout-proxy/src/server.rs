@@ -1,4 +1,10 @@
 //! The accept loop and per-connection HTTP/1.1 serving with graceful shutdown.
+//!
+//! Two ways to run it: [`Balancer::serve`] on the caller's runtime, or
+//! [`Balancer::serve_per_core`] on N threads of their own, each a current-thread runtime with
+//! its own accept loop and its own upstream connection pool. The latter keeps a request and
+//! its upstream connection on one core from accept to response: no task migration, no pool
+//! lock shared between cores, which is where the balancer spends its time under load.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,9 +17,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::proxy::{upstream_client, UpstreamClient};
 use crate::Balancer;
 
 impl Balancer {
@@ -26,6 +33,82 @@ impl Balancer {
     ) -> io::Result<()> {
         let local = listener.local_addr().ok();
         info!(addr = ?local, "balancer listening");
+        let client = Arc::new(self.client.clone());
+        self.accept_loop(listener, client, shutdown).await;
+        info!(addr = ?local, "balancer stopped");
+        Ok(())
+    }
+
+    /// Like [`Balancer::serve`], but on `threads` dedicated OS threads (0 = one per core), each
+    /// running a current-thread Tokio runtime that accepts from a clone of `listener` and keeps
+    /// its own pool of keep-alive connections to the instances. Returns once every thread has
+    /// drained its connections after `shutdown` resolved.
+    ///
+    /// `listener` must be non-blocking (as [`tokio::net::TcpListener::into_std`] leaves it).
+    pub async fn serve_per_core(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        threads: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr().ok();
+        info!(addr = ?local, threads, "balancer listening (one runtime per thread)");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut done = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let socket = listener.try_clone()?;
+            let this = self.clone();
+            let mut stop = stop_rx.clone();
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("balancer-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match TcpListener::from_std(socket) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                warn!(error = %e, "balancer thread cannot use the listener");
+                                return;
+                            }
+                        };
+                        // Per thread: connections in this pool are only ever used here.
+                        let client = Arc::new(upstream_client());
+                        let stopped = async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        };
+                        this.accept_loop(listener, client, stopped).await;
+                    });
+                    let _ = done_tx.send(());
+                })?;
+            done.push(done_rx);
+        }
+        drop(listener);
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for d in done {
+            // An Err means the thread ended without reporting (it panicked); nothing to wait for.
+            let _ = d.await;
+        }
+        info!(addr = ?local, "balancer stopped");
+        Ok(())
+    }
+
+    /// Accepts and serves connections until `shutdown` resolves, then drains them.
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        client: Arc<UpstreamClient>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         // Each connection task holds a receiver: `send(true)` asks them to wind down and
         // `closed()` tells us when the last one has finished.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -55,12 +138,14 @@ impl Balancer {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
             let this = self.clone();
+            let client = client.clone();
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    let client = client.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req, peer, &client).await) }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
@@ -80,12 +165,11 @@ impl Balancer {
             });
         }
 
+        let local = listener.local_addr().ok();
         drop(listener);
         info!(addr = ?local, "balancer stopped accepting; draining connections");
         let _ = stop_tx.send(true);
         drop(stop_rx);
         stop_tx.closed().await;
-        info!(addr = ?local, "balancer stopped");
-        Ok(())
     }
 }

@@ -203,8 +203,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let token = shutdown.clone();
         let balancer = balancer.clone();
         tokio::spawn(async move {
+            // One runtime per core with its own upstream pool: the request path never
+            // crosses cores (see `Balancer::serve_per_core`).
             balancer
-                .serve(balancer_listener, async move { token.cancelled().await })
+                .serve_per_core(balancer_listener.into_std()?, 0, async move {
+                    token.cancelled().await
+                })
                 .await
         })
     };
