@@ -785,11 +785,10 @@ impl Control {
                 .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
         }
         let rows = self.store().list_environments(app, false).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for env in &rows {
-            out.push(self.environment_view(env).await?);
-        }
-        Ok(out)
+        let operations = self.store().latest_operations().await?;
+        rows.iter()
+            .map(|env| self.environment_view_with(env, operations.get(&env.id)))
+            .collect()
     }
 
     pub async fn events(&self, name: &str, after: i64, limit: i64) -> Result<Vec<api::Event>> {
@@ -1018,15 +1017,20 @@ impl Control {
     }
 
     pub async fn environment_view(&self, env: &EnvRow) -> Result<api::Environment> {
+        let operation = self.store().current_operation(env.id).await?;
+        self.environment_view_with(env, operation.as_ref())
+    }
+
+    /// The API's view of an environment, given its newest operation.
+    fn environment_view_with(
+        &self,
+        env: &EnvRow,
+        operation: Option<&OperationRow>,
+    ) -> Result<api::Environment> {
         let status = env.status()?;
         let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
         let settings = env.settings();
-        let operation = self
-            .store()
-            .current_operation(env.id)
-            .await?
-            .as_ref()
-            .map(operation_view);
+        let operation = operation.map(operation_view);
         let port = self.config().balancer_port;
         let url = (tier == Tier::Web).then(|| match port {
             80 => format!("http://{}/", self.host_of(&env.cname)),

@@ -685,6 +685,19 @@ impl Store {
         .await?)
     }
 
+    /// The newest operation of each environment, by environment id: one query for a listing
+    /// instead of one per environment.
+    pub async fn latest_operations(&self) -> Result<std::collections::HashMap<i64, OperationRow>> {
+        let rows = sqlx::query_as::<_, OperationRow>(
+            "SELECT o.* FROM operations o \
+             JOIN (SELECT env_id, MAX(id) AS id FROM operations GROUP BY env_id) newest \
+             ON newest.id = o.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.env_id, r)).collect())
+    }
+
     pub async fn insert_instance(&self, row: &InstanceRow) -> Result<InstanceRow> {
         Ok(sqlx::query_as::<_, InstanceRow>(
             "INSERT INTO instances (id, env_id, version_label, zone, container_id, address, seq, created_at)

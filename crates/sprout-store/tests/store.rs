@@ -245,6 +245,15 @@ async fn a_stale_pass_cannot_close_a_newer_operation_and_a_failed_deploy_rolls_b
     );
     let ops = store.operations(env.id, 10).await.expect("ops");
     assert_eq!(ops[1].outcome(), OperationOutcome::Failed);
+    // The listing's one query finds the same newest operation as the per-environment one.
+    let (other, other_launch) = store
+        .create_environment(&new_env("api", app_id, v1))
+        .await
+        .expect("second env");
+    let latest = store.latest_operations().await.expect("latest");
+    assert_eq!(latest.get(&env.id).map(|o| o.id), Some(rollback.id));
+    assert_eq!(latest.get(&other.id).map(|o| o.id), Some(other_launch.id));
+    assert_eq!(latest.len(), 2);
     let events = store.env_events(env.id, 0, 100).await.expect("events");
     assert!(events
         .iter()
