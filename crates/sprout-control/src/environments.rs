@@ -9,7 +9,7 @@ use sprout_core::plan::revision;
 use sprout_core::settings::{parse_duration, SettingError};
 use sprout_core::{
     AppName, BatchSize, Bootstrap, Cname, EnvName, EnvOp, EnvSettings, EnvStatus, HealthStatus,
-    LifecycleError, Mode, Tier, VersionLabel, VersionStatus,
+    InstanceType, LifecycleError, Mode, Tier, VersionLabel, VersionStatus,
 };
 use sprout_proxy::{BackendState, EnvMetrics};
 use sprout_store::{EnvRow, NewEnvironment, OperationRow, OperationStart, VersionRow};
@@ -40,6 +40,35 @@ pub fn instance_labels(
 
 fn setting(e: SettingError) -> ControlError {
     ControlError::Invalid(e.to_string())
+}
+
+impl Control {
+    /// Refuses an instance type bigger than the smallest zone engine's host: Docker would
+    /// refuse every container of it, and the environment would never settle. An engine that
+    /// does not answer is not held against the type (its zone is failed over anyway).
+    pub(crate) async fn check_instance_type(&self, wanted: InstanceType) -> Result<()> {
+        let mut smallest: Option<u32> = None;
+        for zone in &self.config().zones {
+            if let Ok(cpus) = self.runtime_for(zone).cpus().await {
+                smallest = Some(smallest.map_or(cpus, |s| s.min(cpus)));
+            }
+        }
+        match smallest {
+            Some(cpus) if !wanted.fits(cpus) => {
+                let fitting: Vec<&str> = InstanceType::fitting(cpus)
+                    .into_iter()
+                    .map(InstanceType::as_str)
+                    .collect();
+                Err(ControlError::Invalid(format!(
+                    "instance type {wanted} needs {} CPUs, but a zone's engine has only {cpus}; \
+                     types that fit: {}",
+                    wanted.limits().millicpus / 1000,
+                    fitting.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn check_property_key(key: &str) -> Result<()> {
@@ -331,6 +360,7 @@ impl Control {
             settings.set(key, value).map_err(setting)?;
         }
         settings.validate(MAX_INSTANCES).map_err(setting)?;
+        self.check_instance_type(settings.instance_type).await?;
         for key in properties.keys() {
             check_property_key(key)?;
         }
@@ -490,6 +520,7 @@ impl Control {
             settings.set(key, value).map_err(setting)?;
         }
         settings.validate(MAX_INSTANCES).map_err(setting)?;
+        self.check_instance_type(settings.instance_type).await?;
         let desired = env
             .desired
             .clamp(i64::from(settings.min), i64::from(settings.max));

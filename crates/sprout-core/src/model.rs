@@ -116,6 +116,19 @@ impl InstanceType {
     }
 }
 
+impl InstanceType {
+    /// Whether an engine whose host has `cpus` CPUs can run this type at all (Docker refuses
+    /// a CPU limit above the host's count).
+    pub fn fits(self, cpus: u32) -> bool {
+        self.limits().millicpus <= cpus.saturating_mul(1000)
+    }
+
+    /// The types an engine with `cpus` CPUs can run, smallest first.
+    pub fn fitting(cpus: u32) -> Vec<InstanceType> {
+        Self::ALL.iter().copied().filter(|t| t.fits(cpus)).collect()
+    }
+}
+
 impl Mode {
     /// Instances an environment of this mode gets when the user names no count.
     pub fn default_instances(self) -> u32 {
@@ -134,6 +147,18 @@ impl Mode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn instance_types_fit_the_host() {
+        use super::InstanceType;
+        assert!(InstanceType::Medium.fits(2));
+        assert!(!InstanceType::Large.fits(2));
+        assert!(InstanceType::Large.fits(4));
+        assert_eq!(
+            InstanceType::fitting(1),
+            vec![InstanceType::Nano, InstanceType::Micro, InstanceType::Small]
+        );
+    }
+
     use super::*;
 
     #[test]

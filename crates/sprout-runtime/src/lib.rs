@@ -233,6 +233,16 @@ impl Runtime {
             .map_err(|e| RuntimeError::docker("ping", e))
     }
 
+    /// CPUs the engine's host has: the most any one container can be given.
+    pub async fn cpus(&self) -> Result<u32, RuntimeError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| RuntimeError::docker("info", e))?;
+        Ok(info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1))
+    }
+
     pub async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),

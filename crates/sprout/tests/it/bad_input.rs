@@ -1231,3 +1231,65 @@ async fn every_route_needs_a_valid_token() {
         "a failed login keeps the saved one"
     );
 }
+
+/// An instance type bigger than the engine's host is refused up front (Docker would refuse
+/// every container of it and the environment would never settle), at create and at config.
+#[tokio::test]
+async fn an_instance_type_bigger_than_the_host_is_refused() {
+    let cpus: u32 = docker_lines(&["info", "--format", "{{.NCPU}}"])
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("docker info NCPU");
+    let Some(too_big) = sprout_core::InstanceType::ALL
+        .iter()
+        .copied()
+        .find(|t| !t.fits(cpus))
+    else {
+        eprintln!("every instance type fits this {cpus}-CPU host; nothing to refuse");
+        return;
+    };
+    let server = TestServer::start().await;
+    let app = unique("bigtype");
+    server.client.create_app(&app).await.expect("app");
+    push(&server, &testapp_dir(), &app, "v1");
+    let env = unique("bigtype");
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--type",
+        too_big.as_str(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("instance type {too_big} needs")) && err.contains("types that fit"),
+        "{err}"
+    );
+    assert!(
+        server.client.get_environment(&env).await.is_err(),
+        "nothing was created"
+    );
+
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.cli(&["config", &env, "--set", &format!("instance_type={too_big}")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("types that fit"), "{}", stderr(&out));
+    let detail = server.client.get_environment(&env).await.expect("env");
+    assert_ne!(detail.environment.instance_type, too_big, "unchanged");
+    assert_eq!(detail.environment.status.as_str(), "Ready");
+}
