@@ -3,7 +3,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::{JsonBody, PathParams};
+use crate::routes::{EnvPath, JsonBody, PathParams};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,12 +30,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "queue",
     operation_id = "stats",
     responses((status = 200, description = "Queue counts", body = QueueStats)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn stats(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<QueueStats>> {
     Ok(Json(s.control.queue_stats(&env).await?))
 }
@@ -46,12 +46,12 @@ async fn stats(
     tag = "queue",
     operation_id = "send",
     responses((status = 201, description = "Sent", body = SendResponse)),
-    params(("env" = String, Path, description = "Environment name")), request_body = SendRequest
+    params(EnvPath), request_body = SendRequest
 )]
 async fn send(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     c.require_write()?;
@@ -67,12 +67,12 @@ async fn send(
     tag = "queue",
     operation_id = "dead",
     responses((status = 200, description = "Dead messages with their bodies", body = Vec<DeadMessage>)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn dead(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<Vec<DeadMessage>>> {
     Ok(Json(s.control.queue_dead(&env).await?))
 }
@@ -83,12 +83,12 @@ async fn dead(
     tag = "queue",
     operation_id = "redrive",
     responses((status = 200, description = "Messages moved back", body = RedriveResponse)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn redrive(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<RedriveResponse>> {
     c.require_write()?;
     Ok(Json(s.control.queue_redrive(&env).await?))
@@ -100,12 +100,12 @@ async fn redrive(
     tag = "queue",
     operation_id = "credentials",
     responses((status = 200, description = "SQS endpoint and keys", body = Credentials)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn credentials(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<Credentials>> {
     // Secrets: the same right as changing the environment.
     c.require_write()?;

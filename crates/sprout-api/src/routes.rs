@@ -48,6 +48,22 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(build_platform))
 }
 
+/// The `{env}` of every environment route.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EnvPath {
+    /// Environment name
+    pub env: String,
+}
+
+/// The `{app}` of every application route.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AppPath {
+    /// Application name
+    pub app: String,
+}
+
 /// Liveness probe: answers without a token.
 #[utoipa::path(
     get,
@@ -111,12 +127,12 @@ async fn list_apps(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<
     tag = "apps",
     operation_id = "get_app",
     responses((status = 200, description = "The application", body = api::App)),
-    params(("app" = String, Path, description = "Application name"))
+    params(AppPath)
 )]
 async fn get_app(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(app): PathParams<String>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
 ) -> ApiResult<Json<api::App>> {
     s.control.require_app(&app).await?;
     let apps = s.control.list_apps().await?;
@@ -152,12 +168,12 @@ async fn create_app(
     tag = "apps",
     operation_id = "delete_app",
     responses((status = 204, description = "Deleted")),
-    params(("app" = String, Path, description = "Application name"))
+    params(AppPath)
 )]
 async fn delete_app(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(app): PathParams<String>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
 ) -> ApiResult<StatusCode> {
     c.require_write()?;
     s.control.delete_app(&app).await?;
@@ -170,12 +186,12 @@ async fn delete_app(
     tag = "versions",
     operation_id = "list_versions",
     responses((status = 200, description = "Versions", body = Vec<api::Version>)),
-    params(("app" = String, Path, description = "Application name"))
+    params(AppPath)
 )]
 async fn list_versions(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(app): PathParams<String>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
 ) -> ApiResult<Json<Vec<api::Version>>> {
     Ok(Json(s.control.list_versions(&app).await?))
 }
@@ -186,7 +202,7 @@ async fn list_versions(
     tag = "versions",
     operation_id = "get_version",
     responses((status = 200, description = "The version, with its build log", body = api::Version)),
-    params(("app" = String, Path, description = "Application name"), ("label" = String, Path, description = "Version label"))
+    params(AppPath, ("label" = String, Path, description = "Version label"))
 )]
 async fn get_version(
     State(s): State<AppState>,
@@ -202,12 +218,12 @@ async fn get_version(
     tag = "versions",
     operation_id = "upload_version",
     responses((status = 202, description = "Accepted; the version is processing", body = api::Version)),
-    params(("app" = String, Path, description = "Application name"), UploadQuery), request_body(content = Vec<u8>, description = "The bundle: a .tar.gz or .zip archive", content_type = "application/octet-stream")
+    params(AppPath, UploadQuery), request_body(content = Vec<u8>, description = "The bundle: a .tar.gz or .zip archive", content_type = "application/octet-stream")
 )]
 async fn upload_version(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(app): PathParams<String>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
@@ -281,12 +297,12 @@ async fn create_environment(
     tag = "environments",
     operation_id = "get_environment",
     responses((status = 200, description = "The environment and its instances", body = api::EnvironmentDetail)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn get_environment(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<api::EnvironmentDetail>> {
     Ok(Json(s.control.get_environment(&env).await?))
 }
@@ -297,12 +313,12 @@ async fn get_environment(
     tag = "environments",
     operation_id = "deploy",
     responses((status = 202, description = "Accepted; the deployment runs", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name")), request_body = DeployRequest
+    params(EnvPath), request_body = DeployRequest
 )]
 async fn deploy(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<DeployRequest>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -318,12 +334,12 @@ async fn deploy(
     tag = "environments",
     operation_id = "abort",
     responses((status = 202, description = "Accepted; the running operation rolls back", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn abort(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
     Ok((
@@ -338,12 +354,12 @@ async fn abort(
     tag = "health",
     operation_id = "health",
     responses((status = 200, description = "Enhanced health", body = api::HealthReport)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn health(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<api::HealthReport>> {
     Ok(Json(s.control.health_report(&env).await?))
 }
@@ -354,12 +370,12 @@ async fn health(
     tag = "settings",
     operation_id = "get_config",
     responses((status = 200, description = "Every setting", body = api::ConfigView)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn get_config(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<api::ConfigView>> {
     Ok(Json(s.control.get_config(&env).await?))
 }
@@ -370,12 +386,12 @@ async fn get_config(
     tag = "settings",
     operation_id = "configure",
     responses((status = 202, description = "Accepted; the change rolls out", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name")), request_body = ConfigUpdate
+    params(EnvPath), request_body = ConfigUpdate
 )]
 async fn configure(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<ConfigUpdate>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -391,12 +407,12 @@ async fn configure(
     tag = "settings",
     operation_id = "save_config",
     responses((status = 201, description = "Saved", body = api::SavedConfig)),
-    params(("env" = String, Path, description = "Environment name")), request_body = SaveConfig
+    params(EnvPath), request_body = SaveConfig
 )]
 async fn save_config(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<SaveConfig>,
 ) -> ApiResult<(StatusCode, Json<api::SavedConfig>)> {
     c.require_write()?;
@@ -416,12 +432,12 @@ async fn save_config(
     tag = "settings",
     operation_id = "set_properties",
     responses((status = 202, description = "Accepted; the change rolls out", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name")), request_body = SetProperties
+    params(EnvPath), request_body = SetProperties
 )]
 async fn set_properties(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<SetProperties>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -441,12 +457,12 @@ async fn set_properties(
     tag = "environments",
     operation_id = "swap",
     responses((status = 204, description = "Host names swapped")),
-    params(("env" = String, Path, description = "Environment name")), request_body = SwapRequest
+    params(EnvPath), request_body = SwapRequest
 )]
 async fn swap(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<SwapRequest>,
 ) -> ApiResult<StatusCode> {
     c.require_write()?;
@@ -460,12 +476,12 @@ async fn swap(
     tag = "environments",
     operation_id = "deployments",
     responses((status = 200, description = "Deployment records", body = Vec<api::Deployment>)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn deployments(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<Vec<api::Deployment>>> {
     Ok(Json(s.control.deployments(&env).await?))
 }
@@ -492,12 +508,12 @@ async fn metrics(State(s): State<AppState>, _c: Caller) -> Response {
     tag = "environments",
     operation_id = "terminate",
     responses((status = 202, description = "Accepted; the environment is terminating", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn terminate(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
     Ok((
@@ -520,12 +536,12 @@ struct EventsQuery {
     tag = "environments",
     operation_id = "events",
     responses((status = 200, description = "Events, oldest first", body = Vec<api::Event>)),
-    params(("env" = String, Path, description = "Environment name"), EventsQuery)
+    params(EnvPath, EventsQuery)
 )]
 async fn events(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     QueryParams(q): QueryParams<EventsQuery>,
 ) -> ApiResult<Json<Vec<api::Event>>> {
     Ok(Json(
@@ -547,12 +563,12 @@ struct LogsQuery {
     tag = "environments",
     operation_id = "logs",
     responses((status = 200, description = "The last lines of each instance's log", body = String, content_type = "text/plain")),
-    params(("env" = String, Path, description = "Environment name"), LogsQuery)
+    params(EnvPath, LogsQuery)
 )]
 async fn logs(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     QueryParams(q): QueryParams<LogsQuery>,
 ) -> ApiResult<Response> {
     let text = s.control.logs(&env, q.tail.unwrap_or(100)).await?;
@@ -614,12 +630,12 @@ fn tokio_stream_lines(
     tag = "scaling",
     operation_id = "scale",
     responses((status = 202, description = "Accepted", body = api::Environment)),
-    params(("env" = String, Path, description = "Environment name")), request_body = ScaleRequest
+    params(EnvPath), request_body = ScaleRequest
 )]
 async fn scale(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<ScaleRequest>,
 ) -> ApiResult<(StatusCode, Json<api::Environment>)> {
     c.require_write()?;
@@ -635,12 +651,12 @@ async fn scale(
     tag = "scaling",
     operation_id = "list_schedules",
     responses((status = 200, description = "Scheduled actions", body = Vec<ScheduledAction>)),
-    params(("env" = String, Path, description = "Environment name"))
+    params(EnvPath)
 )]
 async fn list_schedules(
     State(s): State<AppState>,
     _c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<Vec<ScheduledAction>>> {
     Ok(Json(s.control.list_schedules(&env).await?))
 }
@@ -651,12 +667,12 @@ async fn list_schedules(
     tag = "scaling",
     operation_id = "add_schedule",
     responses((status = 201, description = "Created", body = ScheduledAction)),
-    params(("env" = String, Path, description = "Environment name")), request_body = ScheduledAction
+    params(EnvPath), request_body = ScheduledAction
 )]
 async fn add_schedule(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(env): PathParams<String>,
+    PathParams(EnvPath { env }): PathParams<EnvPath>,
     JsonBody(req): JsonBody<ScheduledAction>,
 ) -> ApiResult<(StatusCode, Json<ScheduledAction>)> {
     c.require_write()?;
@@ -676,7 +692,7 @@ async fn add_schedule(
     tag = "scaling",
     operation_id = "remove_schedule",
     responses((status = 204, description = "Removed")),
-    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Action name"))
+    params(EnvPath, ("name" = String, Path, description = "Action name"))
 )]
 async fn remove_schedule(
     State(s): State<AppState>,
