@@ -24,7 +24,7 @@ pub enum ProxyError {
         reason: String,
         #[source]
         // Boxed to keep `Result<_, ProxyError>` small on the hot path.
-        source: Box<hyper_util::client::legacy::Error>,
+        source: Box<crate::UpstreamError>,
     },
     #[error("could not build the request to the instance: {0}")]
     BadUpstreamRequest(#[from] http::Error),

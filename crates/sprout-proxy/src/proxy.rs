@@ -4,17 +4,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
 use crate::error::{chain, ProxyError};
@@ -23,6 +21,7 @@ use crate::headers::{
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::metrics::InFlight;
+use crate::pool::{self, Sender, UpstreamBody};
 use crate::table::{sticky_cookie, Backend, Route};
 use crate::{normalize_host, Balancer};
 
@@ -31,15 +30,36 @@ use crate::{normalize_host, Balancer};
 pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
 
 /// A backend's response body that keeps its request counted as in flight until the body has
-/// been streamed to the client (or dropped).
+/// been streamed to the client (or dropped), and gives the backend connection back to the
+/// pool once the body has ended (a connection whose response was cut short is closed).
 pub struct TrackedBody {
     inner: Incoming,
     guard: Option<InFlight>,
+    conn: Option<(SocketAddr, Sender)>,
 }
 
 impl TrackedBody {
-    fn new(inner: Incoming, guard: Option<InFlight>) -> TrackedBody {
-        TrackedBody { inner, guard }
+    fn new(
+        inner: Incoming,
+        guard: Option<InFlight>,
+        conn: Option<(SocketAddr, Sender)>,
+    ) -> TrackedBody {
+        TrackedBody { inner, guard, conn }
+    }
+
+    fn release(&mut self) {
+        if let Some((addr, sender)) = self.conn.take() {
+            pool::put(addr, sender);
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        // hyper never polls a body it knows to be empty (HEAD, 204, Content-Length: 0).
+        if self.inner.is_end_stream() {
+            self.release();
+        }
     }
 }
 
@@ -53,9 +73,17 @@ impl Body for TrackedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            // Done (or broken): stop counting now rather than when hyper drops the body.
-            this.guard = None;
+        match &polled {
+            Poll::Ready(None) => {
+                // Done: stop counting now rather than when hyper drops the body.
+                this.guard = None;
+                this.release();
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.guard = None;
+                this.conn = None;
+            }
+            _ => {}
         }
         polled
     }
@@ -69,27 +97,6 @@ impl Body for TrackedBody {
     }
 }
 
-/// Body sent upstream: the client's, or empty for bodiless requests that may be retried.
-pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
-
-pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
-
-pub(crate) fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    // A dead instance must fail fast (then the request is retried elsewhere) rather than
-    // hang on ARP for seconds: its address may meanwhile be given to a new instance that
-    // has not passed a health check. Instances are on local bridges or a LAN, where a
-    // connect takes well under a millisecond.
-    connector.set_connect_timeout(Some(Duration::from_millis(500)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
-}
-
 /// How a forwarded request failed: the error and the backend it was sent to, if any.
 type Failure<'r> = (ProxyError, Option<&'r Backend>);
 
@@ -99,12 +106,11 @@ impl Balancer {
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
-        upstream: &UpstreamClient,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let id = request_id(req.headers());
         let mut resp = match self.route_for(&req) {
-            Ok(route) => self.proxy(&route, req, client, upstream, &id, start).await,
+            Ok(route) => self.proxy(&route, req, client, &id, start).await,
             Err(e) => {
                 debug!(request_id = ?id, error = %e, "request not routed");
                 e.into_response()
@@ -120,11 +126,10 @@ impl Balancer {
         route: &Route,
         req: Request<Incoming>,
         client: SocketAddr,
-        upstream: &UpstreamClient,
         id: &HeaderValue,
         start: Instant,
     ) -> Response<ProxyBody> {
-        match self.forward(route, req, client, upstream, id).await {
+        match self.forward(route, req, client, id).await {
             Ok((resp, backend)) => {
                 let now = Instant::now();
                 let status = resp.status().as_u16();
@@ -156,7 +161,6 @@ impl Balancer {
         route: &'r Route,
         mut req: Request<Incoming>,
         client: SocketAddr,
-        upstream: &UpstreamClient,
         id: &HeaderValue,
     ) -> Result<(Response<ProxyBody>, &'r Backend), Failure<'r>> {
         // Original Host (header, or authority of an absolute-form URI) for the backend.
@@ -210,17 +214,18 @@ impl Balancer {
         // Always speak keep-alive HTTP/1.1 upstream, even to HTTP/1.0 clients.
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
-        // What a retry needs; the request itself is consumed by the client.
+        // What a retry needs; the request itself is consumed by the connection.
         let resend = retryable.then(|| (parts.method.clone(), parts.headers.clone(), path.clone()));
         let body: UpstreamBody = if retryable {
             Either::Right(Empty::new())
         } else {
             Either::Left(body)
         };
-        parts.uri = upstream_uri(backend, path).map_err(|e| (e.into(), Some(backend)))?;
+        // Origin form: the connection is to the backend already.
+        parts.uri = Uri::from(path);
 
         let mut guard = InFlight::enter(&backend.stats);
-        let mut result = upstream.request(Request::from_parts(parts, body)).await;
+        let mut result = pool::send(backend.addr, Request::from_parts(parts, body)).await;
         if let (Err(first), Some((method, headers, path))) = (&result, resend) {
             // Nothing of a response arrived: try once more on another healthy backend.
             if let Some(other) = route.pick_other(backend) {
@@ -233,14 +238,13 @@ impl Balancer {
                 guard = InFlight::enter(&other.stats);
                 let mut retry = Request::new(Either::Right(Empty::new()));
                 *retry.method_mut() = method;
-                *retry.uri_mut() =
-                    upstream_uri(other, path).map_err(|e| (e.into(), Some(other)))?;
+                *retry.uri_mut() = Uri::from(path);
                 *retry.version_mut() = Version::HTTP_11;
                 *retry.headers_mut() = headers;
-                result = upstream.request(retry).await;
+                result = pool::send(other.addr, retry).await;
             }
         }
-        let mut resp = result.map_err(|source| {
+        let (mut resp, conn) = result.map_err(|source| {
             (
                 ProxyError::Upstream {
                     env: route.env.clone(),
@@ -261,11 +265,11 @@ impl Balancer {
                     backend_upgrade,
                     route.env.clone(),
                     backend.id.clone(),
-                    guard,
+                    (guard, conn.sender),
                 );
                 // 101 keeps Connection/Upgrade: they are the point of the response.
                 return Ok((
-                    resp.map(|b| Either::Left(TrackedBody::new(b, None))),
+                    resp.map(|b| Either::Left(TrackedBody::new(b, None, None))),
                     backend,
                 ));
             }
@@ -278,8 +282,9 @@ impl Balancer {
                     .append(header::SET_COOKIE, cookie.clone());
             }
         }
+        let conn = Some((conn.addr, conn.sender));
         Ok((
-            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard)))),
+            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard), conn))),
             backend,
         ))
     }
@@ -308,15 +313,6 @@ impl Balancer {
     }
 }
 
-/// `http://<backend>/<path>`.
-fn upstream_uri(backend: &Backend, path: PathAndQuery) -> Result<Uri, http::Error> {
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(backend.authority.clone())
-        .path_and_query(path)
-        .build()
-}
-
 /// `name:port` → `name`, `[v6]:port` → `[v6]`.
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -335,10 +331,12 @@ fn tunnel(
     backend: hyper::upgrade::OnUpgrade,
     env: String,
     backend_id: String,
-    in_flight: InFlight,
+    // Held until the tunnel closes: the in-flight count, and the sender of the upstream
+    // connection the tunnel takes over (never pooled again).
+    held: (InFlight, Sender),
 ) {
     tokio::spawn(async move {
-        let _in_flight = in_flight;
+        let _held = held;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(pair) => pair,
             Err(e) => {

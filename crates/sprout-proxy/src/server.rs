@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::proxy::{upstream_client, UpstreamClient};
 use crate::Balancer;
 
 impl Balancer {
@@ -33,8 +32,7 @@ impl Balancer {
     ) -> io::Result<()> {
         let local = listener.local_addr().ok();
         info!(addr = ?local, "balancer listening");
-        let client = Arc::new(self.client.clone());
-        self.accept_loop(listener, client, shutdown).await;
+        self.accept_loop(listener, shutdown).await;
         info!(addr = ?local, "balancer stopped");
         Ok(())
     }
@@ -80,12 +78,10 @@ impl Balancer {
                                 return;
                             }
                         };
-                        // Per thread: connections in this pool are only ever used here.
-                        let client = Arc::new(upstream_client());
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        this.accept_loop(listener, client, stopped).await;
+                        this.accept_loop(listener, stopped).await;
                     });
                     let _ = done_tx.send(());
                 })?;
@@ -106,7 +102,6 @@ impl Balancer {
     async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
-        client: Arc<UpstreamClient>,
         shutdown: impl Future<Output = ()>,
     ) {
         // Each connection task holds a receiver: `send(true)` asks them to wind down and
@@ -138,14 +133,12 @@ impl Balancer {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
             let this = self.clone();
-            let client = client.clone();
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let this = this.clone();
-                    let client = client.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer, &client).await) }
+                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
