@@ -10,7 +10,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +21,7 @@ use http::Request;
 use http_body_util::Either;
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, TrySendError};
 use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -58,8 +61,101 @@ pub enum UpstreamError {
     Request(#[source] hyper::Error),
 }
 
-struct Idle {
+/// The connection future: reads responses, writes requests. Driven by whoever uses the
+/// connection (see [`Upstream`]), not by a task of its own.
+type Connection = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
+
+/// A connection to an instance, checked out of this thread's pool or new.
+///
+/// The connection is polled inline by the request that uses it (while waiting for the
+/// response head, then from the response body), so a request does not hop between the client
+/// connection's task and an upstream connection task: both sockets are served by one task.
+pub(crate) struct Upstream {
     sender: Sender,
+    /// `None` once the connection has ended, or when it runs as a task of its own (upgrades).
+    conn: Option<Connection>,
+    addr: SocketAddr,
+    /// Came from the pool: the instance may have closed it meanwhile.
+    reused: bool,
+}
+
+impl Upstream {
+    /// Drives the connection. `Ready` means it has ended (closed or failed) and is gone.
+    fn poll_conn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(conn) = &mut self.conn else {
+            return Poll::Ready(());
+        };
+        match Pin::new(conn).poll(cx) {
+            Poll::Ready(result) => {
+                if let Err(e) = result {
+                    debug!(addr = %self.addr, error = %e, "upstream connection ended with error");
+                }
+                self.conn = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Keeps the connection moving while the response body is read (the body is fed by it).
+    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
+        let _ = self.poll_conn(cx);
+    }
+
+    /// Sends a request and drives the connection until the response head has arrived.
+    async fn exchange(
+        &mut self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
+        let mut response = pin!(self.sender.try_send_request(req));
+        poll_fn(|cx| {
+            // The connection first, so a request just queued is written at once.
+            let _ = self.poll_conn(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Gives the connection back to this thread's pool once its response has been read in
+    /// full; a connection that is not idle (or has ended) is closed instead.
+    pub(crate) fn release(mut self: Box<Self>, cx: Option<&mut Context<'_>>) {
+        if self.conn.is_none() {
+            return;
+        }
+        // One more turn so the connection notices the response is done and asks for the
+        // next request (or notices the instance closed it).
+        let ended = match cx {
+            Some(cx) => self.poll_conn(cx).is_ready(),
+            None => self
+                .poll_conn(&mut Context::from_waker(Waker::noop()))
+                .is_ready(),
+        };
+        if ended || !self.sender.is_ready() {
+            return;
+        }
+        let now = Instant::now();
+        POOL.with(|pool| {
+            // Never panic in a Drop path: a re-entrant borrow (impossible today) just closes it.
+            let Ok(mut pool) = pool.try_borrow_mut() else {
+                return;
+            };
+            if now - pool.last_sweep >= SWEEP_EVERY {
+                pool.sweep(now);
+            }
+            let conns = pool.idle.entry(self.addr).or_default();
+            if conns.len() < MAX_IDLE_PER_ADDR {
+                self.reused = true;
+                conns.push(Idle {
+                    upstream: self,
+                    since: now,
+                });
+            }
+        });
+    }
+}
+
+struct Idle {
+    upstream: Box<Upstream>,
     since: Instant,
 }
 
@@ -69,10 +165,14 @@ struct Pool {
 }
 
 impl Pool {
+    /// Closes idle connections that expired or that their instance closed.
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = now;
+        let mut cx = Context::from_waker(Waker::noop());
         self.idle.retain(|_, conns| {
-            conns.retain(|c| !c.sender.is_closed() && now - c.since < IDLE_TIMEOUT);
+            conns.retain_mut(|c| {
+                now - c.since < IDLE_TIMEOUT && c.upstream.poll_conn(&mut cx).is_pending()
+            });
             !conns.is_empty()
         });
     }
@@ -85,66 +185,41 @@ thread_local! {
     });
 }
 
-/// A connection to an instance, checked out of this thread's pool or new.
-pub(crate) struct Conn {
-    pub(crate) sender: Sender,
-    pub(crate) addr: SocketAddr,
-    /// Came from the pool: the instance may have closed it meanwhile.
-    pub(crate) reused: bool,
-}
-
-/// The most recently used idle connection to `addr` that is still open.
-fn take_idle(addr: SocketAddr) -> Option<Sender> {
+/// The most recently used idle connection to `addr`, unexpired.
+fn take_idle(addr: SocketAddr) -> Option<Box<Upstream>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let conns = pool.idle.get_mut(&addr)?;
         while let Some(c) = conns.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
-                return Some(c.sender);
+            if c.since.elapsed() < IDLE_TIMEOUT {
+                return Some(c.upstream);
             }
         }
         None
     })
 }
 
-/// Gives a connection whose last response has been read in full back to this thread's pool.
-pub(crate) fn put(addr: SocketAddr, sender: Sender) {
-    if sender.is_closed() {
-        return;
-    }
-    let now = Instant::now();
-    POOL.with(|pool| {
-        // Never panic in a Drop path: a re-entrant borrow (impossible today) just closes it.
-        let Ok(mut pool) = pool.try_borrow_mut() else {
-            return;
-        };
-        if now - pool.last_sweep >= SWEEP_EVERY {
-            pool.sweep(now);
-        }
-        let conns = pool.idle.entry(addr).or_default();
-        if conns.len() < MAX_IDLE_PER_ADDR {
-            conns.push(Idle { sender, since: now });
-        }
-    });
-}
-
 /// An idle pooled connection to `addr` ready for a request, or a new one.
-pub(crate) async fn checkout(addr: SocketAddr) -> Result<Conn, UpstreamError> {
-    while let Some(mut sender) = take_idle(addr) {
-        // At once for an idle connection; an error if it has closed since.
-        if sender.ready().await.is_ok() {
-            return Ok(Conn {
-                sender,
-                addr,
-                reused: true,
-            });
+async fn checkout(addr: SocketAddr) -> Result<Box<Upstream>, UpstreamError> {
+    while let Some(mut up) = take_idle(addr) {
+        // Ready at once for an idle connection; ended if the instance closed it meanwhile.
+        let ready = poll_fn(|cx| {
+            if up.poll_conn(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            up.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await;
+        if ready {
+            return Ok(up);
         }
     }
-    connect(addr).await
+    connect(addr, false).await
 }
 
-/// Opens a new connection to `addr`; its task runs on the current runtime.
-pub(crate) async fn connect(addr: SocketAddr) -> Result<Conn, UpstreamError> {
+/// Opens a new connection to `addr`. With `spawn` its connection future runs as a task of
+/// its own, which upgrades (WebSocket) need: the socket outlives the request there.
+async fn connect(addr: SocketAddr, spawn: bool) -> Result<Box<Upstream>, UpstreamError> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
@@ -161,39 +236,48 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Conn, UpstreamError> {
         .handshake(TokioIo::new(stream))
         .await
         .map_err(UpstreamError::Handshake)?;
-    tokio::spawn(async move {
-        // Upgrades (WebSocket) take the socket over once the backend answers 101.
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(%addr, error = %e, "upstream connection ended with error");
-        }
-    });
-    Ok(Conn {
+    let conn = if spawn {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                debug!(%addr, error = %e, "upstream connection ended with error");
+            }
+        });
+        None
+    } else {
+        Some(conn)
+    };
+    Ok(Box::new(Upstream {
         sender,
+        conn,
         addr,
         reused: false,
-    })
+    }))
 }
 
-/// Sends `req` on a pooled or new connection to `addr`. A pooled connection the instance
-/// closed before taking the request is replaced by a new one transparently (the request had
-/// not been written). Returns the connection with the response so it can be pooled again.
+/// Sends `req` on a pooled or new connection to `addr` (always a new one for an upgrade).
+/// A pooled connection the instance closed before taking the request is replaced by a new
+/// one transparently (the request had not been written). Returns the connection with the
+/// response so it can be pooled again.
 pub(crate) async fn send(
     addr: SocketAddr,
     req: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Conn), UpstreamError> {
-    let mut conn = checkout(addr).await?;
-    match conn.sender.try_send_request(req).await {
-        Ok(resp) => Ok((resp, conn)),
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Box<Upstream>), UpstreamError> {
+    let mut up = if upgrade {
+        connect(addr, true).await?
+    } else {
+        checkout(addr).await?
+    };
+    match up.exchange(req).await {
+        Ok(resp) => Ok((resp, up)),
         Err(mut e) => match e.take_message() {
-            Some(req) if conn.reused => {
+            Some(req) if up.reused => {
                 debug!(%addr, error = %e.error(), "pooled connection closed; reconnecting");
-                let mut conn = connect(addr).await?;
-                let resp = conn
-                    .sender
-                    .send_request(req)
-                    .await
-                    .map_err(UpstreamError::Request)?;
-                Ok((resp, conn))
+                let mut up = connect(addr, false).await?;
+                match up.exchange(req).await {
+                    Ok(resp) => Ok((resp, up)),
+                    Err(e) => Err(UpstreamError::Request(e.into_error())),
+                }
             }
             _ => Err(UpstreamError::Request(e.into_error())),
         },

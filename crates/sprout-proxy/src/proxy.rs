@@ -21,7 +21,7 @@ use crate::headers::{
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::metrics::InFlight;
-use crate::pool::{self, Sender, UpstreamBody};
+use crate::pool::{self, Upstream, UpstreamBody};
 use crate::table::{sticky_cookie, Backend, Route};
 use crate::{normalize_host, Balancer};
 
@@ -35,21 +35,20 @@ pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
 pub struct TrackedBody {
     inner: Incoming,
     guard: Option<InFlight>,
-    conn: Option<(SocketAddr, Sender)>,
+    /// The connection the body arrives on; this body drives it (see [`Upstream`]).
+    upstream: Option<Box<Upstream>>,
 }
 
 impl TrackedBody {
     fn new(
         inner: Incoming,
         guard: Option<InFlight>,
-        conn: Option<(SocketAddr, Sender)>,
+        upstream: Option<Box<Upstream>>,
     ) -> TrackedBody {
-        TrackedBody { inner, guard, conn }
-    }
-
-    fn release(&mut self) {
-        if let Some((addr, sender)) = self.conn.take() {
-            pool::put(addr, sender);
+        TrackedBody {
+            inner,
+            guard,
+            upstream,
         }
     }
 }
@@ -58,7 +57,9 @@ impl Drop for TrackedBody {
     fn drop(&mut self) {
         // hyper never polls a body it knows to be empty (HEAD, 204, Content-Length: 0).
         if self.inner.is_end_stream() {
-            self.release();
+            if let Some(up) = self.upstream.take() {
+                up.release(None);
+            }
         }
     }
 }
@@ -72,16 +73,21 @@ impl Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if let Some(up) = &mut this.upstream {
+            up.drive(cx);
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
                 // Done: stop counting now rather than when hyper drops the body.
                 this.guard = None;
-                this.release();
+                if let Some(up) = this.upstream.take() {
+                    up.release(Some(cx));
+                }
             }
             Poll::Ready(Some(Err(_))) => {
                 this.guard = None;
-                this.conn = None;
+                this.upstream = None;
             }
             _ => {}
         }
@@ -225,7 +231,9 @@ impl Balancer {
         parts.uri = Uri::from(path);
 
         let mut guard = InFlight::enter(&backend.stats);
-        let mut result = pool::send(backend.addr, Request::from_parts(parts, body)).await;
+        let upgrading = client_upgrade.is_some();
+        let mut result =
+            pool::send(backend.addr, Request::from_parts(parts, body), upgrading).await;
         if let (Err(first), Some((method, headers, path))) = (&result, resend) {
             // Nothing of a response arrived: try once more on another healthy backend.
             if let Some(other) = route.pick_other(backend) {
@@ -241,7 +249,7 @@ impl Balancer {
                 *retry.uri_mut() = Uri::from(path);
                 *retry.version_mut() = Version::HTTP_11;
                 *retry.headers_mut() = headers;
-                result = pool::send(other.addr, retry).await;
+                result = pool::send(other.addr, retry, upgrading).await;
             }
         }
         let (mut resp, conn) = result.map_err(|source| {
@@ -265,7 +273,7 @@ impl Balancer {
                     backend_upgrade,
                     route.env.clone(),
                     backend.id.clone(),
-                    (guard, conn.sender),
+                    (guard, conn),
                 );
                 // 101 keeps Connection/Upgrade: they are the point of the response.
                 return Ok((
@@ -282,9 +290,8 @@ impl Balancer {
                     .append(header::SET_COOKIE, cookie.clone());
             }
         }
-        let conn = Some((conn.addr, conn.sender));
         Ok((
-            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard), conn))),
+            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard), Some(conn)))),
             backend,
         ))
     }
@@ -333,7 +340,7 @@ fn tunnel(
     backend_id: String,
     // Held until the tunnel closes: the in-flight count, and the sender of the upstream
     // connection the tunnel takes over (never pooled again).
-    held: (InFlight, Sender),
+    held: (InFlight, Box<Upstream>),
 ) {
     tokio::spawn(async move {
         let _held = held;
