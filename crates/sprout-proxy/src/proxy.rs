@@ -1,6 +1,5 @@
 //! The request path: pick a route and a backend, rewrite headers, forward, stream back.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +16,7 @@ use tracing::{debug, warn};
 
 use crate::error::{chain, ProxyError};
 use crate::headers::{
-    append_forwarded_for, request_id, strip_hop_by_hop, upgrade_request, X_FORWARDED_HOST,
+    append_forwarded_for, request_id, strip_hop_by_hop, upgrade_request, Peer, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::metrics::InFlight;
@@ -111,7 +110,7 @@ impl Balancer {
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let id = request_id(req.headers());
@@ -131,7 +130,7 @@ impl Balancer {
         &self,
         route: &Route,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         id: &HeaderValue,
         start: Instant,
     ) -> Response<ProxyBody> {
@@ -166,7 +165,7 @@ impl Balancer {
         &self,
         route: &'r Route,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         id: &HeaderValue,
     ) -> Result<(Response<ProxyBody>, &'r Backend), Failure<'r>> {
         // Original Host (header, or authority of an absolute-form URI) for the backend.
@@ -205,7 +204,7 @@ impl Balancer {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto);
         }
-        append_forwarded_for(headers, client.ip());
+        append_forwarded_for(headers, client);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_HOST, original_host.clone());
         headers.insert(X_REQUEST_ID, id.clone());

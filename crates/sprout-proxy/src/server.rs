@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::headers::Peer;
 use crate::Balancer;
 
 impl Balancer {
@@ -136,9 +137,11 @@ impl Balancer {
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
+                let client = Arc::new(Peer::new(peer));
                 let svc = service_fn(move |req| {
                     let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    let client = client.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req, &client).await) }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
