@@ -24,7 +24,7 @@ pub enum ProxyError {
         reason: String,
         #[source]
         // Boxed to keep `Result<_, ProxyError>` small on the hot path.
-        source: Box<crate::UpstreamError>,
+        source: Box<hyper_util::client::legacy::Error>,
     },
     #[error("could not build the request to the instance: {0}")]
     BadUpstreamRequest(#[from] http::Error),

@@ -9,7 +9,6 @@ mod error;
 mod headers;
 mod health;
 mod metrics;
-mod pool;
 mod proxy;
 mod server;
 mod table;
@@ -20,17 +19,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::uri::Authority;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
-pub use pool::UpstreamError;
 pub use proxy::{ProxyBody, TrackedBody};
 
 use health::{Checker, Health, HealthClient};
 use metrics::{BackendStats, EnvStats};
+use proxy::UpstreamClient;
 use table::{Backend, Route, RouteOpts, Table};
 
 /// Static configuration of the balancer.
@@ -80,6 +80,7 @@ pub struct Balancer {
     config: BalancerConfig,
     /// Read on every request without locking; replaced wholesale by the control plane.
     table: ArcSwap<Table>,
+    client: UpstreamClient,
     health_client: HealthClient,
     /// Control-plane state (health checker tasks). Never touched on the request path.
     control: Mutex<Control>,
@@ -119,6 +120,7 @@ impl Balancer {
         Arc::new(Balancer {
             config,
             table: ArcSwap::from_pointee(Table::default()),
+            client: proxy::upstream_client(),
             health_client: health::health_client(),
             control: Mutex::new(Control::default()),
         })
@@ -207,6 +209,14 @@ impl Balancer {
                 warn!(env = %spec.env, backend = %b.id, "duplicate backend id in route; ignored");
                 continue;
             }
+            let authority = match Authority::try_from(b.addr.to_string()) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Cannot happen for a SocketAddr, but never panic on control input.
+                    warn!(env = %spec.env, backend = %b.id, error = %e, "bad backend address; ignored");
+                    continue;
+                }
+            };
             let checker = match old.remove(&b.id) {
                 // Same instance: keep its health state (and its checker, unless the check changed).
                 Some(mut c) if c.addr == b.addr => {
@@ -235,6 +245,7 @@ impl Balancer {
                 id: b.id.clone(),
                 addr: b.addr,
                 version: b.version.clone(),
+                authority,
                 health: checker.health.clone(),
                 stats: backend_stats.clone(),
                 canary: false,

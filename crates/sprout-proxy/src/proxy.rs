@@ -3,15 +3,17 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::{debug, warn};
 
 use crate::error::{chain, ProxyError};
@@ -20,7 +22,6 @@ use crate::headers::{
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::metrics::InFlight;
-use crate::pool::{self, Upstream, UpstreamBody};
 use crate::table::{sticky_cookie, Backend, Route};
 use crate::{normalize_host, Balancer};
 
@@ -29,37 +30,15 @@ use crate::{normalize_host, Balancer};
 pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
 
 /// A backend's response body that keeps its request counted as in flight until the body has
-/// been streamed to the client (or dropped), and gives the backend connection back to the
-/// pool once the body has ended (a connection whose response was cut short is closed).
+/// been streamed to the client (or dropped).
 pub struct TrackedBody {
     inner: Incoming,
     guard: Option<InFlight>,
-    /// The connection the body arrives on; this body drives it (see [`Upstream`]).
-    upstream: Option<Box<Upstream>>,
 }
 
 impl TrackedBody {
-    fn new(
-        inner: Incoming,
-        guard: Option<InFlight>,
-        upstream: Option<Box<Upstream>>,
-    ) -> TrackedBody {
-        TrackedBody {
-            inner,
-            guard,
-            upstream,
-        }
-    }
-}
-
-impl Drop for TrackedBody {
-    fn drop(&mut self) {
-        // hyper never polls a body it knows to be empty (HEAD, 204, Content-Length: 0).
-        if self.inner.is_end_stream() {
-            if let Some(up) = self.upstream.take() {
-                up.release(None);
-            }
-        }
+    fn new(inner: Incoming, guard: Option<InFlight>) -> TrackedBody {
+        TrackedBody { inner, guard }
     }
 }
 
@@ -72,23 +51,10 @@ impl Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(up) = &mut this.upstream {
-            up.drive(cx);
-        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => {
-                // Done: stop counting now rather than when hyper drops the body.
-                this.guard = None;
-                if let Some(up) = this.upstream.take() {
-                    up.release(Some(cx));
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                this.guard = None;
-                this.upstream = None;
-            }
-            _ => {}
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Done (or broken): stop counting now rather than when hyper drops the body.
+            this.guard = None;
         }
         polled
     }
@@ -102,6 +68,27 @@ impl Body for TrackedBody {
     }
 }
 
+/// Body sent upstream: the client's, or empty for bodiless requests that may be retried.
+pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
+pub(crate) fn upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    // A dead instance must fail fast (then the request is retried elsewhere) rather than
+    // hang on ARP for seconds: its address may meanwhile be given to a new instance that
+    // has not passed a health check. Instances are on local bridges or a LAN, where a
+    // connect takes well under a millisecond.
+    connector.set_connect_timeout(Some(Duration::from_millis(500)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
+}
+
 /// How a forwarded request failed: the error and the backend it was sent to, if any.
 type Failure<'r> = (ProxyError, Option<&'r Backend>);
 
@@ -111,11 +98,12 @@ impl Balancer {
         &self,
         req: Request<Incoming>,
         client: &Peer,
+        upstream: &UpstreamClient,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let id = request_id(req.headers());
         let mut resp = match self.route_for(&req) {
-            Ok(route) => self.proxy(&route, req, client, &id, start).await,
+            Ok(route) => self.proxy(&route, req, client, upstream, &id, start).await,
             Err(e) => {
                 debug!(request_id = ?id, error = %e, "request not routed");
                 e.into_response()
@@ -131,10 +119,11 @@ impl Balancer {
         route: &Route,
         req: Request<Incoming>,
         client: &Peer,
+        upstream: &UpstreamClient,
         id: &HeaderValue,
         start: Instant,
     ) -> Response<ProxyBody> {
-        match self.forward(route, req, client, id).await {
+        match self.forward(route, req, client, upstream, id).await {
             Ok((resp, backend)) => {
                 let now = Instant::now();
                 let status = resp.status().as_u16();
@@ -166,6 +155,7 @@ impl Balancer {
         route: &'r Route,
         mut req: Request<Incoming>,
         client: &Peer,
+        upstream: &UpstreamClient,
         id: &HeaderValue,
     ) -> Result<(Response<ProxyBody>, &'r Backend), Failure<'r>> {
         // Original Host (header, or authority of an absolute-form URI) for the backend.
@@ -219,20 +209,17 @@ impl Balancer {
         // Always speak keep-alive HTTP/1.1 upstream, even to HTTP/1.0 clients.
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
-        // What a retry needs; the request itself is consumed by the connection.
+        // What a retry needs; the request itself is consumed by the client.
         let resend = retryable.then(|| (parts.method.clone(), parts.headers.clone(), path.clone()));
         let body: UpstreamBody = if retryable {
             Either::Right(Empty::new())
         } else {
             Either::Left(body)
         };
-        // Origin form: the connection is to the backend already.
-        parts.uri = Uri::from(path);
+        parts.uri = upstream_uri(backend, path).map_err(|e| (e.into(), Some(backend)))?;
 
         let mut guard = InFlight::enter(&backend.stats);
-        let upgrading = client_upgrade.is_some();
-        let mut result =
-            pool::send(backend.addr, Request::from_parts(parts, body), upgrading).await;
+        let mut result = upstream.request(Request::from_parts(parts, body)).await;
         if let (Err(first), Some((method, headers, path))) = (&result, resend) {
             // Nothing of a response arrived: try once more on another healthy backend.
             if let Some(other) = route.pick_other(backend) {
@@ -245,13 +232,14 @@ impl Balancer {
                 guard = InFlight::enter(&other.stats);
                 let mut retry = Request::new(Either::Right(Empty::new()));
                 *retry.method_mut() = method;
-                *retry.uri_mut() = Uri::from(path);
+                *retry.uri_mut() =
+                    upstream_uri(other, path).map_err(|e| (e.into(), Some(other)))?;
                 *retry.version_mut() = Version::HTTP_11;
                 *retry.headers_mut() = headers;
-                result = pool::send(other.addr, retry, upgrading).await;
+                result = upstream.request(retry).await;
             }
         }
-        let (mut resp, conn) = result.map_err(|source| {
+        let mut resp = result.map_err(|source| {
             (
                 ProxyError::Upstream {
                     env: route.env.clone(),
@@ -272,11 +260,11 @@ impl Balancer {
                     backend_upgrade,
                     route.env.clone(),
                     backend.id.clone(),
-                    (guard, conn),
+                    guard,
                 );
                 // 101 keeps Connection/Upgrade: they are the point of the response.
                 return Ok((
-                    resp.map(|b| Either::Left(TrackedBody::new(b, None, None))),
+                    resp.map(|b| Either::Left(TrackedBody::new(b, None))),
                     backend,
                 ));
             }
@@ -290,7 +278,7 @@ impl Balancer {
             }
         }
         Ok((
-            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard), Some(conn)))),
+            resp.map(|b| Either::Left(TrackedBody::new(b, Some(guard)))),
             backend,
         ))
     }
@@ -319,6 +307,15 @@ impl Balancer {
     }
 }
 
+/// `http://<backend>/<path>`.
+fn upstream_uri(backend: &Backend, path: PathAndQuery) -> Result<Uri, http::Error> {
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(backend.authority.clone())
+        .path_and_query(path)
+        .build()
+}
+
 /// `name:port` → `name`, `[v6]:port` → `[v6]`.
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -337,12 +334,10 @@ fn tunnel(
     backend: hyper::upgrade::OnUpgrade,
     env: String,
     backend_id: String,
-    // Held until the tunnel closes: the in-flight count, and the sender of the upstream
-    // connection the tunnel takes over (never pooled again).
-    held: (InFlight, Box<Upstream>),
+    in_flight: InFlight,
 ) {
     tokio::spawn(async move {
-        let _held = held;
+        let _in_flight = in_flight;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(pair) => pair,
             Err(e) => {

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::headers::Peer;
+use crate::proxy::{upstream_client, UpstreamClient};
 use crate::Balancer;
 
 impl Balancer {
@@ -33,7 +34,8 @@ impl Balancer {
     ) -> io::Result<()> {
         let local = listener.local_addr().ok();
         info!(addr = ?local, "balancer listening");
-        self.accept_loop(listener, shutdown).await;
+        let client = Arc::new(self.client.clone());
+        self.accept_loop(listener, client, shutdown).await;
         info!(addr = ?local, "balancer stopped");
         Ok(())
     }
@@ -79,10 +81,12 @@ impl Balancer {
                                 return;
                             }
                         };
+                        // Per thread: connections in this pool are only ever used here.
+                        let client = Arc::new(upstream_client());
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        this.accept_loop(listener, stopped).await;
+                        this.accept_loop(listener, client, stopped).await;
                     });
                     let _ = done_tx.send(());
                 })?;
@@ -103,6 +107,7 @@ impl Balancer {
     async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
+        client: Arc<UpstreamClient>,
         shutdown: impl Future<Output = ()>,
     ) {
         // Each connection task holds a receiver: `send(true)` asks them to wind down and
@@ -134,14 +139,16 @@ impl Balancer {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
             let this = self.clone();
+            let client = client.clone();
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
-                let client = Arc::new(Peer::new(peer));
+                let peer_info = Arc::new(Peer::new(peer));
                 let svc = service_fn(move |req| {
                     let this = this.clone();
                     let client = client.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, &client).await) }
+                    let peer_info = peer_info.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req, &peer_info, &client).await) }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Authority;
 use http::HeaderValue;
 use tracing::warn;
 
@@ -55,6 +56,8 @@ pub(crate) struct Backend {
     pub(crate) id: String,
     pub(crate) addr: SocketAddr,
     pub(crate) version: String,
+    /// Precomputed so building the upstream URI does not re-format the address per request.
+    pub(crate) authority: Authority,
     /// Shared with the health checker task; survives route updates.
     pub(crate) health: Arc<Health>,
     /// Keyed by env and backend id; survives route updates.
