@@ -24,6 +24,15 @@ use crate::headers::Peer;
 use crate::proxy::{upstream_client, UpstreamClient};
 use crate::Balancer;
 
+/// What a client connection's requests share. One per connection, so the per-request clone
+/// touches a reference count no other core writes to (cloning the `Arc<Balancer>` per request
+/// would bounce its cache line between the per-core threads).
+struct ConnCtx {
+    balancer: Arc<Balancer>,
+    client: Arc<UpstreamClient>,
+    peer: Peer,
+}
+
 impl Balancer {
     /// Serves HTTP/1.1 on the listener until `shutdown` resolves; then stops accepting and lets
     /// in-flight requests finish (idle keep-alive connections are closed).
@@ -138,17 +147,20 @@ impl Balancer {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
-            let this = self.clone();
-            let client = client.clone();
+            let ctx = Arc::new(ConnCtx {
+                balancer: self.clone(),
+                client: client.clone(),
+                peer: Peer::new(peer),
+            });
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
-                let peer_info = Arc::new(Peer::new(peer));
                 let svc = service_fn(move |req| {
-                    let this = this.clone();
-                    let client = client.clone();
-                    let peer_info = peer_info.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, &peer_info, &client).await) }
+                    let ctx = ctx.clone();
+                    async move {
+                        let resp = ctx.balancer.handle(req, &ctx.peer, &ctx.client).await;
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
