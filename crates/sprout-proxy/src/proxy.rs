@@ -86,6 +86,7 @@ pub(crate) fn upstream_client() -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .http1_writev(false)
         .build(connector)
 }
 

@@ -127,6 +127,7 @@ impl Balancer {
             .timer(TokioTimer::new())
             // Drop clients that open a connection and never finish sending headers.
             .header_read_timeout(Duration::from_secs(30))
+            .writev(false)
             .keep_alive(true);
 
         let mut shutdown = pin!(shutdown);
