@@ -244,6 +244,13 @@ pub async fn run(opts: &Opts) -> Result<Section> {
         ),
         ..Default::default()
     };
+    if opts.baseline.is_some() {
+        section.intro.push_str(&format!(
+            " \"Sprout, {}\" is the balancer of another build of this command (`--baseline`), \
+             served the same way and measured in the same turns.",
+            opts.baseline_label
+        ));
+    }
     for n in threads {
         println!("  {n} thread(s)");
         let (table, note) = run_threads(opts, n).await?;
