@@ -23,6 +23,10 @@ mod tools;
 mod upstream;
 mod worker;
 
+// The `sprout` binary's allocator, so the standalone balancer measures what that runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +96,13 @@ pub struct Opts {
     /// Where the report goes (default: BENCHMARKS.md at the repository root)
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Another build of sprout-bench (e.g. of the main branch) whose balancer gets a row of its
+    /// own in the loopback comparison, to measure a change against it in the same run
+    #[arg(long, env = "SPROUT_BENCH_BASELINE")]
+    pub baseline: Option<PathBuf>,
+    /// Label of the baseline row
+    #[arg(long, default_value = "baseline build")]
+    pub baseline_label: String,
     /// Print the tables only; do not touch BENCHMARKS.md
     #[arg(long)]
     pub no_write: bool,

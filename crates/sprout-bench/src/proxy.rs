@@ -107,6 +107,8 @@ pub enum Kind {
     Haproxy,
     /// Another configuration, shown without being compared against.
     Other,
+    /// Sprout's balancer from another build (`--baseline`).
+    Baseline,
 }
 
 /// Runs the targets in turns for `rounds` and returns each one's runs.
@@ -202,6 +204,10 @@ pub fn table(targets: &[Target], results: &[Vec<WrkResult>], threads: usize) -> 
 
 fn spawn_self(name: &str, args: &[String], log: &Path) -> Result<Proc> {
     let exe = std::env::current_exe().context("locate sprout-bench")?;
+    spawn_exe(&exe, name, args, log)
+}
+
+fn spawn_exe(exe: &Path, name: &str, args: &[String], log: &Path) -> Result<Proc> {
     let out = std::fs::File::create(log)?;
     Proc::spawn(
         name,
@@ -238,6 +244,13 @@ pub async fn run(opts: &Opts) -> Result<Section> {
         ),
         ..Default::default()
     };
+    if opts.baseline.is_some() {
+        section.intro.push_str(&format!(
+            " \"Sprout, {}\" is the balancer of another build of this command (`--baseline`), \
+             served the same way and measured in the same turns.",
+            opts.baseline_label
+        ));
+    }
     for n in threads {
         println!("  {n} thread(s)");
         let (table, note) = run_threads(opts, n).await?;
@@ -306,6 +319,20 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
         url: format!("http://127.0.0.1:{port}/"),
         kind: Kind::Sprout,
     });
+    if let Some(exe) = &opts.baseline {
+        let port = tools::free_port()?;
+        procs.push(spawn_exe(
+            exe,
+            "sprout-proxy (baseline)",
+            &standalone("per-core", port),
+            &dir.path().join("sprout-baseline.log"),
+        )?);
+        targets.push(Target {
+            name: format!("Sprout, {}", opts.baseline_label),
+            url: format!("http://127.0.0.1:{port}/"),
+            kind: Kind::Baseline,
+        });
+    }
     let port = tools::free_port()?;
     procs.push(spawn_self(
         "sprout-proxy (shared runtime)",
@@ -356,7 +383,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
             )
         })
     };
-    let note = match (fig(Kind::Sprout), fig(Kind::Other)) {
+    let mut note = match (fig(Kind::Sprout), fig(Kind::Other)) {
         (Some((rps, p99)), Some((old_rps, old_p99))) if old_rps > 0.0 && old_p99 > 0.0 => format!(
             "{threads} thread(s): per-core runtimes vs one shared runtime = {:.2}× req/s, {:.2}× p99.",
             rps / old_rps,
@@ -364,6 +391,16 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
         ),
         _ => String::new(),
     };
+    if let (Some((rps, p99)), Some((old_rps, old_p99))) = (fig(Kind::Sprout), fig(Kind::Baseline)) {
+        if old_rps > 0.0 && old_p99 > 0.0 {
+            note.push_str(&format!(
+                " This build vs the {} = {:.2}× req/s, {:.2}× p99.",
+                opts.baseline_label,
+                rps / old_rps,
+                p99 / old_p99
+            ));
+        }
+    }
     Ok((table(&targets, &results, threads), note))
 }
 

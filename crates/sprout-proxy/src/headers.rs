@@ -1,7 +1,7 @@
 //! Header rewriting between client and backend.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -41,8 +41,32 @@ pub(crate) fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
+/// A client connection's address, with its IP already rendered for `X-Forwarded-For`
+/// (once per connection rather than per request).
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) ip: Option<HeaderValue>,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Peer {
+        let ip = HeaderValue::try_from(addr.ip().to_canonical().to_string()).ok();
+        Peer { addr, ip }
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the few names present (standard names compare
+    // as small integers) is cheaper than hashing nine names to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Rare enough that collecting the listed names is fine.
         let listed: Vec<HeaderValue> = headers
@@ -79,7 +103,15 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// Appends the client's address to `X-Forwarded-For` (merging repeated headers into one).
-pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, peer: &Peer) {
+    if let (Some(ip), false) = (&peer.ip, headers.contains_key(X_FORWARDED_FOR)) {
+        headers.insert(X_FORWARDED_FOR, ip.clone());
+        return;
+    }
+    append_forwarded_for_ip(headers, peer.addr.ip());
+}
+
+fn append_forwarded_for_ip(headers: &mut HeaderMap, client: IpAddr) {
     let mut value = String::new();
     for v in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(s) = v.to_str() {
@@ -134,11 +166,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
-        append_forwarded_for(&mut h, "::ffff:127.0.0.1".parse().unwrap());
+        let peer = Peer::new("[::ffff:127.0.0.1]:5000".parse().unwrap());
+        append_forwarded_for(&mut h, &peer);
         assert_eq!(
             h.get(X_FORWARDED_FOR).unwrap(),
             "1.1.1.1, 2.2.2.2, 127.0.0.1"
         );
+        let mut fresh = HeaderMap::new();
+        append_forwarded_for(&mut fresh, &peer);
+        assert_eq!(fresh.get(X_FORWARDED_FOR).unwrap(), "127.0.0.1");
     }
 
     #[test]

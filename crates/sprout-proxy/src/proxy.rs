@@ -1,6 +1,5 @@
 //! The request path: pick a route and a backend, rewrite headers, forward, stream back.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::error::{chain, ProxyError};
 use crate::headers::{
-    append_forwarded_for, request_id, strip_hop_by_hop, upgrade_request, X_FORWARDED_HOST,
+    append_forwarded_for, request_id, strip_hop_by_hop, upgrade_request, Peer, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::metrics::InFlight;
@@ -87,6 +86,7 @@ pub(crate) fn upstream_client() -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .http1_writev(false)
         .build(connector)
 }
 
@@ -98,7 +98,7 @@ impl Balancer {
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         upstream: &UpstreamClient,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -119,7 +119,7 @@ impl Balancer {
         &self,
         route: &Route,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         upstream: &UpstreamClient,
         id: &HeaderValue,
         start: Instant,
@@ -155,7 +155,7 @@ impl Balancer {
         &self,
         route: &'r Route,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         upstream: &UpstreamClient,
         id: &HeaderValue,
     ) -> Result<(Response<ProxyBody>, &'r Backend), Failure<'r>> {
@@ -195,7 +195,7 @@ impl Balancer {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto);
         }
-        append_forwarded_for(headers, client.ip());
+        append_forwarded_for(headers, client);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_HOST, original_host.clone());
         headers.insert(X_REQUEST_ID, id.clone());

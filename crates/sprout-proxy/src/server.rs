@@ -20,8 +20,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::headers::Peer;
 use crate::proxy::{upstream_client, UpstreamClient};
 use crate::Balancer;
+
+/// What a client connection's requests share. One per connection, so the per-request clone
+/// touches a reference count no other core writes to (cloning the `Arc<Balancer>` per request
+/// would bounce its cache line between the per-core threads).
+struct ConnCtx {
+    balancer: Arc<Balancer>,
+    client: Arc<UpstreamClient>,
+    peer: Peer,
+}
 
 impl Balancer {
     /// Serves HTTP/1.1 on the listener until `shutdown` resolves; then stops accepting and lets
@@ -117,6 +127,7 @@ impl Balancer {
             .timer(TokioTimer::new())
             // Drop clients that open a connection and never finish sending headers.
             .header_read_timeout(Duration::from_secs(30))
+            .writev(false)
             .keep_alive(true);
 
         let mut shutdown = pin!(shutdown);
@@ -137,15 +148,20 @@ impl Balancer {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
-            let this = self.clone();
-            let client = client.clone();
+            let ctx = Arc::new(ConnCtx {
+                balancer: self.clone(),
+                client: client.clone(),
+                peer: Peer::new(peer),
+            });
             let mut stop = stop_rx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let this = this.clone();
-                    let client = client.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer, &client).await) }
+                    let ctx = ctx.clone();
+                    async move {
+                        let resp = ctx.balancer.handle(req, &ctx.peer, &ctx.client).await;
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), svc)
