@@ -23,10 +23,6 @@ mod tools;
 mod upstream;
 mod worker;
 
-// The `sprout` binary's allocator, so the standalone balancer measures what that runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::time::Duration;
 

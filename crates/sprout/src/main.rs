@@ -2,10 +2,6 @@
 
 mod server;
 
-// mimalloc: less CPU per proxied request than glibc's malloc (see BENCHMARKS.md, balancer).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 use std::process::ExitCode;
 
