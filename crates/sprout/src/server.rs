@@ -83,7 +83,21 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// glibc raises its mmap threshold after a large block is freed, so from then on the 19 MiB
+/// that argon2 needs for every login comes from the heap of whichever blocking thread hashed
+/// it, and stays there: each login grew the server by ~20 MiB (23 MiB idle, 103 MiB after
+/// four logins). A fixed threshold keeps large blocks mmapped, so they go back to the OS.
+fn return_large_blocks_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before the runtime's threads
+    // allocate large blocks.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    return_large_blocks_to_the_os();
     init_tracing();
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
