@@ -318,7 +318,7 @@ pub async fn logout(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     };
     match state.control.store().insert_token(&row).await {
         // Already recorded (an API token, or a second logout): revoke the row in place.
-        Err(StoreError::Conflict(_)) | Err(StoreError::Database(_)) => {
+        Err(StoreError::Conflict(_)) => {
             state
                 .control
                 .store()

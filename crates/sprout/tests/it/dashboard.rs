@@ -189,14 +189,7 @@ async fn http_session(
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let page = client
-        .get(format!("{api}/login"))
-        .send()
-        .await
-        .expect("login page")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(&client, &format!("{api}/login")).await;
     let csrf = hidden_csrf(&page);
     let r = client
         .post(format!("{api}/login"))
@@ -207,6 +200,18 @@ async fn http_session(
     let status = r.status();
     let body = r.text().await.unwrap_or_default();
     (client, status, body)
+}
+
+/// A dashboard page's HTML, fetched with the session of `client`.
+async fn page_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text")
 }
 
 fn hidden_csrf(html: &str) -> String {
@@ -466,14 +471,7 @@ async fn dashboard_drives_an_environment_in_a_browser() {
     // The viewer forges the deploy form (with its own valid CSRF token): 403, nothing changed.
     let (viewer_http, status, _) = http_session(&api, &viewer, VIEWER_PASSWORD).await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "viewer logs in");
-    let page = viewer_http
-        .get(format!("{api}/envs/{env}"))
-        .send()
-        .await
-        .expect("env page")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(&viewer_http, &format!("{api}/envs/{env}")).await;
     let csrf = hidden_csrf(&page);
     let forged = viewer_http
         .post(format!("{api}/envs/{env}/deploy"))
@@ -572,14 +570,7 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
     // Signed in as the viewer: a deployer route is 403, with or without a CSRF token.
     let (viewer_http, status, _) = http_session(&api, &viewer, VIEWER_PASSWORD).await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
-    let page = viewer_http
-        .get(format!("{api}/"))
-        .send()
-        .await
-        .expect("apps")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(&viewer_http, &format!("{api}/")).await;
     assert!(
         !page.contains("New application"),
         "a viewer has no create form"
@@ -620,14 +611,7 @@ async fn dashboard_refuses_bad_input_and_changes_nothing() {
     );
 
     // HTML in a user-supplied string comes back escaped in the error page.
-    let page = dep
-        .get(format!("{api}/"))
-        .send()
-        .await
-        .expect("apps")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(&dep, &format!("{api}/")).await;
     let csrf = hidden_csrf(&page);
     let r = dep
         .post(format!("{api}/apps"))
@@ -655,14 +639,7 @@ async fn post_form(
     env: &str,
     fields: &[(&str, &str)],
 ) -> (reqwest::StatusCode, String) {
-    let page = client
-        .get(format!("{api}/envs/{env}"))
-        .send()
-        .await
-        .expect("env page")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(client, &format!("{api}/envs/{env}")).await;
     let csrf = hidden_csrf(&page);
     let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
     form.extend_from_slice(fields);
@@ -864,14 +841,7 @@ async fn dashboard_actions_scale_restart_swap_terminate_and_redrive() {
     })
     .await
     .expect("the failing message is dead");
-    let page = admin
-        .get(format!("{api}/envs/{worker}"))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
+    let page = page_text(&admin, &format!("{api}/envs/{worker}")).await;
     assert!(
         page.contains("Dead-letter queue") || page.contains("dead-letter queue"),
         "the worker page shows its DLQ"
