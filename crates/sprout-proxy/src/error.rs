@@ -1,14 +1,16 @@
 //! Errors a proxied request can end in, and the responses they turn into.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http::StatusCode;
 
-use crate::proxy::ProxyBody;
+use crate::wire::{self, WireError};
 
 /// Why the balancer answered a request itself instead of forwarding a backend's response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("bad request: {0}")]
+    BadRequest(WireError),
+    #[error("request head too large")]
+    HeadTooLarge,
     #[error("request has no Host header")]
     MissingHost,
     #[error("invalid Host header")]
@@ -23,37 +25,54 @@ pub enum ProxyError {
         backend: String,
         reason: String,
         #[source]
-        // Boxed to keep `Result<_, ProxyError>` small on the hot path.
-        source: Box<hyper_util::client::legacy::Error>,
+        source: std::io::Error,
     },
-    #[error("could not build the request to the instance: {0}")]
-    BadUpstreamRequest(#[from] http::Error),
+}
+
+impl From<WireError> for ProxyError {
+    fn from(e: WireError) -> ProxyError {
+        match e {
+            WireError::TooLarge => ProxyError::HeadTooLarge,
+            WireError::InvalidHost | WireError::DuplicateHost => ProxyError::InvalidHost,
+            e => ProxyError::BadRequest(e),
+        }
+    }
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(WireError::Version) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            ProxyError::BadRequest(WireError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::BadRequest(_) | ProxyError::MissingHost | ProxyError::InvalidHost => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
-            ProxyError::NoHealthyBackend(_)
-            | ProxyError::Upstream { .. }
-            | ProxyError::BadUpstreamRequest(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::NoHealthyBackend(_) | ProxyError::Upstream { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
-    /// A plain-text response explaining the error to the client.
-    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+    /// Writes a plain-text response explaining the error to the client.
+    pub(crate) fn write_response(
+        &self,
+        out: &mut Vec<u8>,
+        request_id: &[u8],
+        client_http10: bool,
+        keep_alive: bool,
+    ) {
         let status = self.status();
-        let body = format!("{self}\n");
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
+        wire::write_own_response(
+            out,
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            &format!("{self}\n"),
+            request_id,
+            client_http10,
+            keep_alive,
         );
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
     }
 }
 

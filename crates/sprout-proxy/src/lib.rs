@@ -5,13 +5,15 @@
 //! [`ArcSwap`] so the hot path never takes a lock; the control plane replaces the whole table
 //! atomically on every change. Background tasks health-check every backend.
 
+mod conn;
 mod error;
 mod headers;
 mod health;
 mod metrics;
-mod proxy;
 mod server;
 mod table;
+mod upstream;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,18 +21,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::Authority;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
-pub use proxy::{ProxyBody, TrackedBody};
+pub use wire::WireError;
 
 use health::{Checker, Health, HealthClient};
 use metrics::{BackendStats, EnvStats};
-use proxy::UpstreamClient;
 use table::{Backend, Route, RouteOpts, Table};
 
 /// Static configuration of the balancer.
@@ -80,7 +80,6 @@ pub struct Balancer {
     config: BalancerConfig,
     /// Read on every request without locking; replaced wholesale by the control plane.
     table: ArcSwap<Table>,
-    client: UpstreamClient,
     health_client: HealthClient,
     /// Control-plane state (health checker tasks). Never touched on the request path.
     control: Mutex<Control>,
@@ -120,7 +119,6 @@ impl Balancer {
         Arc::new(Balancer {
             config,
             table: ArcSwap::from_pointee(Table::default()),
-            client: proxy::upstream_client(),
             health_client: health::health_client(),
             control: Mutex::new(Control::default()),
         })
@@ -209,14 +207,6 @@ impl Balancer {
                 warn!(env = %spec.env, backend = %b.id, "duplicate backend id in route; ignored");
                 continue;
             }
-            let authority = match Authority::try_from(b.addr.to_string()) {
-                Ok(a) => a,
-                Err(e) => {
-                    // Cannot happen for a SocketAddr, but never panic on control input.
-                    warn!(env = %spec.env, backend = %b.id, error = %e, "bad backend address; ignored");
-                    continue;
-                }
-            };
             let checker = match old.remove(&b.id) {
                 // Same instance: keep its health state (and its checker, unless the check changed).
                 Some(mut c) if c.addr == b.addr => {
@@ -245,7 +235,6 @@ impl Balancer {
                 id: b.id.clone(),
                 addr: b.addr,
                 version: b.version.clone(),
-                authority,
                 health: checker.health.clone(),
                 stats: backend_stats.clone(),
                 canary: false,
@@ -429,6 +418,29 @@ impl Balancer {
             .is_some_and(|b| b.health.is_healthy())
     }
 
+    /// The route for a request: an absolute-form target's authority takes precedence over
+    /// the Host header (RFC 9112 §3.2.2). Lock-free: a snapshot of the table.
+    pub(crate) fn route_for(
+        &self,
+        authority: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Arc<Route>, ProxyError> {
+        let raw = match (authority, host) {
+            (Some(a), _) => a,
+            (None, Some(h)) => h,
+            (None, None) => return Err(ProxyError::MissingHost),
+        };
+        let host = normalize_host(strip_port(raw));
+        if host.is_empty() {
+            return Err(ProxyError::InvalidHost);
+        }
+        let table = self.table.load();
+        match table.hosts.get(host.as_ref()) {
+            Some(route) => Ok(route.clone()),
+            None => Err(ProxyError::UnknownHost(host.into_owned())),
+        }
+    }
+
     fn lock_control(&self) -> MutexGuard<'_, Control> {
         // A panic elsewhere while holding the lock must not wedge the control plane.
         self.control.lock().unwrap_or_else(|e| e.into_inner())
@@ -446,6 +458,18 @@ pub(crate) fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `name:port` → `name`, `[v6]:port` → `[v6]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
 impl Default for HealthCheck {
     fn default() -> Self {
         Self {
@@ -456,5 +480,17 @@ impl Default for HealthCheck {
             unhealthy_threshold: 3,
             success_codes: (200, 399),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.localhost:8000"), "a.localhost");
+        assert_eq!(strip_port("a.localhost"), "a.localhost");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
     }
 }

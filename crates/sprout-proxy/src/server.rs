@@ -6,32 +6,23 @@
 //! its upstream connection on one core from accept to response: no task migration, no pool
 //! lock shared between cores, which is where the balancer spends its time under load.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::conn::{self, Shared};
 use crate::headers::Peer;
-use crate::proxy::{upstream_client, UpstreamClient};
+use crate::upstream::Pool;
 use crate::Balancer;
 
-/// What a client connection's requests share. One per connection, so the per-request clone
-/// touches a reference count no other core writes to (cloning the `Arc<Balancer>` per request
-/// would bounce its cache line between the per-core threads).
-struct ConnCtx {
-    balancer: Arc<Balancer>,
-    client: Arc<UpstreamClient>,
-    peer: Peer,
-}
+/// How often idle upstream connections past their timeout are closed.
+const POOL_PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Balancer {
     /// Serves HTTP/1.1 on the listener until `shutdown` resolves; then stops accepting and lets
@@ -43,8 +34,8 @@ impl Balancer {
     ) -> io::Result<()> {
         let local = listener.local_addr().ok();
         info!(addr = ?local, "balancer listening");
-        let client = Arc::new(self.client.clone());
-        self.accept_loop(listener, client, shutdown).await;
+        self.accept_loop(listener, Arc::new(Pool::default()), shutdown)
+            .await;
         info!(addr = ?local, "balancer stopped");
         Ok(())
     }
@@ -91,11 +82,11 @@ impl Balancer {
                             }
                         };
                         // Per thread: connections in this pool are only ever used here.
-                        let client = Arc::new(upstream_client());
+                        let pool = Arc::new(Pool::default());
                         let stopped = async move {
                             let _ = stop.wait_for(|s| *s).await;
                         };
-                        this.accept_loop(listener, client, stopped).await;
+                        this.accept_loop(listener, pool, stopped).await;
                     });
                     let _ = done_tx.send(());
                 })?;
@@ -116,19 +107,23 @@ impl Balancer {
     async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
-        client: Arc<UpstreamClient>,
+        pool: Arc<Pool>,
         shutdown: impl Future<Output = ()>,
     ) {
         // Each connection task holds a receiver: `send(true)` asks them to wind down and
         // `closed()` tells us when the last one has finished.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            // Drop clients that open a connection and never finish sending headers.
-            .header_read_timeout(Duration::from_secs(30))
-            .writev(false)
-            .keep_alive(true);
+        let shared = Arc::new(Shared {
+            balancer: self,
+            pool: pool.clone(),
+        });
+        let purge = tokio::spawn(async move {
+            let mut every = tokio::time::interval(POOL_PURGE_INTERVAL);
+            loop {
+                every.tick().await;
+                pool.purge();
+            }
+        });
 
         let mut shutdown = pin!(shutdown);
         loop {
@@ -148,37 +143,12 @@ impl Balancer {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
-            let ctx = Arc::new(ConnCtx {
-                balancer: self.clone(),
-                client: client.clone(),
-                peer: Peer::new(peer),
-            });
-            let mut stop = stop_rx.clone();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let ctx = ctx.clone();
-                    async move {
-                        let resp = ctx.balancer.handle(req, &ctx.peer, &ctx.client).await;
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades();
-                let mut conn = pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = stop.changed() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(e) = result {
-                    debug!(client = %peer, error = %e, "client connection ended with error");
-                }
-                drop(stop);
-            });
+            tokio::spawn(conn::serve(
+                shared.clone(),
+                stream,
+                Peer::new(peer),
+                stop_rx.clone(),
+            ));
         }
 
         let local = listener.local_addr().ok();
@@ -187,5 +157,6 @@ impl Balancer {
         let _ = stop_tx.send(true);
         drop(stop_rx);
         stop_tx.closed().await;
+        purge.abort();
     }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::HeaderValue;
 use tracing::warn;
 
@@ -56,8 +55,6 @@ pub(crate) struct Backend {
     pub(crate) id: String,
     pub(crate) addr: SocketAddr,
     pub(crate) version: String,
-    /// Precomputed so building the upstream URI does not re-format the address per request.
-    pub(crate) authority: Authority,
     /// Shared with the health checker task; survives route updates.
     pub(crate) health: Arc<Health>,
     /// Keyed by env and backend id; survives route updates.
@@ -174,33 +171,9 @@ fn sticky_cookie_value(id: &str, ttl: Duration) -> Option<HeaderValue> {
     HeaderValue::try_from(value).ok()
 }
 
-/// The stickiness cookie's value among the request's cookies. No allocation.
-pub(crate) fn sticky_cookie(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name.trim() == STICKY_COOKIE).then(|| value.trim().trim_matches('"'))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_sticky_cookie() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(sticky_cookie(&h), None);
-        h.append(
-            http::header::COOKIE,
-            HeaderValue::from_static("a=1; SPROUT_STICKY=web-3 ; b=2"),
-        );
-        assert_eq!(sticky_cookie(&h), Some("web-3"));
-    }
 
     #[test]
     fn cookie_value_only_for_safe_ids() {

@@ -1,0 +1,1107 @@
+//! HTTP/1.1 on the wire, as the balancer needs it: parsing request and response heads,
+//! deciding how each body is delimited (RFC 9112 §6), following chunked bodies, and writing
+//! the heads it sends on. Pure (no I/O), so every rule is unit-tested byte for byte.
+//!
+//! The balancer forwards bodies as they are (a chunked body stays chunked) and rewrites only
+//! the heads, which is why it parses rather than re-encodes: one read, one write each way.
+
+use std::fmt::Write as _;
+
+/// Most header lines a head may carry; more gets 431 (request) or 502 (response).
+pub(crate) const MAX_HEADERS: usize = 100;
+/// Largest head accepted, in bytes.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Longest client-supplied request id passed on; longer ones are replaced.
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 200;
+/// Longest chunk-size line (with extensions) and the most trailer bytes of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why a head or a chunked body could not be taken as HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed head")]
+    Malformed,
+    #[error("head too large")]
+    TooLarge,
+    #[error("HTTP version not supported")]
+    Version,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("invalid Host header")]
+    InvalidHost,
+    #[error("invalid Content-Length")]
+    BadLength,
+    #[error("both Content-Length and Transfer-Encoding")]
+    LengthAndChunked,
+    #[error("unsupported Transfer-Encoding")]
+    UnsupportedCoding,
+    #[error("CONNECT is not supported")]
+    Connect,
+    #[error("malformed chunked body")]
+    BadChunk,
+}
+
+impl From<httparse::Error> for WireError {
+    fn from(e: httparse::Error) -> WireError {
+        match e {
+            httparse::Error::TooManyHeaders => WireError::TooLarge,
+            httparse::Error::Version => WireError::Version,
+            _ => WireError::Malformed,
+        }
+    }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Responses only: the body runs until the connection closes.
+    UntilClose,
+}
+
+/// Where a head ends (just past its blank line), searching from `from`; `None` if it has not
+/// all arrived. Accepts bare-LF line ends as httparse does. Searching incrementally keeps a
+/// head dribbled in byte by byte linear.
+pub(crate) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    for nl in memchr::memchr_iter(b'\n', &buf[start.min(buf.len())..]) {
+        let at = start + nl;
+        match buf.get(at + 1..) {
+            Some([b'\n', ..]) => return Some(at + 2),
+            Some([b'\r', b'\n', ..]) => return Some(at + 3),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What the balancer does with a request header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqHeader {
+    Pass,
+    /// Hop-by-hop, or one the balancer writes itself.
+    Drop,
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    RequestId,
+    ForwardedFor,
+    Cookie,
+}
+
+fn is(name: &[u8], lower: &str) -> bool {
+    name.eq_ignore_ascii_case(lower.as_bytes())
+}
+
+/// Matches on length first: most headers are rejected by one integer comparison.
+fn classify_request(name: &[u8]) -> ReqHeader {
+    use ReqHeader::*;
+    match name.len() {
+        2 if is(name, "te") => Drop,
+        4 if is(name, "host") => Host,
+        6 if is(name, "cookie") => Cookie,
+        6 if is(name, "expect") => Expect,
+        7 if is(name, "upgrade") => Upgrade,
+        7 if is(name, "trailer") => Drop,
+        10 if is(name, "connection") => Connection,
+        10 if is(name, "keep-alive") => Drop,
+        12 if is(name, "x-request-id") => RequestId,
+        14 if is(name, "content-length") => ContentLength,
+        15 if is(name, "x-forwarded-for") => ForwardedFor,
+        16 if is(name, "proxy-connection") => Drop,
+        16 if is(name, "x-forwarded-host") => Drop,
+        17 if is(name, "transfer-encoding") => TransferEncoding,
+        17 if is(name, "x-forwarded-proto") => Drop,
+        18 if is(name, "proxy-authenticate") => Drop,
+        19 if is(name, "proxy-authorization") => Drop,
+        _ => Pass,
+    }
+}
+
+/// What the balancer does with a response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RespHeader {
+    Pass,
+    Drop,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+}
+
+fn classify_response(name: &[u8]) -> RespHeader {
+    use RespHeader::*;
+    match name.len() {
+        2 if is(name, "te") => Drop,
+        7 if is(name, "upgrade") => Upgrade,
+        7 if is(name, "trailer") => Drop,
+        10 if is(name, "connection") => Connection,
+        10 if is(name, "keep-alive") => Drop,
+        12 if is(name, "x-request-id") => Drop,
+        14 if is(name, "content-length") => ContentLength,
+        16 if is(name, "proxy-connection") => Drop,
+        17 if is(name, "transfer-encoding") => TransferEncoding,
+        18 if is(name, "proxy-authenticate") => Drop,
+        19 if is(name, "proxy-authorization") => Drop,
+        _ => Pass,
+    }
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// What the `Connection` headers of a message say.
+#[derive(Debug, Default)]
+struct ConnectionTokens<'b> {
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+    /// Other listed names: hop-by-hop headers of this message, dropped when forwarding.
+    /// Allocates only when a message lists one, which is rare.
+    listed: Vec<&'b [u8]>,
+}
+
+impl<'b> ConnectionTokens<'b> {
+    fn add(&mut self, value: &'b [u8]) {
+        for t in tokens(value) {
+            if is(t, "close") {
+                self.close = true;
+            } else if is(t, "keep-alive") {
+                self.keep_alive = true;
+            } else if is(t, "upgrade") {
+                self.upgrade = true;
+            } else {
+                self.listed.push(t);
+            }
+        }
+    }
+
+    fn lists(&self, name: &[u8]) -> bool {
+        self.listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Parses a Content-Length value: digits only. Repeated headers must agree.
+fn content_length(value: &[u8], seen: Option<u64>) -> Result<u64, WireError> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(WireError::BadLength);
+    }
+    let n = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    match seen {
+        Some(prev) if prev != n => Err(WireError::BadLength),
+        _ => Ok(n),
+    }
+}
+
+/// Whether a Transfer-Encoding value is exactly `chunked` (the only coding the balancer
+/// forwards; anything else in a request is refused rather than guessed at).
+fn only_chunked(value: &[u8]) -> bool {
+    let mut t = tokens(value);
+    matches!((t.next(), t.next()), (Some(c), None) if is(c, "chunked"))
+}
+
+fn is_100_continue(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+}
+
+/// The value of the stickiness cookie among a `Cookie` header's pairs.
+pub(crate) fn find_cookie<'b>(value: &'b [u8], name: &str) -> Option<&'b [u8]> {
+    value.split(|&b| b == b';').find_map(|pair| {
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (k, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+        (k == name.as_bytes()).then(|| {
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v)
+        })
+    })
+}
+
+/// A parsed request head, borrowing the read buffer.
+#[derive(Debug)]
+pub(crate) struct RequestHead<'b> {
+    pub(crate) method: &'b str,
+    /// Path and query to send upstream (origin form, or `*`).
+    pub(crate) path: &'b str,
+    /// The authority of an absolute-form target (`GET http://a.b/ HTTP/1.1`).
+    pub(crate) authority: Option<&'b str>,
+    pub(crate) http10: bool,
+    pub(crate) host: Option<&'b str>,
+    pub(crate) framing: Framing,
+    /// Whether the client wants the connection kept open after this exchange.
+    pub(crate) keep_alive: bool,
+    /// The protocol asked for (`Connection: upgrade` + `Upgrade: x`), e.g. WebSocket.
+    pub(crate) upgrade: Option<&'b [u8]>,
+    pub(crate) expect_continue: bool,
+    pub(crate) request_id: Option<&'b [u8]>,
+    /// The value of the cookie named when parsing (the stickiness cookie), if sent.
+    pub(crate) cookie: Option<&'b [u8]>,
+    headers: &'b [httparse::Header<'b>],
+    conn: ConnectionTokens<'b>,
+    has_forwarded_for: bool,
+}
+
+impl<'b> RequestHead<'b> {
+    /// Parses a complete head (`buf` holds exactly it; see [`head_end`]). `None` if httparse
+    /// still finds it partial (e.g. only blank lines so far).
+    pub(crate) fn parse(
+        buf: &'b [u8],
+        headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+        cookie_name: &str,
+    ) -> Result<Option<RequestHead<'b>>, WireError> {
+        let mut req = httparse::Request::new(headers);
+        if req.parse(buf)?.is_partial() {
+            return Ok(None);
+        }
+        let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version)
+        else {
+            return Err(WireError::Malformed);
+        };
+        if method == "CONNECT" {
+            return Err(WireError::Connect);
+        }
+        let headers: &'b [httparse::Header<'b>] = req.headers;
+        let http10 = version == 0;
+
+        let mut host = None;
+        let mut length = None;
+        let mut chunked = false;
+        let mut coded = false;
+        let mut conn = ConnectionTokens::default();
+        let mut upgrade = None;
+        let mut expect_continue = false;
+        let mut request_id = None;
+        let mut cookie = None;
+        let mut has_forwarded_for = false;
+        for h in headers {
+            match classify_request(h.name.as_bytes()) {
+                ReqHeader::Pass | ReqHeader::Drop => {}
+                ReqHeader::Host => {
+                    if host.is_some() {
+                        return Err(WireError::DuplicateHost);
+                    }
+                    host = Some(std::str::from_utf8(h.value).map_err(|_| WireError::InvalidHost)?);
+                }
+                ReqHeader::ContentLength => length = Some(content_length(h.value, length)?),
+                ReqHeader::TransferEncoding => {
+                    if coded || !only_chunked(h.value) {
+                        return Err(WireError::UnsupportedCoding);
+                    }
+                    coded = true;
+                    chunked = true;
+                }
+                ReqHeader::Connection => conn.add(h.value),
+                ReqHeader::Upgrade => upgrade = Some(h.value),
+                ReqHeader::Expect => expect_continue |= is_100_continue(h.value),
+                ReqHeader::RequestId => {
+                    if !h.value.is_empty() && h.value.len() <= MAX_REQUEST_ID_LEN {
+                        request_id = Some(h.value);
+                    }
+                }
+                ReqHeader::ForwardedFor => has_forwarded_for = true,
+                ReqHeader::Cookie => {
+                    if cookie.is_none() {
+                        cookie = find_cookie(h.value, cookie_name);
+                    }
+                }
+            }
+        }
+        let framing = match (length, chunked) {
+            (Some(_), true) => return Err(WireError::LengthAndChunked),
+            // RFC 9112 §6.1: chunked from an HTTP/1.0 client is faulty framing.
+            (None, true) if http10 => return Err(WireError::UnsupportedCoding),
+            (None, true) => Framing::Chunked,
+            (Some(0), false) | (None, false) => Framing::Empty,
+            (Some(n), false) => Framing::Length(n),
+        };
+
+        let (authority, path) = split_target(target)?;
+        let keep_alive = if http10 {
+            conn.keep_alive && !conn.close
+        } else {
+            !conn.close
+        };
+        Ok(Some(RequestHead {
+            method,
+            path,
+            authority,
+            http10,
+            host,
+            framing,
+            keep_alive,
+            upgrade: upgrade.filter(|_| conn.upgrade && !http10),
+            expect_continue,
+            request_id,
+            cookie,
+            headers,
+            conn,
+            has_forwarded_for,
+        }))
+    }
+
+    /// Whether a failed first attempt may be sent again (RFC 9110 §9.2.2 idempotent, and
+    /// nothing of a body to replay).
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self.method, "GET" | "HEAD" | "OPTIONS") && self.framing == Framing::Empty
+    }
+
+    pub(crate) fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// The Host to send upstream: the client's, else an absolute-form target's authority.
+    pub(crate) fn forwarded_host(&self) -> Option<&'b str> {
+        self.host.or(self.authority)
+    }
+
+    /// Writes the head sent to an instance: the client's headers less the hop-by-hop ones,
+    /// the client's Host, the `X-Forwarded-*` trio, the request id and the body's framing.
+    /// Always keep-alive HTTP/1.1 upstream, even for HTTP/1.0 clients.
+    pub(crate) fn write_upstream(&self, out: &mut Vec<u8>, client_ip: &str, request_id: &[u8]) {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        if !self.path.starts_with('/') && self.path != "*" {
+            out.push(b'/');
+        }
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for h in self.headers {
+            let name = h.name.as_bytes();
+            let pass = match classify_request(name) {
+                ReqHeader::Pass | ReqHeader::Cookie => true,
+                // Answered by the balancer itself (see `expect_continue`).
+                ReqHeader::Expect => !is_100_continue(h.value),
+                _ => false,
+            };
+            if pass && !self.conn.lists(name) {
+                header(out, name, h.value);
+            }
+        }
+        if let Some(host) = self.forwarded_host() {
+            header(out, b"Host", host.as_bytes());
+            header(out, b"X-Forwarded-Host", host.as_bytes());
+        }
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if self.has_forwarded_for {
+            // Earlier hops, merged into one header, then this one.
+            for v in self.headers.iter().filter(|h| {
+                classify_request(h.name.as_bytes()) == ReqHeader::ForwardedFor
+                    && !h.value.trim_ascii().is_empty()
+            }) {
+                out.extend_from_slice(v.value.trim_ascii());
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(client_ip.as_bytes());
+        out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+        header(out, b"X-Request-Id", request_id);
+        if let Some(proto) = self.upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+            header(out, b"Upgrade", proto);
+        }
+        match self.framing {
+            Framing::Length(n) => {
+                let _ = write!(Buf(out), "Content-Length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `http://a.b:8000/x?y` → (`a.b:8000`, `/x?y`); origin form passes through.
+fn split_target(target: &str) -> Result<(Option<&str>, &str), WireError> {
+    if target.starts_with('/') || target == "*" {
+        return Ok((None, target));
+    }
+    let lower = |n: usize| target.get(..n).map(str::to_ascii_lowercase);
+    let rest = if lower(7).as_deref() == Some("http://") {
+        &target[7..]
+    } else if lower(8).as_deref() == Some("https://") {
+        &target[8..]
+    } else {
+        return Err(WireError::Malformed);
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Drop any userinfo; it is never forwarded.
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if authority.is_empty() {
+        return Err(WireError::Malformed);
+    }
+    let path = &rest[end..];
+    Ok((Some(authority), if path.is_empty() { "/" } else { path }))
+}
+
+/// How the balancer sends a response body on to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientBody {
+    Empty,
+    Length(u64),
+    /// The instance's chunked body, passed through as it is.
+    Chunked,
+    /// A body delimited by close upstream, re-framed as chunks for an HTTP/1.1 client.
+    Rechunk,
+    /// A body delimited by close, sent raw to an HTTP/1.0 client; then the connection closes.
+    UntilClose,
+}
+
+/// A parsed response head, borrowing the instance's read buffer.
+#[derive(Debug)]
+pub(crate) struct ResponseHead<'b> {
+    pub(crate) status: u16,
+    reason: &'b str,
+    pub(crate) framing: Framing,
+    /// Whether the instance keeps the connection open after this response.
+    pub(crate) reusable: bool,
+    headers: &'b [httparse::Header<'b>],
+    conn: ConnectionTokens<'b>,
+    length_header: Option<u64>,
+}
+
+impl<'b> ResponseHead<'b> {
+    /// Parses a complete response head; `None` if more bytes are needed.
+    pub(crate) fn parse(
+        buf: &'b [u8],
+        headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+        to_head_request: bool,
+    ) -> Result<Option<(usize, ResponseHead<'b>)>, WireError> {
+        let mut resp = httparse::Response::new(headers);
+        let len = match resp.parse(buf)? {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => return Ok(None),
+        };
+        let (Some(version), Some(status)) = (resp.version, resp.code) else {
+            return Err(WireError::Malformed);
+        };
+        let headers: &'b [httparse::Header<'b>] = resp.headers;
+        let mut conn = ConnectionTokens::default();
+        let mut length = None;
+        let mut coding: Option<bool> = None;
+        for h in headers {
+            match classify_response(h.name.as_bytes()) {
+                RespHeader::Connection => conn.add(h.value),
+                RespHeader::ContentLength => length = Some(content_length(h.value, length)?),
+                RespHeader::TransferEncoding => {
+                    // Chunked only if it is the final (only) coding; anything else is read
+                    // until close, as RFC 9112 §6.3 says.
+                    coding = Some(coding.is_none() && only_chunked(h.value));
+                }
+                RespHeader::Pass | RespHeader::Drop | RespHeader::Upgrade => {}
+            }
+        }
+        let bodiless =
+            to_head_request || (100..200).contains(&status) || matches!(status, 204 | 304);
+        let framing = match (bodiless, coding, length) {
+            (true, _, _) => Framing::Empty,
+            (false, Some(true), _) => Framing::Chunked,
+            (false, Some(false), _) => Framing::UntilClose,
+            (false, None, Some(0)) => Framing::Empty,
+            (false, None, Some(n)) => Framing::Length(n),
+            (false, None, None) => Framing::UntilClose,
+        };
+        let keep_alive = if version == 0 {
+            conn.keep_alive && !conn.close
+        } else {
+            !conn.close
+        };
+        Ok(Some((
+            len,
+            ResponseHead {
+                status,
+                reason: resp.reason.unwrap_or(""),
+                framing,
+                reusable: keep_alive && framing != Framing::UntilClose && status != 101,
+                headers,
+                conn,
+                length_header: length,
+            },
+        )))
+    }
+
+    /// Informational (1xx) other than 101: skipped, the final response follows.
+    pub(crate) fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status) && self.status != 101
+    }
+
+    /// Writes the head sent to the client and says how the body follows. `keep_alive` is
+    /// whether the client connection stays open if the body allows it; the returned flag is
+    /// whether it actually does.
+    pub(crate) fn write_client(
+        &self,
+        out: &mut Vec<u8>,
+        request_id: &[u8],
+        set_cookie: Option<&[u8]>,
+        client_http10: bool,
+        keep_alive: bool,
+    ) -> (ClientBody, bool) {
+        let upgrade = self.status == 101;
+        let body = match self.framing {
+            Framing::Empty => ClientBody::Empty,
+            Framing::Length(n) => ClientBody::Length(n),
+            Framing::Chunked if client_http10 => ClientBody::UntilClose,
+            Framing::Chunked => ClientBody::Chunked,
+            Framing::UntilClose if client_http10 => ClientBody::UntilClose,
+            Framing::UntilClose => ClientBody::Rechunk,
+        };
+        let keep_alive = keep_alive && !upgrade && body != ClientBody::UntilClose;
+
+        out.extend_from_slice(b"HTTP/1.1 ");
+        let _ = write!(Buf(out), "{} ", self.status);
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for h in self.headers {
+            let name = h.name.as_bytes();
+            let pass = match classify_response(name) {
+                RespHeader::Pass => !self.conn.lists(name),
+                // 101 keeps Connection/Upgrade: they are the point of the response.
+                RespHeader::Connection | RespHeader::Upgrade => upgrade,
+                _ => false,
+            };
+            if pass {
+                header(out, name, h.value);
+            }
+        }
+        header(out, b"X-Request-Id", request_id);
+        if let Some(cookie) = set_cookie {
+            header(out, b"Set-Cookie", cookie);
+        }
+        match body {
+            ClientBody::Length(n) => {
+                let _ = write!(Buf(out), "Content-Length: {n}\r\n");
+            }
+            ClientBody::Chunked | ClientBody::Rechunk => {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+            }
+            // A bodiless response (HEAD, 304) still tells the length the body would have.
+            ClientBody::Empty => {
+                if let (Some(n), false) = (self.length_header, upgrade) {
+                    let _ = write!(Buf(out), "Content-Length: {n}\r\n");
+                }
+            }
+            ClientBody::UntilClose => {}
+        }
+        if !upgrade {
+            connection_header(out, client_http10, keep_alive);
+        }
+        out.extend_from_slice(b"\r\n");
+        (body, keep_alive)
+    }
+}
+
+/// `Connection: close` when the connection ends after this response; `keep-alive` where an
+/// HTTP/1.0 client needs telling that it does not.
+fn connection_header(out: &mut Vec<u8>, client_http10: bool, keep_alive: bool) {
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+}
+
+/// A complete response the balancer writes itself (errors): plain text, never cached.
+pub(crate) fn write_own_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    body: &str,
+    request_id: &[u8],
+    client_http10: bool,
+    keep_alive: bool,
+) {
+    let _ = write!(
+        Buf(out),
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Cache-Control: no-store\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    header(out, b"X-Request-Id", request_id);
+    connection_header(out, client_http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Appends one re-framed chunk (for [`ClientBody::Rechunk`]); empty `data` writes the last
+/// chunk and the (empty) trailer section, `0\r\n\r\n`.
+pub(crate) fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let _ = write!(Buf(out), "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `fmt::Write` into a byte buffer, for numbers.
+struct Buf<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Follows a chunked body (RFC 9112 §7.1) through the bytes passing by, to find where it
+/// ends; the bytes themselves are forwarded unchanged.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chunked {
+    phase: Phase,
+    /// Bytes of the current size line, or of the trailer section so far.
+    seen: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    /// Hex digits of a chunk size; the value so far and whether a digit was seen.
+    #[default]
+    SizeStart,
+    Size(u64),
+    Extension(u64),
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// Start of a trailer line, or of the blank line ending the body.
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    FinalLf,
+    Done,
+}
+
+impl Chunked {
+    pub(crate) fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Consumes bytes of the body from the front of `buf`; returns how many belong to it
+    /// (all of `buf`, unless the body ends inside it).
+    pub(crate) fn advance(&mut self, buf: &[u8]) -> Result<usize, WireError> {
+        self.run(buf, None)
+    }
+
+    /// Like [`Chunked::advance`], and appends the body's data (without the chunk framing)
+    /// to `data`: for a client that cannot take chunks (HTTP/1.0).
+    pub(crate) fn decode(&mut self, buf: &[u8], data: &mut Vec<u8>) -> Result<usize, WireError> {
+        self.run(buf, Some(data))
+    }
+
+    fn run(&mut self, buf: &[u8], mut data: Option<&mut Vec<u8>>) -> Result<usize, WireError> {
+        let mut i = 0;
+        while i < buf.len() {
+            if let Phase::Data(left) = self.phase {
+                let take = left.min((buf.len() - i) as u64);
+                if let Some(data) = data.as_deref_mut() {
+                    data.extend_from_slice(&buf[i..i + take as usize]);
+                }
+                i += take as usize;
+                self.phase = if take == left {
+                    Phase::DataCr
+                } else {
+                    Phase::Data(left - take)
+                };
+                continue;
+            }
+            let b = buf[i];
+            i += 1;
+            self.phase = match self.phase {
+                Phase::SizeStart => {
+                    self.seen = 1;
+                    Phase::Size(hex(b).ok_or(WireError::BadChunk)?)
+                }
+                Phase::Size(v) => {
+                    self.line_byte()?;
+                    match (b, hex(b)) {
+                        (_, Some(d)) if v >> 60 == 0 => Phase::Size(v << 4 | d),
+                        (_, Some(_)) => return Err(WireError::BadChunk),
+                        (b'\r', _) => Phase::SizeLf(v),
+                        (b';' | b' ' | b'\t', _) => Phase::Extension(v),
+                        _ => return Err(WireError::BadChunk),
+                    }
+                }
+                Phase::Extension(v) => {
+                    self.line_byte()?;
+                    match b {
+                        b'\r' => Phase::SizeLf(v),
+                        b'\n' => return Err(WireError::BadChunk),
+                        _ => Phase::Extension(v),
+                    }
+                }
+                Phase::SizeLf(v) => match (b, v) {
+                    (b'\n', 0) => {
+                        self.seen = 0;
+                        Phase::TrailerStart
+                    }
+                    (b'\n', v) => Phase::Data(v),
+                    _ => return Err(WireError::BadChunk),
+                },
+                Phase::DataCr if b == b'\r' => Phase::DataLf,
+                Phase::DataLf if b == b'\n' => Phase::SizeStart,
+                Phase::TrailerStart if b == b'\r' => Phase::FinalLf,
+                Phase::TrailerStart | Phase::Trailer => {
+                    self.trailer_byte()?;
+                    match b {
+                        b'\r' => Phase::TrailerLf,
+                        b'\n' => return Err(WireError::BadChunk),
+                        _ => Phase::Trailer,
+                    }
+                }
+                Phase::TrailerLf if b == b'\n' => Phase::TrailerStart,
+                Phase::FinalLf if b == b'\n' => {
+                    self.phase = Phase::Done;
+                    return Ok(i);
+                }
+                Phase::Done => return Ok(i - 1),
+                _ => return Err(WireError::BadChunk),
+            };
+        }
+        Ok(i)
+    }
+
+    fn line_byte(&mut self) -> Result<(), WireError> {
+        self.seen += 1;
+        if self.seen > MAX_CHUNK_LINE {
+            return Err(WireError::BadChunk);
+        }
+        Ok(())
+    }
+
+    fn trailer_byte(&mut self) -> Result<(), WireError> {
+        self.seen += 1;
+        if self.seen > MAX_TRAILERS {
+            return Err(WireError::BadChunk);
+        }
+        Ok(())
+    }
+}
+
+fn hex(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(u64::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_req(raw: &str, f: impl FnOnce(Result<Option<RequestHead<'_>>, WireError>)) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        f(RequestHead::parse(
+            raw.as_bytes(),
+            &mut headers,
+            "SPROUT_STICKY",
+        ));
+    }
+
+    fn upstream(raw: &str) -> String {
+        let mut out = Vec::new();
+        parse_req(raw, |r| {
+            r.unwrap()
+                .unwrap()
+                .write_upstream(&mut out, "127.0.0.1", b"id-1")
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn finds_head_end_incrementally() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
+        assert_eq!(head_end(buf, 0), Some(27));
+        assert_eq!(head_end(&buf[..26], 0), None);
+        assert_eq!(head_end(buf, 25), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), Some(24));
+    }
+
+    #[test]
+    fn rewrites_the_request_head() {
+        let out = upstream(
+            "GET /x?y=1 HTTP/1.1\r\nHost: App.localhost:1234\r\nConnection: keep-alive, x-secret\r\n\
+             X-Secret: s\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             X-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\
+             X-Request-Id: theirs\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET /x?y=1 HTTP/1.1\r\nAccept: */*\r\nHost: App.localhost:1234\r\n\
+             X-Forwarded-Host: App.localhost:1234\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\n\
+             X-Forwarded-Proto: http\r\nX-Request-Id: id-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_framing() {
+        parse_req(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+            |r| assert_eq!(r.unwrap().unwrap().framing, Framing::Length(5)),
+        );
+        parse_req(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            |r| assert_eq!(r.unwrap().unwrap().framing, Framing::Chunked),
+        );
+        parse_req(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            |r| assert_eq!(r.unwrap().unwrap().framing, Framing::Length(5)),
+        );
+        for (bad, err) in [
+            (
+                "Content-Length: 5\r\nContent-Length: 6",
+                WireError::BadLength,
+            ),
+            ("Content-Length: 5, 5", WireError::BadLength),
+            ("Content-Length: -1", WireError::BadLength),
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked",
+                WireError::LengthAndChunked,
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked",
+                WireError::UnsupportedCoding,
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                WireError::UnsupportedCoding,
+            ),
+            ("Host: b", WireError::DuplicateHost),
+        ] {
+            parse_req(
+                &format!("POST / HTTP/1.1\r\nHost: a\r\n{bad}\r\n\r\n"),
+                |r| assert_eq!(r.unwrap_err(), err, "{bad}"),
+            );
+        }
+        parse_req("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", |r| {
+            assert_eq!(r.unwrap_err(), WireError::Connect)
+        });
+    }
+
+    #[test]
+    fn keep_alive_by_version() {
+        for (raw, want) in [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                false,
+            ),
+            ("GET / HTTP/1.0\r\nHost: a\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        ] {
+            parse_req(raw, |r| {
+                assert_eq!(r.unwrap().unwrap().keep_alive, want, "{raw}")
+            });
+        }
+    }
+
+    #[test]
+    fn absolute_form_target() {
+        parse_req("GET http://app.localhost:8000?q=1 HTTP/1.1\r\n\r\n", |r| {
+            let r = r.unwrap().unwrap();
+            assert_eq!(r.authority, Some("app.localhost:8000"));
+            assert_eq!(r.path, "?q=1");
+            assert_eq!(r.forwarded_host(), Some("app.localhost:8000"));
+        });
+        let out = upstream("GET HTTP://user@app.localhost?q=1 HTTP/1.1\r\n\r\n");
+        assert!(
+            out.starts_with("GET /?q=1 HTTP/1.1\r\nHost: app.localhost\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn upgrade_and_cookie_and_request_id() {
+        parse_req(
+            "GET /chat HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+             Cookie: a=1; SPROUT_STICKY=\"web-3\" ; b=2\r\nX-Request-Id: abc\r\n\r\n",
+            |r| {
+                let r = r.unwrap().unwrap();
+                assert_eq!(r.upgrade, Some(&b"websocket"[..]));
+                assert_eq!(r.cookie, Some(&b"web-3"[..]));
+                assert_eq!(r.request_id, Some(&b"abc"[..]));
+                let mut out = Vec::new();
+                r.write_upstream(&mut out, "::1", b"abc");
+                let out = String::from_utf8(out).unwrap();
+                assert!(out.contains("\r\nCookie: a=1; SPROUT_STICKY=\"web-3\" ; b=2\r\n"));
+                assert!(out.ends_with("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "{out}");
+            },
+        );
+        // Upgrade without `Connection: upgrade` is not an upgrade.
+        parse_req(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            |r| assert_eq!(r.unwrap().unwrap().upgrade, None),
+        );
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        parse_req(
+            &format!("GET / HTTP/1.1\r\nX-Request-Id: {long}\r\n\r\n"),
+            |r| assert_eq!(r.unwrap().unwrap().request_id, None),
+        );
+    }
+
+    fn response(
+        raw: &str,
+        head_req: bool,
+        http10: bool,
+        keep: bool,
+    ) -> (String, ClientBody, bool, Framing, bool) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let (n, r) = ResponseHead::parse(raw.as_bytes(), &mut headers, head_req)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, raw.len());
+        let mut out = Vec::new();
+        let (body, alive) = r.write_client(&mut out, b"id", Some(b"S=1"), http10, keep);
+        (
+            String::from_utf8(out).unwrap(),
+            body,
+            alive,
+            r.framing,
+            r.reusable,
+        )
+    }
+
+    #[test]
+    fn rewrites_the_response_head() {
+        let (out, body, alive, _, reusable) = response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-a\r\nX-A: 1\r\n\
+             Keep-Alive: timeout=5\r\nX-Request-Id: theirs\r\nX-B: 2\r\n\r\n",
+            false,
+            false,
+            true,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nX-B: 2\r\nX-Request-Id: id\r\nSet-Cookie: S=1\r\nContent-Length: 2\r\n\r\n"
+        );
+        assert_eq!((body, alive, reusable), (ClientBody::Length(2), true, true));
+    }
+
+    #[test]
+    fn response_framing() {
+        let r = |raw: &str, head: bool, http10: bool| {
+            let (_, body, alive, framing, reusable) = response(raw, head, http10, true);
+            (framing, body, alive, reusable)
+        };
+        assert_eq!(
+            r(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::Chunked, ClientBody::Chunked, true, true)
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                true
+            ),
+            (Framing::Chunked, ClientBody::UntilClose, false, true)
+        );
+        assert_eq!(
+            r("HTTP/1.0 200 OK\r\n\r\n", false, false),
+            (Framing::UntilClose, ClientBody::Rechunk, true, false)
+        );
+        assert_eq!(
+            r("HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", false, false),
+            (Framing::Length(3), ClientBody::Length(3), true, false)
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::Length(3), ClientBody::Length(3), true, true)
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::UntilClose, ClientBody::Rechunk, true, false)
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::Empty, ClientBody::Empty, true, true)
+        );
+        let (out, ..) = response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            true,
+            false,
+            true,
+        );
+        assert!(out.contains("Content-Length: 9\r\n"), "{out}");
+        let (out, body, alive, ..) = response(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+            false,
+            false,
+            true,
+        );
+        assert!(
+            out.contains("Connection: upgrade\r\nUpgrade: echo\r\n"),
+            "{out}"
+        );
+        assert_eq!((body, alive), (ClientBody::Empty, false));
+        let (out, ..) = response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            true,
+            true,
+        );
+        assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
+    }
+
+    fn follow(chunks: &[&[u8]]) -> Result<(usize, bool), WireError> {
+        let mut c = Chunked::default();
+        let mut total = 0;
+        for part in chunks {
+            total += c.advance(part)?;
+            if c.is_done() {
+                break;
+            }
+        }
+        Ok((total, c.is_done()))
+    }
+
+    #[test]
+    fn follows_chunked_bodies() {
+        let body = b"5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let len = body.len() - 4;
+        assert_eq!(follow(&[body]), Ok((len, true)));
+        // Byte by byte gives the same answer.
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(follow(&bytes), Ok((len, true)));
+        assert_eq!(follow(&[b"A\r\n0123456789\r\n0\r\n\r\n"]), Ok((20, true)));
+        assert_eq!(follow(&[b"5\r\nhel"]), Ok((6, false)));
+        let mut data = Vec::new();
+        let mut c = Chunked::default();
+        assert_eq!(c.decode(body, &mut data), Ok(len));
+        assert_eq!(data, b"hello!");
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\nhello",
+            b"11111111111111111\r\n",
+        ] {
+            assert_eq!(follow(&[bad]), Err(WireError::BadChunk), "{bad:?}");
+        }
+    }
+}
