@@ -85,7 +85,8 @@ async fn measure(opts: &Opts, server: &Server, app: &str, env: &str) -> Result<S
              machine's) running this crate's `upstream` in the python platform image. Sprout's \
              own balancer routes to them by Host; nginx and HAProxy are pointed at the same \
              two container addresses, {threads} worker thread(s) each like Sprout's balancer \
-             (one runtime per core). wrk `-t1 -c{c} -d{d}s`, {w} s warm-up, {r} rounds in \
+             (one runtime per core), configured to do the same job (forwarded headers and a \
+             request id, as in the loopback comparison). wrk `-t1 -c{c} -d{d}s`, {w} s warm-up, {r} rounds in \
              turns, medians.",
             c = opts.connections,
             d = opts.duration,

@@ -10,10 +10,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sprout_proxy::{BackendSpec, Balancer, BalancerConfig, HealthCheck, RouteSpec};
+use sprout_proxy::{
+    BackendSpec, Balancer, BalancerConfig, HealthCheck, PerCoreListeners, RouteSpec,
+};
 
 use crate::report::{thousands, Section, Table};
-use crate::tools::{self, median, Proc, Wrk, WrkResult};
+use crate::tools::{self, median, Job, Proc, Wrk, WrkResult};
 use crate::Opts;
 
 /// The Host every wrk run sends (Sprout routes on it; nginx and HAProxy ignore it).
@@ -70,9 +72,6 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<()> {
                 })
                 .collect(),
         });
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
         for i in 0..args.upstreams.len() {
             while !balancer.is_healthy("bench", &format!("u{i}")) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -80,12 +79,16 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<()> {
         }
         println!("sprout-proxy ready on {}", args.listen);
         let forever = std::future::pending::<()>();
+        let cannot_listen = || format!("cannot listen on {}", args.listen);
         if shared {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(cannot_listen)?;
             balancer.serve(listener, forever).await?;
         } else {
-            balancer
-                .serve_per_core(listener.into_std()?, threads, forever)
-                .await?;
+            let listeners =
+                PerCoreListeners::bind(args.listen, threads).with_context(cannot_listen)?;
+            balancer.serve_per_core(listeners, forever).await?;
         }
         Ok(())
     })
@@ -230,13 +233,19 @@ pub async fn run(opts: &Opts) -> Result<Section> {
             "Two upstreams (this crate's `upstream`: hyper, one thread each, a 14-byte 200), \
              the same for every proxy. wrk `-t1 -c{c} -d{d}s --latency`, keep-alive, after a \
              {w} s warm-up, targets in turns for {r} rounds; figures are the medians of the \
-             rounds. Every proxy gets the same worker threads (one table per count): nginx \
-             `worker_processes N` with upstream `keepalive 64`, `proxy_http_version 1.1`, \
-             `Connection \"\"`; HAProxy `nbthread N`, `http-reuse always`; Sprout's balancer \
-             standalone (`sprout-bench sprout-proxy`: the `sprout-proxy` crate with a static \
-             route, served by `Balancer::serve_per_core` with N threads, as `sprout server` \
-             does). \"Sprout, one shared runtime\" is the same balancer served the old way \
-             (`Balancer::serve` on a multi-thread runtime of N workers, one upstream pool).",
+             rounds. Every proxy gets the same worker threads (one table per count) and \
+             does the same job as Sprout's balancer: pass the client's Host, set \
+             `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`, and give each \
+             request an id sent upstream and back (`X-Request-Id`). nginx: \
+             `worker_processes N`, upstream `keepalive 64`, `proxy_http_version 1.1`, \
+             `Connection \"\"`, `proxy_set_header` for those headers with `$request_id` \
+             (also `add_header`); \"nginx, forwarding only\" is the same nginx without the \
+             headers, for reference. HAProxy: `nbthread N`, `http-reuse always`, \
+             `option forwardfor`, `unique-id-format %[uuid()]` with `unique-id-header` and \
+             `http-response set-header X-Request-Id`, `http-request set-header` for the other \
+             two. Sprout's balancer standalone (`sprout-bench sprout-proxy`: the \
+             `sprout-proxy` crate with a static route, served by `Balancer::serve_per_core` \
+             with N threads, as `sprout server` does).",
             c = opts.connections,
             d = opts.duration,
             w = opts.warmup,
@@ -334,22 +343,30 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
         });
     }
     let port = tools::free_port()?;
-    procs.push(spawn_self(
-        "sprout-proxy (shared runtime)",
-        &standalone("shared", port),
-        &dir.path().join("sprout-shared.log"),
+    procs.push(tools::start_nginx(
+        dir.path(),
+        port,
+        threads,
+        &upstreams,
+        Job::Same,
     )?);
-    targets.push(Target {
-        name: "Sprout, one shared runtime".into(),
-        url: format!("http://127.0.0.1:{port}/"),
-        kind: Kind::Other,
-    });
-    let port = tools::free_port()?;
-    procs.push(tools::start_nginx(dir.path(), port, threads, &upstreams)?);
     targets.push(Target {
         name: "nginx".into(),
         url: format!("http://127.0.0.1:{port}/"),
         kind: Kind::Nginx,
+    });
+    let port = tools::free_port()?;
+    procs.push(tools::start_nginx(
+        dir.path(),
+        port,
+        threads,
+        &upstreams,
+        Job::Bare,
+    )?);
+    targets.push(Target {
+        name: "nginx, forwarding only".into(),
+        url: format!("http://127.0.0.1:{port}/"),
+        kind: Kind::Other,
     });
     let port = tools::free_port()?;
     procs.push(tools::start_haproxy(dir.path(), port, threads, &upstreams)?);
@@ -384,11 +401,13 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
         })
     };
     let mut note = match (fig(Kind::Sprout), fig(Kind::Other)) {
-        (Some((rps, p99)), Some((old_rps, old_p99))) if old_rps > 0.0 && old_p99 > 0.0 => format!(
-            "{threads} thread(s): per-core runtimes vs one shared runtime = {:.2}× req/s, {:.2}× p99.",
-            rps / old_rps,
-            p99 / old_p99
-        ),
+        (Some((rps, p99)), Some((bare_rps, bare_p99))) if bare_rps > 0.0 && bare_p99 > 0.0 => {
+            format!(
+                "{threads} thread(s): Sprout vs nginx forwarding only = {:.2}× req/s, {:.2}× p99.",
+                rps / bare_rps,
+                p99 / bare_p99
+            )
+        }
         _ => String::new(),
     };
     if let (Some((rps, p99)), Some((old_rps, old_p99))) = (fig(Kind::Sprout), fig(Kind::Baseline)) {
@@ -413,7 +432,13 @@ pub fn nginx_and_haproxy(
     let mut procs = Vec::new();
     let mut targets = Vec::new();
     let port = tools::free_port()?;
-    procs.push(tools::start_nginx(dir, port, threads, upstreams)?);
+    procs.push(tools::start_nginx(
+        dir,
+        port,
+        threads,
+        upstreams,
+        Job::Same,
+    )?);
     targets.push(Target {
         name: "nginx".into(),
         url: format!("http://127.0.0.1:{port}/"),

@@ -245,6 +245,17 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// What a proxy in the comparison does to each request besides forwarding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// What Sprout's balancer does: pass the client's Host, set `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`, and give the request an id sent both
+    /// upstream and back in the response (`X-Request-Id`).
+    Same,
+    /// Forward only.
+    Bare,
+}
+
 /// nginx with `threads` workers on `port`, proxying round robin to `upstreams` over
 /// keep-alive connections (the fair configuration: keepalive, HTTP/1.1, `Connection ""`).
 pub fn start_nginx(
@@ -252,22 +263,39 @@ pub fn start_nginx(
     port: u16,
     threads: usize,
     upstreams: &[SocketAddr],
+    job: Job,
 ) -> Result<Proc> {
     let servers: String = upstreams
         .iter()
         .map(|u| format!("        server {u};\n"))
         .collect();
     let user = if is_root() { "user root;\n" } else { "" };
+    let headers = match job {
+        Job::Same => {
+            "
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;"
+        }
+        Job::Bare => "",
+    };
+    let name = match job {
+        Job::Same => "nginx",
+        Job::Bare => "nginx-bare",
+    };
     let d = dir.display();
     let conf = format!(
         "{user}worker_processes {threads};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
+pid {d}/{name}.pid;
+error_log {d}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
+    client_body_temp_path {d}/{name}-body;
+    proxy_temp_path {d}/{name}-proxy;
     upstream backends {{
 {servers}        keepalive 64;
     }}
@@ -276,22 +304,22 @@ http {{
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
+            proxy_set_header Connection \"\";{headers}
         }}
     }}
 }}
 "
     );
-    let path = dir.join("nginx.conf");
+    let path = dir.join(format!("{name}.conf"));
     std::fs::File::create(&path)?.write_all(conf.as_bytes())?;
-    let log = std::fs::File::create(dir.join("nginx.out"))?;
+    let log = std::fs::File::create(dir.join(format!("{name}.out")))?;
     Proc::spawn(
         "nginx",
         Command::new(find("nginx").unwrap_or_else(|| "nginx".into()))
             .arg("-p")
             .arg(dir)
             .arg("-e")
-            .arg(dir.join("error.log"))
+            .arg(dir.join(format!("{name}-error.log")))
             .arg("-c")
             .arg(&path)
             .args(["-g", "daemon off; master_process on;"])
@@ -300,7 +328,8 @@ http {{
     )
 }
 
-/// HAProxy with `threads` threads on `port`, round robin over keep-alive connections.
+/// HAProxy with `threads` threads on `port`, round robin over keep-alive connections,
+/// doing the same job as Sprout's balancer (see [`Job::Same`]).
 pub fn start_haproxy(
     dir: &Path,
     port: u16,
@@ -325,6 +354,12 @@ defaults
     http-reuse always
 frontend bench
     bind 127.0.0.1:{port}
+    option forwardfor
+    unique-id-format %[uuid()]
+    unique-id-header X-Request-Id
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-response set-header X-Request-Id %[unique-id]
     default_backend upstreams
 backend upstreams
     balance roundrobin

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
+pub use server::PerCoreListeners;
 pub use wire::WireError;
 
 use health::{Checker, Health, HealthClient};

@@ -8,10 +8,12 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
@@ -20,6 +22,54 @@ use crate::conn::{self, Shared};
 use crate::headers::Peer;
 use crate::upstream::Pool;
 use crate::Balancer;
+
+/// Listening sockets for [`Balancer::serve_per_core`]: one per serving thread, all bound to
+/// one address with `SO_REUSEPORT`, so the kernel spreads new connections evenly over the
+/// threads (from one shared socket, whichever thread wakes first takes them, measured here
+/// as up to 60/40 under a burst of 64 connections).
+pub struct PerCoreListeners {
+    sockets: Vec<std::net::TcpListener>,
+    addr: SocketAddr,
+}
+
+impl PerCoreListeners {
+    /// Binds `threads` sockets (0 = one per core) to `addr` (port 0 = a free port, the same
+    /// for all). Fails like a plain bind when anything else listens there: `SO_REUSEPORT`
+    /// would otherwise let a second server share the port silently.
+    pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<PerCoreListeners> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        // A plain bind first: it fails if the port is taken, reuse-port sockets included.
+        let probe = socket(addr, false)?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        let sockets = (0..threads)
+            .map(|_| socket(addr, true))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(PerCoreListeners { sockets, addr })
+    }
+
+    /// The address bound (with the port chosen, if 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// A non-blocking listening socket on `addr`.
+fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
 
 /// How often idle upstream connections past their timeout are closed.
 const POOL_PURGE_INTERVAL: Duration = Duration::from_secs(10);
@@ -40,30 +90,21 @@ impl Balancer {
         Ok(())
     }
 
-    /// Like [`Balancer::serve`], but on `threads` dedicated OS threads (0 = one per core), each
-    /// running a current-thread Tokio runtime that accepts from a clone of `listener` and keeps
-    /// its own pool of keep-alive connections to the instances. Returns once every thread has
-    /// drained its connections after `shutdown` resolved.
-    ///
-    /// `listener` must be non-blocking (as [`tokio::net::TcpListener::into_std`] leaves it).
+    /// Like [`Balancer::serve`], but on dedicated OS threads, one per listener of
+    /// `listeners`, each running a current-thread Tokio runtime that accepts from its own
+    /// socket and keeps its own pool of keep-alive connections to the instances. Returns
+    /// once every thread has drained its connections after `shutdown` resolved.
     pub async fn serve_per_core(
         self: Arc<Self>,
-        listener: std::net::TcpListener,
-        threads: usize,
+        listeners: PerCoreListeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        listener.set_nonblocking(true)?;
-        let local = listener.local_addr().ok();
-        info!(addr = ?local, threads, "balancer listening (one runtime per thread)");
+        let local = listeners.addr;
+        let threads = listeners.sockets.len();
+        info!(addr = %local, threads, "balancer listening (one runtime per thread)");
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut done = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let socket = listener.try_clone()?;
+        for (i, socket) in listeners.sockets.into_iter().enumerate() {
             let this = self.clone();
             let mut stop = stop_rx.clone();
             let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -92,14 +133,13 @@ impl Balancer {
                 })?;
             done.push(done_rx);
         }
-        drop(listener);
         shutdown.await;
         let _ = stop_tx.send(true);
         for d in done {
             // An Err means the thread ended without reporting (it panicked); nothing to wait for.
             let _ = d.await;
         }
-        info!(addr = ?local, "balancer stopped");
+        info!(addr = %local, "balancer stopped");
         Ok(())
     }
 

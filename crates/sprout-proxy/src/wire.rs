@@ -523,7 +523,12 @@ impl<'b> ResponseHead<'b> {
                 status,
                 reason: resp.reason.unwrap_or(""),
                 framing,
-                reusable: keep_alive && framing != Framing::UntilClose && status != 101,
+                // Both framings at once may be an attempt at response splitting (RFC 9112
+                // §6.3): the chunked body is relayed, the connection not trusted again.
+                reusable: keep_alive
+                    && framing != Framing::UntilClose
+                    && status != 101
+                    && !(coding.is_some() && length.is_some()),
                 headers,
                 conn,
                 length_header: length,
@@ -1025,6 +1030,14 @@ mod tests {
                 false
             ),
             (Framing::Length(3), ClientBody::Length(3), true, true)
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::Chunked, ClientBody::Chunked, true, false)
         );
         assert_eq!(
             r(

@@ -1014,3 +1014,38 @@ async fn idempotent_requests_are_retried_on_another_backend() {
     assert_eq!((m.count, m.status_5xx, m.failed), (12, 1, 1));
     assert_eq!(m.totals.failed, 1);
 }
+
+#[tokio::test]
+async fn per_core_listeners_serve_and_refuse_a_taken_port() {
+    let a = TestBackend::spawn("a").await;
+    let balancer = sprout_proxy::Balancer::new(sprout_proxy::BalancerConfig::default());
+    balancer.set_route(route("web", &["app.localhost"], &[&a]));
+    wait_healthy(&balancer, "web", &["a"]).await;
+    let listeners =
+        sprout_proxy::PerCoreListeners::bind("127.0.0.1:0".parse().unwrap(), 2).expect("bind");
+    let addr = listeners.local_addr();
+    // A second server on the same port must fail, as a plain bind would.
+    assert!(sprout_proxy::PerCoreListeners::bind(addr, 2).is_err());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(balancer.clone().serve_per_core(listeners, async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.ends_with("\r\n\r\na"), "{resp}");
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("serve_per_core did not return")
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

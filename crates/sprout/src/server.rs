@@ -6,7 +6,7 @@ use anyhow::Context;
 use sprout_api::{auth::Auth, AppState};
 use sprout_control::{Control, ControlConfig};
 use sprout_core::bundle::BundleLimits;
-use sprout_proxy::{Balancer, BalancerConfig};
+use sprout_proxy::{Balancer, BalancerConfig, PerCoreListeners};
 use sprout_runtime::Runtime;
 use sprout_store::Store;
 use std::path::PathBuf;
@@ -118,7 +118,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (API)", args.listen))?;
-    let balancer_listener = TcpListener::bind(&args.balancer)
+    let balancer_listener = bind_balancer(&args.balancer)
         .await
         .with_context(|| format!("cannot listen on {} (balancer)", args.balancer))?;
     let sqs_listener = TcpListener::bind(&args.sqs)
@@ -126,7 +126,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (SQS endpoint)", args.sqs))?;
     let sqs_addr = sqs_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
-    let balancer_addr = balancer_listener.local_addr()?;
+    let balancer_addr = balancer_listener.local_addr();
 
     let balancer = Balancer::new(BalancerConfig {
         domain: args.domain.clone(),
@@ -220,9 +220,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // One runtime per core with its own upstream pool: the request path never
             // crosses cores (see `Balancer::serve_per_core`).
             balancer
-                .serve_per_core(balancer_listener.into_std()?, 0, async move {
-                    token.cancelled().await
-                })
+                .serve_per_core(balancer_listener, async move { token.cancelled().await })
                 .await
         })
     };
@@ -287,4 +285,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The balancer's listening sockets, one per core (see `PerCoreListeners`).
+async fn bind_balancer(addr: &str) -> anyhow::Result<PerCoreListeners> {
+    let resolved = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{addr} resolves to no address"))?;
+    Ok(PerCoreListeners::bind(resolved, 0)?)
 }

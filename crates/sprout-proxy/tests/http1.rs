@@ -1,0 +1,474 @@
+//! HTTP/1.1 through the balancer, byte for byte: bodies both ways in every framing, HTTP/1.0
+//! clients, pipelining, `Expect: 100-continue`, bad requests, and pooled connections that
+//! the instance closed.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{fast_health, wait_healthy, TestProxy};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sprout_proxy::{BackendSpec, RouteSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const HOST: &str = "app.localhost";
+
+fn spec(addr: SocketAddr) -> RouteSpec {
+    RouteSpec {
+        env: "web".into(),
+        hosts: vec![HOST.into()],
+        health: fast_health(),
+        backends: vec![BackendSpec {
+            id: "b".into(),
+            addr,
+            version: "v1".into(),
+        }],
+    }
+}
+
+/// A hyper backend: `/echo` answers with the request body (and its length in `x-len`),
+/// `/stream` with a body of unknown length (chunked on the wire), `/big/<n>` with n bytes.
+async fn spawn_hyper_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_owned();
+                    let resp: Response<http_body_util::Either<Full<Bytes>, _>> = if path
+                        == "/stream"
+                    {
+                        let parts = ["one,", "two,", "three"].map(|s| {
+                            Ok::<_, Infallible>(Frame::data(Bytes::from_static(s.as_bytes())))
+                        });
+                        Response::new(http_body_util::Either::Right(StreamBody::new(
+                            futures_util::stream::iter(parts),
+                        )))
+                    } else if let Some(n) = path.strip_prefix("/big/") {
+                        let n: usize = n.parse().unwrap();
+                        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                        Response::new(http_body_util::Either::Left(Full::new(Bytes::from(body))))
+                    } else {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut r =
+                            Response::new(http_body_util::Either::Left(Full::new(body.clone())));
+                        r.headers_mut()
+                            .insert("x-len", body.len().to_string().parse().unwrap());
+                        r
+                    };
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A raw backend that reads one request head per connection and answers with `response`,
+/// then closes the connection after `linger` (an HTTP/1.0-style server, or one whose
+/// keep-alive times out).
+async fn spawn_raw_backend(response: &'static str, linger: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let health = head.starts_with(b"GET /health");
+                let answer = if health {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    response
+                };
+                let _ = s.write_all(answer.as_bytes()).await;
+                if !health {
+                    tokio::time::sleep(linger).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn proxy_to(addr: SocketAddr) -> TestProxy {
+    let proxy = TestProxy::start().await;
+    proxy.balancer.set_route(spec(addr));
+    wait_healthy(&proxy.balancer, "web", &["b"]).await;
+    proxy
+}
+
+/// One parsed response read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Reads one response (Content-Length, chunked, or until close) from `s`, keeping any
+/// bytes after it in `buf`.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Raw {
+    async fn more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 65536];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("response timed out")
+            .unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(more(s, buf).await, "closed before a response head");
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    buf.drain(..end);
+    let status: u16 = head[9..12].parse().unwrap();
+    let mut raw = Raw {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if status == 100 || status == 304 || status == 204 {
+        return raw;
+    }
+    if let Some(len) = raw.header("content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            assert!(more(s, buf).await, "closed mid-body");
+        }
+        raw.body = buf.drain(..len).collect();
+    } else if raw.header("transfer-encoding").as_deref() == Some("chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                assert!(more(s, buf).await);
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+            while buf.len() < line_end + 2 + size + 2 {
+                assert!(more(s, buf).await);
+            }
+            raw.body
+                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        while more(s, buf).await {}
+        raw.body = std::mem::take(buf);
+    }
+    raw
+}
+
+async fn connect(proxy: &TestProxy) -> TcpStream {
+    TcpStream::connect(proxy.addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn request_bodies_arrive_whole_in_both_framings() {
+    let proxy = proxy_to(spawn_hyper_backend().await).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+
+    // 3 MiB with Content-Length, written in pieces; then more on the same connection.
+    let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for piece in body.chunks(100_000) {
+        s.write_all(piece).await.unwrap();
+    }
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("x-len").as_deref(), Some("3145728"));
+    assert!(r.body == body, "echoed body differs");
+
+    // Chunked, with an extension and a trailer, in the same write as the head.
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello, world"[..]));
+
+    // Expect: 100-continue: the balancer says continue, then the body goes through.
+    s.write_all(
+        format!(
+            "PUT /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let interim = read_response(&mut s, &mut buf).await;
+    assert_eq!(interim.status, 100);
+    s.write_all(b"data").await.unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"data"[..]));
+    assert!(buf.is_empty());
+}
+
+#[tokio::test]
+async fn response_bodies_in_every_framing() {
+    let proxy = proxy_to(spawn_hyper_backend().await).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+
+    // Chunked passes through as chunked.
+    s.write_all(format!("GET /stream HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(r.body, b"one,two,three");
+
+    // A large body with a length, and HEAD (length, no body) on the same connection.
+    s.write_all(format!("GET /big/5000000 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.body.len(), 5_000_000);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
+    s.write_all(format!("HEAD /big/10 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head_only = Vec::new();
+    let end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        head_only.extend_from_slice(&chunk[..n]);
+        if let Some(i) = head_only.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    assert_eq!(end, head_only.len(), "HEAD response carried a body");
+    let head_only = String::from_utf8_lossy(&head_only).to_lowercase();
+    assert!(head_only.contains("content-length: 10\r\n"), "{head_only}");
+
+    // An HTTP/1.0 client gets the chunked body's data raw, delimited by close.
+    let mut s10 = connect(&proxy).await;
+    s10.write_all(format!("GET /stream HTTP/1.0\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf10 = Vec::new();
+    let r = read_response(&mut s10, &mut buf10).await;
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.body, b"one,two,three");
+}
+
+#[tokio::test]
+async fn close_delimited_responses_are_rechunked_and_the_client_keeps_its_connection() {
+    let addr = spawn_raw_backend(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        Duration::ZERO,
+    )
+    .await;
+    let proxy = proxy_to(addr).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = read_response(&mut s, &mut buf).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+        assert_eq!(r.body, b"until the end");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = TestProxy::start().await;
+    proxy
+        .balancer
+        .set_route(common::route("web", &[HOST], &[&a]));
+    wait_healthy(&proxy.balancer, "web", &["a"]).await;
+    let mut s = connect(&proxy).await;
+    s.write_all(
+        format!(
+            "GET /status/201 HTTP/1.1\r\nHost: {HOST}\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: {HOST}\r\n\r\n\
+             GET /status/203 HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    for want in [201, 202, 203] {
+        let r = read_response(&mut s, &mut buf).await;
+        assert_eq!(r.status, want);
+        assert_eq!(r.body, b"a");
+    }
+    // The last asked to close: the balancer closes.
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = TestProxy::start().await;
+    proxy
+        .balancer
+        .set_route(common::route("web", &[HOST], &[&a]));
+    wait_healthy(&proxy.balancer, "web", &["a"]).await;
+    let big = "x".repeat(70 * 1024);
+    let cases = [
+        ("garbage\r\n\r\n".to_owned(), 400),
+        (
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {big}\r\n\r\n"),
+            431,
+        ),
+        (
+            format!(
+                "POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"
+            ),
+            400,
+        ),
+        (
+            format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc"),
+            400,
+        ),
+        (
+            format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501,
+        ),
+        (format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}\r\n\r\n"), 400),
+        (
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: other\r\n\r\n"),
+            400,
+        ),
+        ("GET / HTTP/1.1\r\n\r\n".to_owned(), 400),
+    ];
+    for (request, status) in cases {
+        let mut s = connect(&proxy).await;
+        // The 70 KiB head may be refused before it is all written.
+        let _ = s.write_all(request.as_bytes()).await;
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf).await;
+        assert_eq!(r.status, status, "{}", &request[..request.len().min(80)]);
+        assert_eq!(r.header("x-request-id").map(|v| v.len()), Some(36));
+    }
+    assert_eq!(a.hits(), 0, "a refused request reached the instance");
+}
+
+#[tokio::test]
+async fn pooled_connections_the_instance_closed_are_not_used() {
+    // Keep-alive HTTP/1.1 answers, but the server drops each connection 50 ms later, as a
+    // server with a short keep-alive timeout does.
+    let addr = spawn_raw_backend(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::from_millis(50),
+    )
+    .await;
+    let proxy = proxy_to(addr).await;
+    for method in ["GET", "POST", "GET", "DELETE"] {
+        let mut s = connect(&proxy).await;
+        s.write_all(
+            format!("{method} / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]), "{method}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let m = proxy.balancer.metrics("web").unwrap();
+    assert_eq!((m.count, m.failed), (4, 0));
+}
+
+#[tokio::test]
+async fn an_http10_client_is_kept_alive_only_when_it_asks() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = TestProxy::start().await;
+    proxy
+        .balancer
+        .set_route(common::route("web", &[HOST], &[&a]));
+    wait_healthy(&proxy.balancer, "web", &["a"]).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        s.write_all(
+            format!("GET / HTTP/1.0\r\nHost: {HOST}\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let r = read_response(&mut s, &mut buf).await;
+        assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+        assert_eq!(r.body, b"a");
+    }
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
+    assert_eq!(StatusCode::from_u16(r.status).unwrap(), StatusCode::OK);
+}
