@@ -31,6 +31,14 @@ use crate::Balancer;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Drop clients that start a request head and never finish it.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for any one read or write once a request is under way: an instance that
+/// sends nothing of its response for this long gets the client a 504, and a client or
+/// instance that stalls a body this long loses the connection (as nginx's and ALB's 60 s).
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a closing connection waits for the client to close its side, so that unread
+/// bytes from it do not reset the connection before it has read the last response.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 16 * 1024;
 /// A buffer grown past this by one large message is given back afterwards.
@@ -80,8 +88,7 @@ pub(crate) async fn serve(
             }
         }
     }
-    // Send FIN rather than let the drop do it, so a response just written is not cut off.
-    let _ = conn.client.shutdown().await;
+    conn.linger().await;
 }
 
 struct Conn {
@@ -181,6 +188,26 @@ impl Conn {
         }
     }
 
+    /// Closes the connection gracefully: FIN first, then reads (and drops) what the client
+    /// still sends until it closes too, briefly. Closing with unread bytes would send a
+    /// reset, which can destroy a response the client has not read yet (an error answered
+    /// before its request's body was read, say).
+    async fn linger(&mut self) {
+        if self.client.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            self.rbuf.clear();
+            reserve(&mut self.rbuf);
+            match tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => return,
+            }
+        }
+    }
+
     /// Answers a head that could not be parsed, then the connection closes.
     async fn refuse(&mut self, e: WireError) {
         let err = ProxyError::from(e);
@@ -213,6 +240,7 @@ impl Conn {
             http10: head.http10,
             keep_alive: head.keep_alive && !stopping,
             retryable: head.retryable(),
+            idempotent: head.idempotent(),
             is_head: head.is_head(),
             upgrade: head.upgrade.is_some(),
             expect_continue: head.expect_continue,
@@ -221,7 +249,7 @@ impl Conn {
         let route = match shared.balancer.route_for(head.authority, head.host) {
             Ok(route) => route,
             Err(e) => {
-                let has_body = head.framing != Framing::Empty;
+                let has_body = head.has_body();
                 drop(head);
                 self.rbuf.advance(head_len);
                 return self.answer_error(e, None, None, &id, &info, has_body).await;
@@ -237,7 +265,7 @@ impl Conn {
             None => match route.pick() {
                 Some(b) => b,
                 None => {
-                    let has_body = head.framing != Framing::Empty;
+                    let has_body = head.has_body();
                     drop(head);
                     self.rbuf.advance(head_len);
                     let e = ProxyError::NoHealthyBackend(route.env.clone());
@@ -416,7 +444,9 @@ impl Conn {
 
     /// Sends the head (and body) to an instance and reads until its response head is in
     /// `ubuf`; returns the connection and the head's length. A reused connection that fails
-    /// before anything arrived is retried once on a new one, if the request can be resent.
+    /// before anything arrived is retried once on a new one, if the request can be resent:
+    /// its body was all in hand, and either the instance cannot have seen it (the write
+    /// failed) or sending it twice does no harm (an idempotent method).
     async fn send(
         &mut self,
         pool: &Pool,
@@ -430,25 +460,26 @@ impl Conn {
             let got = if fresh {
                 pool.fresh(addr).await
             } else {
-                pool.get(addr).await
+                pool.get(addr, !info.idempotent).await
             };
             let mut up = got.map_err(|error| SendError::Upstream {
                 error,
                 untouched: true,
             })?;
             self.ubuf.clear();
+            let mut written = false;
             let result = async {
-                up.stream
-                    .write_all(&self.out)
+                timed(up.stream.write_all(&self.out))
                     .await
                     .map_err(|error| SendError::Upstream {
                         error,
                         untouched: true,
                     })?;
+                written = true;
                 if !matches!(body, RequestBody::Sent) {
                     self.send_body(&mut up.stream, body, info).await?;
                 }
-                read_response_head(&mut up.stream, &mut self.ubuf)
+                timed(read_response_head(&mut up.stream, &mut self.ubuf))
                     .await
                     .map_err(|error| SendError::Upstream {
                         untouched: self.ubuf.is_empty(),
@@ -459,8 +490,15 @@ impl Conn {
             match result {
                 Ok(head_len) => return Ok((up, head_len)),
                 Err(SendError::Upstream {
-                    untouched: true, ..
-                }) if up.reused && replayable => fresh = true,
+                    untouched: true,
+                    error,
+                }) if up.reused
+                    && replayable
+                    && (!written || info.idempotent)
+                    && error.kind() != io::ErrorKind::TimedOut =>
+                {
+                    fresh = true
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -477,19 +515,17 @@ impl Conn {
             error,
             untouched: false,
         };
-        if info.expect_continue && self.rbuf.is_empty() {
+        // Never to an HTTP/1.0 client, which cannot take an interim response.
+        if info.expect_continue && !info.http10 && self.rbuf.is_empty() {
             // The client waits for this before sending the body it announced.
-            self.client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            timed(self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"))
                 .await
                 .map_err(SendError::Client)?;
         }
         loop {
             if self.rbuf.is_empty() {
                 reserve(&mut self.rbuf);
-                let n = self
-                    .client
-                    .read_buf(&mut self.rbuf)
+                let n = timed(self.client.read_buf(&mut self.rbuf))
                     .await
                     .map_err(SendError::Client)?;
                 if n == 0 {
@@ -507,7 +543,7 @@ impl Conn {
                     SendError::Client(io::Error::new(io::ErrorKind::InvalidData, e))
                 })?,
             };
-            up.write_all(&self.rbuf[..take])
+            timed(up.write_all(&self.rbuf[..take]))
                 .await
                 .map_err(upstream_err)?;
             self.rbuf.advance(take);
@@ -588,7 +624,7 @@ impl Conn {
                     }
                     self.flush_out().await?;
                     reserve(&mut self.ubuf);
-                    if up.read_buf(&mut self.ubuf).await? == 0 {
+                    if timed(up.read_buf(&mut self.ubuf)).await? == 0 {
                         if rechunk {
                             wire::write_chunk(&mut self.out, b"");
                         }
@@ -601,7 +637,7 @@ impl Conn {
     }
 
     async fn flush_out(&mut self) -> io::Result<()> {
-        self.client.write_all(&self.out).await?;
+        timed(self.client.write_all(&self.out)).await?;
         self.out.clear();
         Ok(())
     }
@@ -626,14 +662,16 @@ impl Conn {
             }
         }
         match &e {
-            ProxyError::Upstream { .. } => warn!(request_id = %id, error = %e, "proxy error"),
+            ProxyError::Upstream { .. } | ProxyError::UpstreamTimeout { .. } => {
+                warn!(request_id = %id, error = %e, "proxy error")
+            }
             _ => debug!(request_id = %id, error = %e, "request not forwarded"),
         }
         // Unread body bytes would be taken for the next request: close instead.
         let keep_alive = info.keep_alive && !unread_body;
         self.out.clear();
         e.write_response(&mut self.out, id.as_bytes(), info.http10, keep_alive);
-        match self.client.write_all(&self.out).await {
+        match timed(self.client.write_all(&self.out)).await {
             Ok(()) if keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }
@@ -659,17 +697,33 @@ struct RequestInfo {
     /// The client's wish, and the balancer not stopping.
     keep_alive: bool,
     retryable: bool,
+    idempotent: bool,
     is_head: bool,
     upgrade: bool,
     expect_continue: bool,
 }
 
 fn upstream_error(route: &Route, backend: &Backend, error: io::Error) -> ProxyError {
+    if error.kind() == io::ErrorKind::TimedOut {
+        return ProxyError::UpstreamTimeout {
+            env: route.env.clone(),
+            backend: backend.id.clone(),
+            secs: IO_TIMEOUT.as_secs(),
+        };
+    }
     ProxyError::Upstream {
         env: route.env.clone(),
         backend: backend.id.clone(),
         reason: error.to_string(),
         source: error,
+    }
+}
+
+/// Bounds one read or write by [`IO_TIMEOUT`]. Costs no timer when the I/O is ready at once.
+async fn timed<T>(io: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout(IO_TIMEOUT, io).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
     }
 }
 
@@ -686,7 +740,7 @@ fn reserve(buf: &mut BytesMut) {
 /// Reads more of a body; the instance closing early is an error.
 async fn fill(up: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
     reserve(buf);
-    match up.read_buf(buf).await? {
+    match timed(up.read_buf(buf)).await? {
         0 => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "instance closed the connection mid-body",

@@ -19,6 +19,12 @@ pub enum ProxyError {
     UnknownHost(String),
     #[error("no healthy instance for environment {0}")]
     NoHealthyBackend(String),
+    #[error("instance {backend} of environment {env} did not answer within {secs} s")]
+    UpstreamTimeout {
+        env: String,
+        backend: String,
+        secs: u64,
+    },
     #[error("instance {backend} of environment {env} could not be reached: {reason}")]
     Upstream {
         env: String,
@@ -52,6 +58,7 @@ impl ProxyError {
             ProxyError::NoHealthyBackend(_) | ProxyError::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

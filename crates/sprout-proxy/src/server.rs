@@ -16,6 +16,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::conn::{self, Shared};
@@ -71,6 +72,9 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListene
     Ok(socket.into())
 }
 
+/// How long a stopping balancer lets requests under way finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often idle upstream connections past their timeout are closed.
 const POOL_PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -102,16 +106,22 @@ impl Balancer {
         let local = listeners.addr;
         let threads = listeners.sockets.len();
         info!(addr = %local, threads, "balancer listening (one runtime per thread)");
+        // Every runtime first, so a failure leaves no thread running.
+        let runtimes = (0..threads)
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut done = Vec::with_capacity(threads);
-        for (i, socket) in listeners.sockets.into_iter().enumerate() {
+        let mut started = Ok(());
+        for (i, (socket, runtime)) in listeners.sockets.into_iter().zip(runtimes).enumerate() {
             let this = self.clone();
             let mut stop = stop_rx.clone();
             let (done_tx, done_rx) = oneshot::channel::<()>();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("balancer-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
@@ -130,17 +140,24 @@ impl Balancer {
                         this.accept_loop(listener, pool, stopped).await;
                     });
                     let _ = done_tx.send(());
-                })?;
+                });
+            if let Err(e) = spawned {
+                // Stop the threads already started rather than leave them serving.
+                started = Err(e);
+                break;
+            }
             done.push(done_rx);
         }
-        shutdown.await;
+        if started.is_ok() {
+            shutdown.await;
+        }
         let _ = stop_tx.send(true);
         for d in done {
             // An Err means the thread ended without reporting (it panicked); nothing to wait for.
             let _ = d.await;
         }
         info!(addr = %local, "balancer stopped");
-        Ok(())
+        started
     }
 
     /// Accepts and serves connections until `shutdown` resolves, then drains them.
@@ -165,6 +182,7 @@ impl Balancer {
             }
         });
 
+        let mut conns = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -183,12 +201,14 @@ impl Balancer {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
-            tokio::spawn(conn::serve(
+            conns.spawn(conn::serve(
                 shared.clone(),
                 stream,
                 Peer::new(peer),
                 stop_rx.clone(),
             ));
+            // Reap the finished ones so the set holds only live connections.
+            while conns.try_join_next().is_some() {}
         }
 
         let local = listener.local_addr().ok();
@@ -196,7 +216,20 @@ impl Balancer {
         info!(addr = ?local, "balancer stopped accepting; draining connections");
         let _ = stop_tx.send(true);
         drop(stop_rx);
-        stop_tx.closed().await;
+        // Idle connections close at once and requests under way finish; a stream that
+        // would never end (a long poll, an event stream) is cut at the deadline.
+        if tokio::time::timeout(DRAIN_TIMEOUT, stop_tx.closed())
+            .await
+            .is_err()
+        {
+            warn!(
+                addr = ?local,
+                connections = conns.len(),
+                "connections still busy after the drain deadline; closing them"
+            );
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
         purge.abort();
     }
 }

@@ -46,9 +46,11 @@ pub(crate) struct Upstream {
 }
 
 impl Pool {
-    /// The most recently used live idle connection to `addr`, else a new one.
-    pub(crate) async fn get(&self, addr: SocketAddr) -> io::Result<Upstream> {
-        if let Some(stream) = self.take_idle(addr) {
+    /// The most recently used live idle connection to `addr`, else a new one. `probe`:
+    /// check even a connection reused at once for a close (for a request that must not be
+    /// sent twice, since a failed send on it could not be retried).
+    pub(crate) async fn get(&self, addr: SocketAddr, probe: bool) -> io::Result<Upstream> {
+        if let Some(stream) = self.take_idle(addr, probe) {
             return Ok(Upstream {
                 stream,
                 reused: true,
@@ -68,7 +70,7 @@ impl Pool {
         })
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
+    fn take_idle(&self, addr: SocketAddr, probe: bool) -> Option<TcpStream> {
         let now = Instant::now();
         loop {
             let idle = {
@@ -79,7 +81,7 @@ impl Pool {
             if age >= IDLE_TIMEOUT {
                 continue;
             }
-            if age < PROBE_AFTER || is_open(&idle.stream) {
+            if (age < PROBE_AFTER && !probe) || is_open(&idle.stream) {
                 return Some(idle.stream);
             }
         }

@@ -107,6 +107,9 @@ fn classify_request(name: &[u8]) -> ReqHeader {
         4 if is(name, "host") => Host,
         6 if is(name, "cookie") => Cookie,
         6 if is(name, "expect") => Expect,
+        // Client-supplied claims about the client; only X-Forwarded-For is kept (appended to).
+        9 if is(name, "forwarded") => Drop,
+        9 if is(name, "x-real-ip") => Drop,
         7 if is(name, "upgrade") => Upgrade,
         7 if is(name, "trailer") => Drop,
         10 if is(name, "connection") => Connection,
@@ -322,7 +325,8 @@ impl<'b> RequestHead<'b> {
             // RFC 9112 §6.1: chunked from an HTTP/1.0 client is faulty framing.
             (None, true) if http10 => return Err(WireError::UnsupportedCoding),
             (None, true) => Framing::Chunked,
-            (Some(0), false) | (None, false) => Framing::Empty,
+            (None, false) => Framing::Empty,
+            // Kept even when 0: some servers want a length on every POST or PUT.
             (Some(n), false) => Framing::Length(n),
         };
 
@@ -353,16 +357,30 @@ impl<'b> RequestHead<'b> {
     /// Whether a failed first attempt may be sent again (RFC 9110 §9.2.2 idempotent, and
     /// nothing of a body to replay).
     pub(crate) fn retryable(&self) -> bool {
-        matches!(self.method, "GET" | "HEAD" | "OPTIONS") && self.framing == Framing::Empty
+        matches!(self.method, "GET" | "HEAD" | "OPTIONS") && !self.has_body()
+    }
+
+    /// Idempotent (RFC 9110 §9.2.2): sending it twice does what sending it once does.
+    pub(crate) fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        )
+    }
+
+    /// Whether body bytes follow the head.
+    pub(crate) fn has_body(&self) -> bool {
+        matches!(self.framing, Framing::Length(1..) | Framing::Chunked)
     }
 
     pub(crate) fn is_head(&self) -> bool {
         self.method == "HEAD"
     }
 
-    /// The Host to send upstream: the client's, else an absolute-form target's authority.
+    /// The Host to send upstream: an absolute-form target's authority, which replaces the
+    /// Host header (RFC 9112 §3.2.2) as it does for routing, else the client's Host.
     pub(crate) fn forwarded_host(&self) -> Option<&'b str> {
-        self.host.or(self.authority)
+        self.authority.or(self.host)
     }
 
     /// Writes the head sent to an instance: the client's headers less the hop-by-hop ones,
@@ -592,7 +610,8 @@ impl<'b> ResponseHead<'b> {
             }
             // A bodiless response (HEAD, 304) still tells the length the body would have.
             ClientBody::Empty => {
-                if let (Some(n), false) = (self.length_header, upgrade) {
+                let may_have_length = !(self.status < 200 || self.status == 204);
+                if let (Some(n), true) = (self.length_header, may_have_length) {
                     let _ = write!(Buf(out), "Content-Length: {n}\r\n");
                 }
             }
@@ -678,6 +697,7 @@ enum Phase {
     #[default]
     SizeStart,
     Size(u64),
+    SizeWs(u64),
     Extension(u64),
     SizeLf(u64),
     Data(u64),
@@ -685,7 +705,8 @@ enum Phase {
     DataLf,
     /// Start of a trailer line, or of the blank line ending the body.
     TrailerStart,
-    Trailer,
+    /// Inside a trailer line; whether its colon has been seen.
+    Trailer(bool),
     TrailerLf,
     FinalLf,
     Done,
@@ -737,7 +758,18 @@ impl Chunked {
                         (_, Some(d)) if v >> 60 == 0 => Phase::Size(v << 4 | d),
                         (_, Some(_)) => return Err(WireError::BadChunk),
                         (b'\r', _) => Phase::SizeLf(v),
-                        (b';' | b' ' | b'\t', _) => Phase::Extension(v),
+                        (b';', _) => Phase::Extension(v),
+                        (b' ' | b'\t', _) => Phase::SizeWs(v),
+                        _ => return Err(WireError::BadChunk),
+                    }
+                }
+                // Only whitespace, then an extension or the line end (`5 x` is refused).
+                Phase::SizeWs(v) => {
+                    self.line_byte()?;
+                    match b {
+                        b' ' | b'\t' => Phase::SizeWs(v),
+                        b';' => Phase::Extension(v),
+                        b'\r' => Phase::SizeLf(v),
                         _ => return Err(WireError::BadChunk),
                     }
                 }
@@ -745,8 +777,8 @@ impl Chunked {
                     self.line_byte()?;
                     match b {
                         b'\r' => Phase::SizeLf(v),
-                        b'\n' => return Err(WireError::BadChunk),
-                        _ => Phase::Extension(v),
+                        b'\t' | 0x20..=0x7e => Phase::Extension(v),
+                        _ => return Err(WireError::BadChunk),
                     }
                 }
                 Phase::SizeLf(v) => match (b, v) {
@@ -760,12 +792,21 @@ impl Chunked {
                 Phase::DataCr if b == b'\r' => Phase::DataLf,
                 Phase::DataLf if b == b'\n' => Phase::SizeStart,
                 Phase::TrailerStart if b == b'\r' => Phase::FinalLf,
-                Phase::TrailerStart | Phase::Trailer => {
+                // A trailer line is `name: value`: a colon after a non-empty name, no CTLs.
+                Phase::TrailerStart => {
                     self.trailer_byte()?;
                     match b {
-                        b'\r' => Phase::TrailerLf,
-                        b'\n' => return Err(WireError::BadChunk),
-                        _ => Phase::Trailer,
+                        b'!'..=b'~' if b != b':' => Phase::Trailer(false),
+                        _ => return Err(WireError::BadChunk),
+                    }
+                }
+                Phase::Trailer(colon) => {
+                    self.trailer_byte()?;
+                    match b {
+                        b'\r' if colon => Phase::TrailerLf,
+                        b':' => Phase::Trailer(true),
+                        b'\t' | 0x20..=0x7e | 0x80..=0xff => Phase::Trailer(colon),
+                        _ => return Err(WireError::BadChunk),
                     }
                 }
                 Phase::TrailerLf if b == b'\n' => Phase::TrailerStart,
@@ -839,13 +880,30 @@ mod tests {
             "GET /x?y=1 HTTP/1.1\r\nHost: App.localhost:1234\r\nConnection: keep-alive, x-secret\r\n\
              X-Secret: s\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n\
              X-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\
-             X-Request-Id: theirs\r\n\r\n",
+             X-Request-Id: theirs\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
         );
         assert_eq!(
             out,
             "GET /x?y=1 HTTP/1.1\r\nAccept: */*\r\nHost: App.localhost:1234\r\n\
              X-Forwarded-Host: App.localhost:1234\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\n\
              X-Forwarded-Proto: http\r\nX-Request-Id: id-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_post_keeps_its_length() {
+        parse_req(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            |r| {
+                let r = r.unwrap().unwrap();
+                assert_eq!(r.framing, Framing::Length(0));
+                assert!(!r.has_body());
+                let mut out = Vec::new();
+                r.write_upstream(&mut out, "127.0.0.1", b"id");
+                assert!(String::from_utf8(out)
+                    .unwrap()
+                    .contains("\r\nContent-Length: 0\r\n"));
+            },
         );
     }
 
@@ -1108,11 +1166,18 @@ mod tests {
         let mut c = Chunked::default();
         assert_eq!(c.decode(body, &mut data), Ok(len));
         assert_eq!(data, b"hello!");
+        let spaced = b"5 \t;a=\"b c\"\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(follow(&[spaced]), Ok((spaced.len(), true)));
         for bad in [
             &b"x\r\n"[..],
             b"5\r\nhelloXX",
             b"5\nhello",
             b"11111111111111111\r\n",
+            b"5 x\r\n",
+            b"5 5\r\n",
+            b"5;a\x01\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\n: empty-name\r\n\r\n",
         ] {
             assert_eq!(follow(&[bad]), Err(WireError::BadChunk), "{bad:?}");
         }

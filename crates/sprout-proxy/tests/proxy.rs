@@ -360,6 +360,12 @@ async fn absolute_form_uri_routes_on_its_authority() {
     .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("a"), "{resp}");
+    // The instance sees the name it was reached by, not the Host header the target overrides.
+    assert!(
+        resp.to_lowercase()
+            .contains("echo-host: app.localhost:8000\r\n"),
+        "{resp}"
+    );
 }
 
 /// A raw backend that answers `/health` with 200 and upgrades anything else to an echo protocol.
