@@ -31,10 +31,6 @@ use crate::Balancer;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Drop clients that start a request head and never finish it.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for any one read or write once a request is under way: an instance that
-/// sends nothing of its response for this long gets the client a 504, and a client or
-/// instance that stalls a body this long loses the connection (as nginx's and ALB's 60 s).
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closing connection waits for the client to close its side, so that unread
 /// bytes from it do not reset the connection before it has read the last response.
 const LINGER: Duration = Duration::from_secs(1);
@@ -58,6 +54,7 @@ pub(crate) async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let mut conn = Conn {
+        io_timeout: shared.balancer.io_timeout(),
         client: stream,
         peer,
         rbuf: BytesMut::new(),
@@ -92,6 +89,7 @@ pub(crate) async fn serve(
 }
 
 struct Conn {
+    io_timeout: Duration,
     client: TcpStream,
     peer: Peer,
     /// Bytes from the client not yet handled (pipelined requests stay here).
@@ -340,7 +338,7 @@ impl Conn {
                 return Next::Close;
             }
             Err(SendError::Upstream { error, .. }) => {
-                let e = upstream_error(route, backend, error);
+                let e = upstream_error(route, backend, error, self.io_timeout);
                 let unread = !matches!(body, RequestBody::Sent);
                 return self
                     .answer_error(e, Some(route), Some(backend), id, info, unread)
@@ -362,7 +360,7 @@ impl Conn {
                             continue;
                         }
                         Err(error) => {
-                            let e = upstream_error(route, backend, error);
+                            let e = upstream_error(route, backend, error, self.io_timeout);
                             return self
                                 .answer_error(e, Some(route), Some(backend), id, info, false)
                                 .await;
@@ -376,7 +374,8 @@ impl Conn {
                         Ok(Some(_)) => "switched protocols unasked".to_owned(),
                         Ok(None) => "bad response: incomplete head".to_owned(),
                     };
-                    let e = upstream_error(route, backend, io::Error::other(reason));
+                    let e =
+                        upstream_error(route, backend, io::Error::other(reason), self.io_timeout);
                     return self
                         .answer_error(e, Some(route), Some(backend), id, info, false)
                         .await;
@@ -469,7 +468,7 @@ impl Conn {
             self.ubuf.clear();
             let mut written = false;
             let result = async {
-                timed(up.stream.write_all(&self.out))
+                timed(self.io_timeout, up.stream.write_all(&self.out))
                     .await
                     .map_err(|error| SendError::Upstream {
                         error,
@@ -479,12 +478,15 @@ impl Conn {
                 if !matches!(body, RequestBody::Sent) {
                     self.send_body(&mut up.stream, body, info).await?;
                 }
-                timed(read_response_head(&mut up.stream, &mut self.ubuf))
-                    .await
-                    .map_err(|error| SendError::Upstream {
-                        untouched: self.ubuf.is_empty(),
-                        error,
-                    })
+                timed(
+                    self.io_timeout,
+                    read_response_head(&mut up.stream, &mut self.ubuf),
+                )
+                .await
+                .map_err(|error| SendError::Upstream {
+                    untouched: self.ubuf.is_empty(),
+                    error,
+                })
             }
             .await;
             match result {
@@ -518,14 +520,17 @@ impl Conn {
         // Never to an HTTP/1.0 client, which cannot take an interim response.
         if info.expect_continue && !info.http10 && self.rbuf.is_empty() {
             // The client waits for this before sending the body it announced.
-            timed(self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"))
-                .await
-                .map_err(SendError::Client)?;
+            timed(
+                self.io_timeout,
+                self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            )
+            .await
+            .map_err(SendError::Client)?;
         }
         loop {
             if self.rbuf.is_empty() {
                 reserve(&mut self.rbuf);
-                let n = timed(self.client.read_buf(&mut self.rbuf))
+                let n = timed(self.io_timeout, self.client.read_buf(&mut self.rbuf))
                     .await
                     .map_err(SendError::Client)?;
                 if n == 0 {
@@ -543,7 +548,7 @@ impl Conn {
                     SendError::Client(io::Error::new(io::ErrorKind::InvalidData, e))
                 })?,
             };
-            timed(up.write_all(&self.rbuf[..take]))
+            timed(self.io_timeout, up.write_all(&self.rbuf[..take]))
                 .await
                 .map_err(upstream_err)?;
             self.rbuf.advance(take);
@@ -581,7 +586,7 @@ impl Conn {
                         return Ok(());
                     }
                     self.flush_out().await?;
-                    fill(up, &mut self.ubuf).await?;
+                    fill(up, &mut self.ubuf, self.io_timeout).await?;
                 }
             }
             (Framing::Chunked, ClientBody::Chunked) => {
@@ -594,7 +599,7 @@ impl Conn {
                         return Ok(());
                     }
                     self.flush_out().await?;
-                    fill(up, &mut self.ubuf).await?;
+                    fill(up, &mut self.ubuf, self.io_timeout).await?;
                 }
             }
             // An HTTP/1.0 client gets the chunked body's data raw, then the connection closes.
@@ -607,7 +612,7 @@ impl Conn {
                         return Ok(());
                     }
                     self.flush_out().await?;
-                    fill(up, &mut self.ubuf).await?;
+                    fill(up, &mut self.ubuf, self.io_timeout).await?;
                 }
             }
             // Delimited by the instance closing: until then, pass on (or chunk) what arrives.
@@ -624,7 +629,7 @@ impl Conn {
                     }
                     self.flush_out().await?;
                     reserve(&mut self.ubuf);
-                    if timed(up.read_buf(&mut self.ubuf)).await? == 0 {
+                    if timed(self.io_timeout, up.read_buf(&mut self.ubuf)).await? == 0 {
                         if rechunk {
                             wire::write_chunk(&mut self.out, b"");
                         }
@@ -637,7 +642,7 @@ impl Conn {
     }
 
     async fn flush_out(&mut self) -> io::Result<()> {
-        timed(self.client.write_all(&self.out)).await?;
+        timed(self.io_timeout, self.client.write_all(&self.out)).await?;
         self.out.clear();
         Ok(())
     }
@@ -671,7 +676,7 @@ impl Conn {
         let keep_alive = info.keep_alive && !unread_body;
         self.out.clear();
         e.write_response(&mut self.out, id.as_bytes(), info.http10, keep_alive);
-        match timed(self.client.write_all(&self.out)).await {
+        match timed(self.io_timeout, self.client.write_all(&self.out)).await {
             Ok(()) if keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }
@@ -703,12 +708,17 @@ struct RequestInfo {
     expect_continue: bool,
 }
 
-fn upstream_error(route: &Route, backend: &Backend, error: io::Error) -> ProxyError {
+fn upstream_error(
+    route: &Route,
+    backend: &Backend,
+    error: io::Error,
+    limit: Duration,
+) -> ProxyError {
     if error.kind() == io::ErrorKind::TimedOut {
         return ProxyError::UpstreamTimeout {
             env: route.env.clone(),
             backend: backend.id.clone(),
-            secs: IO_TIMEOUT.as_secs(),
+            after: limit,
         };
     }
     ProxyError::Upstream {
@@ -719,9 +729,13 @@ fn upstream_error(route: &Route, backend: &Backend, error: io::Error) -> ProxyEr
     }
 }
 
-/// Bounds one read or write by [`IO_TIMEOUT`]. Costs no timer when the I/O is ready at once.
-async fn timed<T>(io: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
-    match tokio::time::timeout(IO_TIMEOUT, io).await {
+/// Bounds one read or write by `limit` (`BalancerConfig::io_timeout`). Costs no timer when
+/// the I/O is ready at once.
+async fn timed<T>(
+    limit: Duration,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(limit, io).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
     }
@@ -738,9 +752,9 @@ fn reserve(buf: &mut BytesMut) {
 }
 
 /// Reads more of a body; the instance closing early is an error.
-async fn fill(up: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+async fn fill(up: &mut TcpStream, buf: &mut BytesMut, limit: Duration) -> io::Result<()> {
     reserve(buf);
-    match timed(up.read_buf(buf)).await? {
+    match timed(limit, up.read_buf(buf)).await? {
         0 => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "instance closed the connection mid-body",

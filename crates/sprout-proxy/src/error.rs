@@ -19,11 +19,11 @@ pub enum ProxyError {
     UnknownHost(String),
     #[error("no healthy instance for environment {0}")]
     NoHealthyBackend(String),
-    #[error("instance {backend} of environment {env} did not answer within {secs} s")]
+    #[error("instance {backend} of environment {env} did not answer within {after:?}")]
     UpstreamTimeout {
         env: String,
         backend: String,
-        secs: u64,
+        after: std::time::Duration,
     },
     #[error("instance {backend} of environment {env} could not be reached: {reason}")]
     Upstream {

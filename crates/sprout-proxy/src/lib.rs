@@ -39,12 +39,18 @@ use table::{Backend, Route, RouteOpts, Table};
 pub struct BalancerConfig {
     /// The domain environments answer under, e.g. `localhost` → `<cname>.localhost`.
     pub domain: String,
+    /// Longest wait for any one read or write once a request is under way: an instance
+    /// that sends nothing of its response for this long gets the client a 504, and a client
+    /// or instance that stalls a body this long loses the connection. Default 60 s, as
+    /// nginx's `proxy_read_timeout` and an ALB's idle timeout.
+    pub io_timeout: Duration,
 }
 
 impl Default for BalancerConfig {
     fn default() -> Self {
         Self {
             domain: "localhost".to_owned(),
+            io_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -123,6 +129,10 @@ impl Balancer {
             health_client: health::health_client(),
             control: Mutex::new(Control::default()),
         })
+    }
+
+    pub(crate) fn io_timeout(&self) -> Duration {
+        self.config.io_timeout
     }
 
     /// The configured domain (e.g. `localhost`).

@@ -472,3 +472,34 @@ async fn an_http10_client_is_kept_alive_only_when_it_asks() {
     assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
     assert_eq!(StatusCode::from_u16(r.status).unwrap(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_silent_instance_gets_the_client_a_504_after_the_io_timeout() {
+    // Reads the request, then says nothing and keeps the connection open.
+    let addr = spawn_raw_backend("", Duration::from_secs(30)).await;
+    let proxy = TestProxy::start_with(sprout_proxy::BalancerConfig {
+        io_timeout: Duration::from_millis(300),
+        ..sprout_proxy::BalancerConfig::default()
+    })
+    .await;
+    proxy.balancer.set_route(spec(addr));
+    wait_healthy(&proxy.balancer, "web", &["b"]).await;
+    let mut s = connect(&proxy).await;
+    let started = std::time::Instant::now();
+    s.write_all(
+        format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.status, 504, "{}", r.head);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("did not answer within 300ms"),
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let m = proxy.balancer.metrics("web").unwrap();
+    assert_eq!((m.count, m.failed), (1, 1));
+}

@@ -130,6 +130,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let balancer = Balancer::new(BalancerConfig {
         domain: args.domain.clone(),
+        ..BalancerConfig::default()
     });
     let mut config = ControlConfig::new(data.clone());
     config.domain = args.domain.clone();

@@ -204,9 +204,11 @@ pub struct Reply {
 
 impl TestProxy {
     pub async fn start() -> TestProxy {
-        let balancer = Balancer::new(BalancerConfig {
-            domain: "localhost".to_owned(),
-        });
+        TestProxy::start_with(BalancerConfig::default()).await
+    }
+
+    pub async fn start_with(config: BalancerConfig) -> TestProxy {
+        let balancer = Balancer::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
