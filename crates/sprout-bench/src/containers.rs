@@ -58,11 +58,14 @@ async fn measure(opts: &Opts, server: &Server, app: &str, env: &str) -> Result<S
         Target {
             name: "instance direct (one of two)".into(),
             url: format!("http://{}/", upstreams[0]),
+            pid: None,
             kind: Kind::Direct,
         },
         Target {
             name: "Sprout (control plane's balancer)".into(),
             url: format!("{}/", server.balancer),
+            // The whole control plane: its balancer threads do nearly all the work here.
+            pid: server.pid(),
             kind: Kind::Sprout,
         },
     ];

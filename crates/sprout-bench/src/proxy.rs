@@ -98,6 +98,8 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<()> {
 pub struct Target {
     pub name: String,
     pub url: String,
+    /// The process whose CPU time per request is reported (the proxy; not for direct).
+    pub pid: Option<u32>,
     /// Whether the ratios are computed against this one.
     pub kind: Kind,
 }
@@ -130,14 +132,22 @@ pub async fn compare(opts: &Opts, targets: &[Target], host: &str) -> Result<Vec<
             if opts.warmup > 0 {
                 wrk(Duration::from_secs(opts.warmup)).run().await?;
             }
-            let r = wrk(opts.duration()).run().await?;
+            let cpu_before = t.pid.and_then(tools::tree_cpu_seconds);
+            let mut r = wrk(opts.duration()).run().await?;
+            let cpu_after = t.pid.and_then(tools::tree_cpu_seconds);
+            if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+                if r.requests > 0 {
+                    r.cpu_us = Some((b - a) * 1e6 / r.requests as f64);
+                }
+            }
             println!(
-                "  round {} {:<28} {:>9} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  non-2xx {} errors {}",
+                "  round {} {:<28} {:>9} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  cpu/req {:>6} non-2xx {} errors {}",
                 round + 1,
                 t.name,
                 thousands(r.rps),
                 r.p50_ms,
                 r.p99_ms,
+                r.cpu_us.map_or("—".into(), |c| format!("{c:.1} µs")),
                 r.non_2xx,
                 r.errors
             );
@@ -150,6 +160,7 @@ pub async fn compare(opts: &Opts, targets: &[Target], host: &str) -> Result<Vec<
 /// The comparison table: medians over the rounds and the ratios to nginx and HAProxy.
 pub fn table(targets: &[Target], results: &[Vec<WrkResult>], threads: usize) -> Table {
     struct Fig {
+        cpu_us: Option<f64>,
         rps: f64,
         p50: f64,
         p99: f64,
@@ -159,6 +170,10 @@ pub fn table(targets: &[Target], results: &[Vec<WrkResult>], threads: usize) -> 
     let figs: Vec<Fig> = results
         .iter()
         .map(|runs| Fig {
+            cpu_us: {
+                let cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us).collect();
+                (!cpu.is_empty()).then(|| median(cpu))
+            },
             rps: median(runs.iter().map(|r| r.rps).collect()),
             p50: median(runs.iter().map(|r| r.p50_ms).collect()),
             p99: median(runs.iter().map(|r| r.p99_ms).collect()),
@@ -179,6 +194,7 @@ pub fn table(targets: &[Target], results: &[Vec<WrkResult>], threads: usize) -> 
         "p50",
         "p99",
         "5xx/errors",
+        "CPU/request",
         "req/s ÷ nginx",
         "p99 ÷ nginx",
         "req/s ÷ HAProxy",
@@ -196,6 +212,7 @@ pub fn table(targets: &[Target], results: &[Vec<WrkResult>], threads: usize) -> 
             format!("{:.2} ms", f.p50),
             format!("{:.2} ms", f.p99),
             format!("{} of {}", f.bad, thousands(f.requests as f64)),
+            f.cpu_us.map_or("—".into(), |c| format!("{c:.1} µs")),
             ratio(f.rps, nginx.map(|n| n.rps)),
             ratio(f.p99, nginx.map(|n| n.p99)),
             ratio(f.rps, haproxy.map(|n| n.rps)),
@@ -274,7 +291,11 @@ pub async fn run(opts: &Opts) -> Result<Section> {
     );
     section.notes.push(
         "All processes share the machine with wrk: on 2 cores the load generator, the proxy \
-         and both upstreams compete for CPU, for every target alike."
+         and both upstreams compete for CPU, for every target alike, and requests/s also \
+         depend on how the scheduler interleaves them (they move by ±10 % from run to run). \
+         CPU/request is the user + system CPU time of the proxy's processes during the \
+         measured run divided by its requests: what the proxy itself costs, which that noise \
+         hardly moves."
             .into(),
     );
     Ok(section)
@@ -299,6 +320,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
     let mut targets = vec![Target {
         name: "upstream direct (one of two)".into(),
         url: format!("http://{}/", upstreams[0]),
+        pid: None,
         kind: Kind::Direct,
     }];
     let standalone = |mode: &str, port: u16| -> Vec<String> {
@@ -326,6 +348,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
     targets.push(Target {
         name: "Sprout balancer".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Sprout,
     });
     if let Some(exe) = &opts.baseline {
@@ -339,6 +362,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
         targets.push(Target {
             name: format!("Sprout, {}", opts.baseline_label),
             url: format!("http://127.0.0.1:{port}/"),
+            pid: procs.last().map(Proc::pid),
             kind: Kind::Baseline,
         });
     }
@@ -353,6 +377,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
     targets.push(Target {
         name: "nginx".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Nginx,
     });
     let port = tools::free_port()?;
@@ -366,6 +391,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
     targets.push(Target {
         name: "nginx, forwarding only".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Other,
     });
     let port = tools::free_port()?;
@@ -373,6 +399,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
     targets.push(Target {
         name: "HAProxy".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Haproxy,
     });
     for t in &targets {
@@ -400,6 +427,21 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
             )
         })
     };
+    let cpu = |k: Kind| {
+        targets.iter().position(|t| t.kind == k).and_then(|i| {
+            let runs: Vec<f64> = results[i].iter().filter_map(|r| r.cpu_us).collect();
+            (!runs.is_empty()).then(|| median(runs))
+        })
+    };
+    let cpu_note = match (cpu(Kind::Sprout), cpu(Kind::Nginx), cpu(Kind::Haproxy)) {
+        (Some(s), Some(n), Some(h)) if n > 0.0 && h > 0.0 => format!(
+            " CPU per request: Sprout {s:.1} µs, nginx {n:.1} µs ({:.2}×), HAProxy {h:.1} µs \
+             ({:.2}×).",
+            s / n,
+            s / h
+        ),
+        _ => String::new(),
+    };
     let mut note = match (fig(Kind::Sprout), fig(Kind::Other)) {
         (Some((rps, p99)), Some((bare_rps, bare_p99))) if bare_rps > 0.0 && bare_p99 > 0.0 => {
             format!(
@@ -420,6 +462,7 @@ async fn run_threads(opts: &Opts, threads: usize) -> Result<(Table, String)> {
             ));
         }
     }
+    note.push_str(&cpu_note);
     Ok((table(&targets, &results, threads), note))
 }
 
@@ -442,6 +485,7 @@ pub fn nginx_and_haproxy(
     targets.push(Target {
         name: "nginx".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Nginx,
     });
     let port = tools::free_port()?;
@@ -449,6 +493,7 @@ pub fn nginx_and_haproxy(
     targets.push(Target {
         name: "HAProxy".into(),
         url: format!("http://127.0.0.1:{port}/"),
+        pid: procs.last().map(Proc::pid),
         kind: Kind::Haproxy,
     });
     Ok((procs, targets))

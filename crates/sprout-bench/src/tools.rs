@@ -85,6 +85,10 @@ impl Proc {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails if the process has already exited.
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -139,9 +143,51 @@ pub async fn wait_http(url: &str, host: Option<&str>, timeout: Duration) -> Resu
     bail!("{url} did not answer 200 within {timeout:?} (last: {last})")
 }
 
+/// CPU time (user + system) a process and its descendants (nginx's workers) have used so
+/// far, in seconds; `None` if it cannot be read. Unlike requests/s, CPU time per request is
+/// hardly moved by what else runs on the machine.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut ticks = 0u64;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // Fields after the command's closing parenthesis: state is the 3rd field of the line,
+        // utime the 14th and stime the 15th.
+        let rest = stat.get(stat.rfind(')')? + 1..)?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).ok()?.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// `sysconf(_SC_CLK_TCK)`, via getconf; 100 on Linux in practice.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t: &f64| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// One wrk run's figures.
 #[derive(Debug, Clone, Default)]
 pub struct WrkResult {
+    /// CPU time the target's process used per request during the run, in µs (when known).
+    pub cpu_us: Option<f64>,
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
