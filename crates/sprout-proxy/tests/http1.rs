@@ -503,3 +503,110 @@ async fn a_silent_instance_gets_the_client_a_504_after_the_io_timeout() {
     let m = proxy.balancer.metrics("web").unwrap();
     assert_eq!((m.count, m.failed), (1, 1));
 }
+
+/// A backend that answers the first request on each connection and, on the second, reads it
+/// and closes without a word (a crash mid-request). Counts the requests it read.
+async fn spawn_second_request_dropper(
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for nth in 0.. {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + len {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    if head.starts_with("get /health") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if nth == 1 {
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_request_that_may_have_been_processed_is_resent_only_if_idempotent() {
+    use std::sync::atomic::Ordering;
+    async fn send(s: &mut TcpStream, buf: &mut Vec<u8>, request: String) -> Raw {
+        s.write_all(request.as_bytes()).await.unwrap();
+        read_response(s, buf).await
+    }
+    let (addr, seen) = spawn_second_request_dropper().await;
+    let proxy = proxy_to(addr).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+    // A POST on a reused connection that the instance drops after reading: not sent again.
+    let r = send(
+        &mut s,
+        &mut buf,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        &mut s,
+        &mut buf,
+        format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n\r\nhi"),
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.head);
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "the POST was sent twice");
+
+    // A GET in the same spot is sent again on a new connection and answered.
+    let r = send(
+        &mut s,
+        &mut buf,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        &mut s,
+        &mut buf,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
+}
