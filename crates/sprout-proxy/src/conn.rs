@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
@@ -391,16 +391,18 @@ impl Conn {
                 .as_ref()
                 .filter(|_| !presented.is_some_and(|p| std::ptr::eq(p, backend)));
             self.out.clear();
+            // After an early answer the rest of the request body is unread: close after.
+            let body_read = matches!(body, RequestBody::Sent);
             let (client_body, keep_alive) = resp.write_client(
                 &mut self.out,
                 id.as_bytes(),
                 cookie.map(|c| c.as_bytes()),
                 info.http10,
-                info.keep_alive,
+                info.keep_alive && body_read,
             );
             let framing = resp.framing;
             let switched = resp.status == 101;
-            let reusable = resp.reusable && matches!(body, RequestBody::Sent);
+            let reusable = resp.reusable && body_read;
             drop(resp);
             self.ubuf.advance(head_len);
 
@@ -475,8 +477,37 @@ impl Conn {
                         untouched: true,
                     })?;
                 written = true;
-                if !matches!(body, RequestBody::Sent) {
-                    self.send_body(&mut up.stream, body, info).await?;
+                // The instance may answer before the body is all sent (413, 401): watch for
+                // its answer while sending, and take it as soon as it comes.
+                while !matches!(body, RequestBody::Sent) {
+                    let race = {
+                        let (mut from_up, mut to_up) = up.stream.split();
+                        let sending = send_body(
+                            &mut self.client,
+                            &mut self.rbuf,
+                            &mut to_up,
+                            body,
+                            info,
+                            self.io_timeout,
+                        );
+                        let answer = read_response_head(&mut from_up, &mut self.ubuf);
+                        tokio::select! {
+                            biased;
+                            head = answer => Err(head),
+                            sent = sending => Ok(sent),
+                        }
+                    };
+                    match race {
+                        Ok(sent) => sent?,
+                        // An interim answer (100 Continue): keep sending.
+                        Err(Ok(n)) if is_interim(&self.ubuf[..n]) => self.ubuf.advance(n),
+                        Err(head) => {
+                            return head.map_err(|error| SendError::Upstream {
+                                untouched: self.ubuf.is_empty(),
+                                error,
+                            })
+                        }
+                    }
                 }
                 timed(
                     self.io_timeout,
@@ -502,64 +533,6 @@ impl Conn {
                     fresh = true
                 }
                 Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Streams the rest of the request body from the client to the instance.
-    async fn send_body(
-        &mut self,
-        up: &mut TcpStream,
-        body: &mut RequestBody,
-        info: &RequestInfo,
-    ) -> Result<(), SendError> {
-        let upstream_err = |error| SendError::Upstream {
-            error,
-            untouched: false,
-        };
-        // Never to an HTTP/1.0 client, which cannot take an interim response.
-        if info.expect_continue && !info.http10 && self.rbuf.is_empty() {
-            // The client waits for this before sending the body it announced.
-            timed(
-                self.io_timeout,
-                self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
-            )
-            .await
-            .map_err(SendError::Client)?;
-        }
-        loop {
-            if self.rbuf.is_empty() {
-                reserve(&mut self.rbuf);
-                let n = timed(self.io_timeout, self.client.read_buf(&mut self.rbuf))
-                    .await
-                    .map_err(SendError::Client)?;
-                if n == 0 {
-                    return Err(SendError::Client(io::ErrorKind::UnexpectedEof.into()));
-                }
-            }
-            let take = match body {
-                RequestBody::Sent => return Ok(()),
-                RequestBody::Length(left) => {
-                    let take = (*left).min(self.rbuf.len() as u64);
-                    *left -= take;
-                    take as usize
-                }
-                RequestBody::Chunked(state) => state.advance(&self.rbuf).map_err(|e| {
-                    SendError::Client(io::Error::new(io::ErrorKind::InvalidData, e))
-                })?,
-            };
-            timed(self.io_timeout, up.write_all(&self.rbuf[..take]))
-                .await
-                .map_err(upstream_err)?;
-            self.rbuf.advance(take);
-            let done = match body {
-                RequestBody::Length(left) => *left == 0,
-                RequestBody::Chunked(state) => state.is_done(),
-                RequestBody::Sent => true,
-            };
-            if done {
-                *body = RequestBody::Sent;
-                return Ok(());
             }
         }
     }
@@ -763,8 +736,72 @@ async fn fill(up: &mut TcpStream, buf: &mut BytesMut, limit: Duration) -> io::Re
     }
 }
 
+/// Streams the rest of the request body from the client to the instance.
+async fn send_body(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    up: &mut (impl AsyncWrite + Unpin),
+    body: &mut RequestBody,
+    info: &RequestInfo,
+    limit: Duration,
+) -> Result<(), SendError> {
+    let upstream_err = |error| SendError::Upstream {
+        error,
+        untouched: false,
+    };
+    // Never to an HTTP/1.0 client, which cannot take an interim response.
+    if info.expect_continue && !info.http10 && rbuf.is_empty() {
+        // The client waits for this before sending the body it announced.
+        timed(limit, client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"))
+            .await
+            .map_err(SendError::Client)?;
+    }
+    loop {
+        if rbuf.is_empty() {
+            reserve(rbuf);
+            let n = timed(limit, client.read_buf(rbuf))
+                .await
+                .map_err(SendError::Client)?;
+            if n == 0 {
+                return Err(SendError::Client(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        let take = match body {
+            RequestBody::Sent => return Ok(()),
+            RequestBody::Length(left) => (*left).min(rbuf.len() as u64) as usize,
+            RequestBody::Chunked(state) => state
+                .advance(rbuf)
+                .map_err(|e| SendError::Client(io::Error::new(io::ErrorKind::InvalidData, e)))?,
+        };
+        timed(limit, up.write_all(&rbuf[..take]))
+            .await
+            .map_err(upstream_err)?;
+        rbuf.advance(take);
+        let done = match body {
+            RequestBody::Length(left) => {
+                *left -= take as u64;
+                *left == 0
+            }
+            RequestBody::Chunked(state) => state.is_done(),
+            RequestBody::Sent => true,
+        };
+        if done {
+            *body = RequestBody::Sent;
+            return Ok(());
+        }
+    }
+}
+
+/// Whether a response head is an interim one (1xx other than 101).
+fn is_interim(head: &[u8]) -> bool {
+    head.len() >= 12 && head.starts_with(b"HTTP/1.") && head[9] == b'1' && &head[9..12] != b"101"
+}
+
 /// Reads until `buf` holds a complete response head; returns its length.
-async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_response_head(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
     let mut searched = 0;
     loop {
         if let Some(end) = wire::head_end(buf, searched) {

@@ -610,3 +610,50 @@ async fn a_request_that_may_have_been_processed_is_resent_only_if_idempotent() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn an_early_answer_reaches_the_client_while_its_body_is_still_coming() {
+    // Answers 413 as soon as it has the head, without reading the body, and hangs up.
+    let addr = spawn_raw_backend(
+        "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
+        Duration::ZERO,
+    )
+    .await;
+    let proxy = proxy_to(addr).await;
+    let s = connect(&proxy).await;
+    let (mut reader, mut writer) = s.into_split();
+    let body_len = 20 * 1024 * 1024;
+    let upload = tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {body_len}\r\n\r\n");
+        writer.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        // The balancer stops reading once it has answered: writes then fail or stall.
+        for _ in 0..body_len / chunk.len() {
+            match tokio::time::timeout(Duration::from_secs(2), writer.write_all(&chunk)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("too big!") {
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut chunk))
+            .await
+            .expect("no answer while the body was coming")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    upload.abort();
+    let m = proxy.balancer.metrics("web").unwrap();
+    assert_eq!((m.count, m.status_4xx, m.failed), (1, 1, 0));
+}
