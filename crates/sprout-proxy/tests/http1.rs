@@ -657,3 +657,70 @@ async fn an_early_answer_reaches_the_client_while_its_body_is_still_coming() {
     let m = proxy.balancer.metrics("web").unwrap();
     assert_eq!((m.count, m.status_4xx, m.failed), (1, 1, 0));
 }
+
+#[tokio::test]
+async fn a_stray_body_after_a_bodiless_answer_is_not_taken_for_the_next_answer() {
+    // A broken instance: answers HEAD with a length and then, a moment later, sends the body
+    // anyway, on a connection it keeps open. The pool probes a connection idle for more than
+    // a millisecond before reusing it, and drops this one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    buf.drain(..end);
+                    if head.starts_with("head ") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                            .await;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let _ = s.write_all(b"stray").await;
+                    } else {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = proxy_to(addr).await;
+    let mut s = connect(&proxy).await;
+    let mut buf = Vec::new();
+    s.write_all(format!("HEAD / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1);
+        head.push(byte[0]);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"good"[..]),
+        "{}",
+        r.head
+    );
+}
