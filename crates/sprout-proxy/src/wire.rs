@@ -507,15 +507,16 @@ impl<'b> ResponseHead<'b> {
         let headers: &'b [httparse::Header<'b>] = resp.headers;
         let mut conn = ConnectionTokens::default();
         let mut length = None;
+        // Whether the final transfer coding (of the last header) is chunked.
         let mut coding: Option<bool> = None;
         for h in headers {
             match classify_response(h.name.as_bytes()) {
                 RespHeader::Connection => conn.add(h.value),
                 RespHeader::ContentLength => length = Some(content_length(h.value, length)?),
                 RespHeader::TransferEncoding => {
-                    // Chunked only if it is the final (only) coding; anything else is read
+                    // Chunked only if it is the final coding; otherwise the body is read
                     // until close, as RFC 9112 §6.3 says.
-                    coding = Some(coding.is_none() && only_chunked(h.value));
+                    coding = Some(tokens(h.value).last().is_some_and(|t| is(t, "chunked")));
                 }
                 RespHeader::Pass | RespHeader::Drop | RespHeader::Upgrade => {}
             }
@@ -605,8 +606,27 @@ impl<'b> ResponseHead<'b> {
             ClientBody::Length(n) => {
                 let _ = write!(Buf(out), "Content-Length: {n}\r\n");
             }
+            // Other codings (`gzip, chunked`) are the client's to undo: their headers go on
+            // as they came, and a body the balancer chunks itself gets `chunked` added.
             ClientBody::Chunked | ClientBody::Rechunk => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+                let te = |h: &&httparse::Header<'_>| {
+                    classify_response(h.name.as_bytes()) == RespHeader::TransferEncoding
+                };
+                let mut codings = self.headers.iter().filter(te);
+                let just_chunked = match (codings.next(), codings.next()) {
+                    (Some(h), None) => only_chunked(h.value),
+                    _ => false,
+                };
+                if body == ClientBody::Chunked && just_chunked {
+                    out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                } else {
+                    for h in self.headers.iter().filter(te) {
+                        header(out, b"Transfer-Encoding", h.value);
+                    }
+                    if body == ClientBody::Rechunk {
+                        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    }
+                }
             }
             // A bodiless response (HEAD, 304) still tells the length the body would have.
             ClientBody::Empty => {
@@ -1096,6 +1116,36 @@ mod tests {
                 false
             ),
             (Framing::Chunked, ClientBody::Chunked, true, false)
+        );
+        let (out, body, ..) = response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+            false,
+            true,
+        );
+        assert_eq!(body, ClientBody::Chunked);
+        assert!(
+            out.contains("\r\nTransfer-Encoding: gzip, chunked\r\n"),
+            "{out}"
+        );
+        let (out, body, ..) = response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+            false,
+            true,
+        );
+        assert_eq!(body, ClientBody::Rechunk);
+        assert!(
+            out.contains("\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            "{out}"
+        );
+        assert_eq!(
+            r(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                false,
+                false
+            ),
+            (Framing::UntilClose, ClientBody::Rechunk, true, false)
         );
         assert_eq!(
             r(
