@@ -56,10 +56,7 @@ impl Pool {
                 reused: true,
             });
         }
-        Ok(Upstream {
-            stream: connect(addr).await?,
-            reused: false,
-        })
+        self.fresh(addr).await
     }
 
     /// A new connection, bypassing the pool (the retry after a reused one failed).

@@ -504,6 +504,37 @@ async fn a_silent_instance_gets_the_client_a_504_after_the_io_timeout() {
     assert_eq!((m.count, m.failed), (1, 1));
 }
 
+/// For raw test backends: reads one request (head, and a body of Content-Length) off `s`,
+/// keeping what follows in `buf`; returns the head in lower case, `None` once closed.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    async fn more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+        }
+    }
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        more(s, buf).await?;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < end + len {
+        more(s, buf).await?;
+    }
+    buf.drain(..end + len);
+    Some(head)
+}
+
 /// A backend that answers the first request on each connection and, on the second, reads it
 /// and closes without a word (a crash mid-request). Counts the requests it read.
 async fn spawn_second_request_dropper(
@@ -522,29 +553,9 @@ async fn spawn_second_request_dropper(
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 for nth in 0.. {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    let Some(head) = read_request(&mut s, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < end + len {
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..end + len);
                     if head.starts_with("get /health") {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -576,13 +587,9 @@ async fn a_request_that_may_have_been_processed_is_resent_only_if_idempotent() {
     let proxy = proxy_to(addr).await;
     let mut s = connect(&proxy).await;
     let mut buf = Vec::new();
+    let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     // A POST on a reused connection that the instance drops after reading: not sent again.
-    let r = send(
-        &mut s,
-        &mut buf,
-        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
-    )
-    .await;
+    let r = send(&mut s, &mut buf, get.clone()).await;
     assert_eq!(r.status, 200);
     let r = send(
         &mut s,
@@ -594,19 +601,9 @@ async fn a_request_that_may_have_been_processed_is_resent_only_if_idempotent() {
     assert_eq!(seen.load(Ordering::SeqCst), 2, "the POST was sent twice");
 
     // A GET in the same spot is sent again on a new connection and answered.
-    let r = send(
-        &mut s,
-        &mut buf,
-        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
-    )
-    .await;
+    let r = send(&mut s, &mut buf, get.clone()).await;
     assert_eq!(r.status, 200);
-    let r = send(
-        &mut s,
-        &mut buf,
-        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
-    )
-    .await;
+    let r = send(&mut s, &mut buf, get.clone()).await;
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
@@ -672,19 +669,7 @@ async fn a_stray_body_after_a_bodiless_answer_is_not_taken_for_the_next_answer()
             };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    buf.drain(..end);
+                while let Some(head) = read_request(&mut s, &mut buf).await {
                     if head.starts_with("head ") {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
