@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
-use sprout_runtime::{BakeSpec, InstanceSpec, Runtime, RuntimeError};
+use sprout_runtime::{BakeSpec, BuildLimits, InstanceSpec, Runtime, RuntimeError};
 use tokio::sync::mpsc;
 
 const PYTHON: &str = "sprout/platform-python";
@@ -143,6 +143,7 @@ async fn bake_commits_bundle_and_build_output() {
         )),
         env: vec!["GREETING=hi".to_string()],
         labels,
+        limits: BuildLimits::default(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     rt.bake(&spec, &tx).await.expect("bake");
@@ -187,6 +188,8 @@ async fn bake_commits_bundle_and_build_output() {
             ],
             millicpus: 500,
             memory_mib: 128,
+            pids: 256,
+            user: None,
             bundle_dir: None,
         })
         .await
@@ -229,6 +232,7 @@ async fn failed_bake_leaves_no_image_nor_container() {
         build_script: Some(format!("echo failing-{sfx}; exit 7")),
         env: vec![],
         labels: HashMap::new(),
+        limits: BuildLimits::default(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let err = rt.bake(&spec, &tx).await.expect_err("must fail");
@@ -321,6 +325,8 @@ async fn instance_lifecycle_on_private_network() {
         ],
         millicpus: 250,
         memory_mib: 96,
+        pids: 256,
+        user: None,
         bundle_dir: Some(bundle.path().to_path_buf()),
     };
     let started = rt.start_instance(&spec).await.expect("start");
@@ -442,6 +448,8 @@ async fn failed_start_leaves_nothing() {
         cmd: vec!["true".into()],
         millicpus: 100,
         memory_mib: 32,
+        pids: 256,
+        user: None,
         bundle_dir: None,
     };
     assert!(matches!(
@@ -481,6 +489,7 @@ async fn bake_without_build_script_on_static() {
         build_script: None,
         env: vec!["A=1".to_string()],
         labels: HashMap::new(),
+        limits: BuildLimits::default(),
     };
     let (tx, _rx) = mpsc::unbounded_channel();
     rt.bake(&spec, &tx).await.expect("bake");
@@ -500,6 +509,8 @@ async fn bake_without_build_script_on_static() {
             cmd: vec!["sh".into(), "run.sh".into()],
             millicpus: 100,
             memory_mib: 32,
+            pids: 256,
+            user: None,
             bundle_dir: None,
         })
         .await
