@@ -551,10 +551,7 @@ mod tests {
     fn lie_about_size(zip: &mut [u8], size: u32) {
         let le = size.to_le_bytes();
         zip[22..26].copy_from_slice(&le);
-        let central = zip
-            .windows(4)
-            .position(|w| w == b"PK\x01\x02")
-            .unwrap();
+        let central = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
         zip[central + 24..central + 28].copy_from_slice(&le);
     }
 
@@ -613,8 +610,12 @@ mod tests {
     #[test]
     fn zip_symlinks_checked() {
         let escaping = zip_of(|z| {
-            z.add_symlink("l", "../../etc/passwd", zip::write::SimpleFileOptions::default())
-                .unwrap();
+            z.add_symlink(
+                "l",
+                "../../etc/passwd",
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
         });
         assert!(matches!(
             limited(&escaping, 100_000),

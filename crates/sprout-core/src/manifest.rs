@@ -186,8 +186,7 @@ fn valid_user(user: &str) -> bool {
         !p.is_empty()
             && p.len() <= 32
             && !p.starts_with('-')
-            && p
-                .chars()
+            && p.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     };
     match user.split_once(':') {
@@ -309,10 +308,23 @@ mod tests {
         let user = |text: &str| SproutYaml::parse(text).map(|y| y.user);
         assert_eq!(user("user: nobody").unwrap().as_deref(), Some("nobody"));
         assert_eq!(user("user: 1000").unwrap().as_deref(), Some("1000"));
-        assert_eq!(user("user: '1000:1000'").unwrap().as_deref(), Some("1000:1000"));
-        assert_eq!(user("user: app:staff").unwrap().as_deref(), Some("app:staff"));
+        assert_eq!(
+            user("user: '1000:1000'").unwrap().as_deref(),
+            Some("1000:1000")
+        );
+        assert_eq!(
+            user("user: app:staff").unwrap().as_deref(),
+            Some("app:staff")
+        );
         assert_eq!(user("platform: python").unwrap(), None);
-        for bad in ["user: ''", "user: 'a b'", "user: -x", "user: 'a:'", "user: 'a:b:c'", "user: [1]"] {
+        for bad in [
+            "user: ''",
+            "user: 'a b'",
+            "user: -x",
+            "user: 'a:'",
+            "user: 'a:b:c'",
+            "user: [1]",
+        ] {
             assert!(user(bad).is_err(), "{bad}");
         }
         // Stored manifests are JSON, where the id is already a string.

@@ -209,10 +209,8 @@ mod tests {
     #[test]
     fn sizes_grow() {
         let sizes: Vec<Limits> = InstanceType::ALL.iter().map(|t| t.limits()).collect();
-        assert!(sizes
-            .windows(2)
-            .all(|w| w[0].millicpus < w[1].millicpus
-                && w[0].memory_mib < w[1].memory_mib
-                && w[0].pids < w[1].pids));
+        assert!(sizes.windows(2).all(|w| w[0].millicpus < w[1].millicpus
+            && w[0].memory_mib < w[1].memory_mib
+            && w[0].pids < w[1].pids));
     }
 }

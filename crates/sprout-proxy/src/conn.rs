@@ -829,10 +829,7 @@ async fn read_paced(
         }
         Err(_) if allowed < limit => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!(
-                "request body slower than {} bytes/s; cut",
-                pace.min_rate()
-            ),
+            format!("request body slower than {} bytes/s; cut", pace.min_rate()),
         )),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
     }

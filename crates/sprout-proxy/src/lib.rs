@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 pub use error::ProxyError;
-pub use ipnet::IpNet;
 pub use health::{BackendState, BackendStatus, HealthCheck};
+pub use ipnet::IpNet;
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
 pub use server::PerCoreListeners;
 pub use wire::WireError;
@@ -167,7 +167,10 @@ impl Balancer {
 
     /// Whether `ip` is one of the trusted proxies.
     pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
-        self.config.trusted_proxies.iter().any(|net| net.contains(&ip))
+        self.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
     }
 
     /// The configured domain (e.g. `localhost`).
@@ -531,9 +534,15 @@ mod tests {
     #[test]
     fn trusted_proxies_parse() {
         let net = super::parse_trusted_proxy;
-        assert!(net("10.0.0.1").unwrap().contains(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()));
-        assert!(!net("10.0.0.1").unwrap().contains(&"10.0.0.2".parse::<std::net::IpAddr>().unwrap()));
-        assert!(net("10.0.0.0/8").unwrap().contains(&"10.9.9.9".parse::<std::net::IpAddr>().unwrap()));
+        assert!(net("10.0.0.1")
+            .unwrap()
+            .contains(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!net("10.0.0.1")
+            .unwrap()
+            .contains(&"10.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+        assert!(net("10.0.0.0/8")
+            .unwrap()
+            .contains(&"10.9.9.9".parse::<std::net::IpAddr>().unwrap()));
         assert!(net("::1").is_ok());
         assert!(net("proxy.local").unwrap_err().contains("proxy.local"));
     }

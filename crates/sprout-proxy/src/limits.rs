@@ -80,11 +80,7 @@ impl Pace {
             return None;
         }
         let earned = Duration::from_secs_f64(self.received as f64 / f64::from(self.min_rate));
-        Some(
-            (self.grace + earned)
-                .saturating_sub(self.waited)
-                .min(limit),
-        )
+        Some((self.grace + earned).saturating_sub(self.waited).min(limit))
     }
 
     /// Records one read: `n` bytes after waiting `waited`.
@@ -111,14 +107,20 @@ mod tests {
         let second = conns.admit(a, 2);
         assert!(first.is_some() && second.is_some());
         assert!(conns.admit(a, 2).is_none());
-        assert!(conns.admit(b, 2).is_some(), "another address is not affected");
+        assert!(
+            conns.admit(b, 2).is_some(),
+            "another address is not affected"
+        );
         drop(first);
         assert_eq!(conns.count(a), 1);
         let third = conns.admit(a, 2);
         assert!(third.is_some());
         drop((second, third));
         assert_eq!(conns.count(a), 0);
-        assert!(conns.open.lock().unwrap().is_empty(), "no entry kept at zero");
+        assert!(
+            conns.open.lock().unwrap().is_empty(),
+            "no entry kept at zero"
+        );
         let uncapped: Vec<_> = (0..10).map(|_| conns.admit(a, 0)).collect();
         assert!(uncapped.iter().all(Option::is_some));
         assert_eq!(conns.count(a), 0);
@@ -135,6 +137,10 @@ mod tests {
         pace.record(0, Duration::from_secs(2));
         assert_eq!(pace.allowance(limit), Some(Duration::ZERO));
         pace.record(10_000, Duration::ZERO);
-        assert_eq!(pace.allowance(limit), Some(limit), "never past the per-read limit");
+        assert_eq!(
+            pace.allowance(limit),
+            Some(limit),
+            "never past the per-read limit"
+        );
     }
 }

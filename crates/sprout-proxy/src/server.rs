@@ -73,7 +73,8 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListene
 }
 
 /// The answer to a connection over the per-client cap, before it is closed.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n\
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n\
 Content-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
 
 /// How long a stopping balancer lets requests under way finish.

@@ -471,7 +471,11 @@ fn write_cookie(out: &mut Vec<u8>, name: &[u8], value: &[u8], private: &[String]
     out.extend_from_slice(b": ");
     let mut kept = false;
     for pair in value.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
-        let key = pair.split(|&b| b == b'=').next().unwrap_or(pair).trim_ascii();
+        let key = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
         if pair.is_empty() || private.iter().any(|p| p.as_bytes() == key) {
             continue;
         }
@@ -990,7 +994,10 @@ mod tests {
 
     #[test]
     fn private_cookies_stripped() {
-        let private = ["sprout_session".to_string(), "__Host-sprout_session".to_string()];
+        let private = [
+            "sprout_session".to_string(),
+            "__Host-sprout_session".to_string(),
+        ];
         let cookie = |value: &str| {
             let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nCookie: {value}\r\n\r\n");
             let out = upstream_with(&raw, false, &private);

@@ -806,9 +806,11 @@ async fn a_body_trickled_slower_than_the_minimum_rate_is_cut() {
 
     // At a good pace (2000 bytes in 4 pieces, well above 1000 bytes/s): answered whole.
     let mut s = connect(&proxy).await;
-    s.write_all(format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2000\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2000\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     for _ in 0..4 {
         s.write_all(&[b'x'; 500]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -819,9 +821,11 @@ async fn a_body_trickled_slower_than_the_minimum_rate_is_cut() {
     // A byte every 100 ms (10 bytes/s) of an announced 100 kB: the balancer closes the
     // connection (on today's 60 s per-read timeout alone it would wait for ever).
     let mut s = connect(&proxy).await;
-    s.write_all(format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let (mut rd, mut wr) = s.into_split();
     let trickle = tokio::spawn(async move {
         let mut sent = 0;
@@ -883,5 +887,8 @@ async fn connections_from_one_address_are_capped() {
         s.read_exact(&mut buf).await.is_ok() && buf.starts_with(b"HTTP/1.1 200")
     })
     .await;
-    assert!(served, "a slot freed by a closed connection is not given back");
+    assert!(
+        served,
+        "a slot freed by a closed connection is not given back"
+    );
 }

@@ -40,7 +40,8 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(3);
 /// Capabilities Docker grants by default that neither an instance nor a build needs, and
 /// that help an attacker inside one (raw sockets for spoofing, device nodes, chroot escapes,
 /// file capabilities, audit writes).
-const DROPPED_CAPABILITIES: [&str; 5] = ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE"];
+const DROPPED_CAPABILITIES: [&str; 5] =
+    ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE"];
 
 /// Docker's own log of a container is a file on the host: bounded, so a chatty or hostile
 /// process cannot fill the disk.
@@ -791,7 +792,8 @@ impl LineSplitter {
                 self.partial.push(b);
                 if self.partial.len() >= MAX_LINE {
                     let piece = std::mem::take(&mut self.partial);
-                    self.lines.push(String::from_utf8_lossy(&piece).into_owned());
+                    self.lines
+                        .push(String::from_utf8_lossy(&piece).into_owned());
                 }
             }
         }

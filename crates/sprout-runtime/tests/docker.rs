@@ -547,7 +547,10 @@ fn assert_confined(hc: &bollard::models::HostConfig, pids: i64, what: &str) {
     let log = hc.log_config.clone().unwrap_or_default();
     assert_eq!(log.typ.as_deref(), Some("json-file"), "{what}: log driver");
     let log = log.config.unwrap_or_default();
-    assert!(log.contains_key("max-size"), "{what}: log max-size: {log:?}");
+    assert!(
+        log.contains_key("max-size"),
+        "{what}: log max-size: {log:?}"
+    );
 }
 
 #[tokio::test]
@@ -597,7 +600,9 @@ async fn instances_are_confined_and_run_as_the_bundles_user() {
     let lines = wait_logs(&rt, &started.container_id, &format!("up-{sfx}")).await;
     assert!(lines.contains(&"uid=65534".to_string()), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
         "{lines:?}"
     );
     rt.remove_instance(&name, Duration::from_secs(1))
@@ -607,7 +612,10 @@ async fn instances_are_confined_and_run_as_the_bundles_user() {
 }
 
 /// The build container of a bake whose build script mentions `sfx`, inspected while it runs.
-async fn inspect_build_container(rt: &Runtime, sfx: &str) -> bollard::models::ContainerInspectResponse {
+async fn inspect_build_container(
+    rt: &Runtime,
+    sfx: &str,
+) -> bollard::models::ContainerInspectResponse {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let all = rt
@@ -678,7 +686,12 @@ async fn build_containers_are_confined_and_stopped_at_the_time_limit() {
     // The stopped build's container is gone.
     let gone = (0..50).any(|_| {
         let leftover = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("id={}", inspected.id.clone().unwrap_or_default())])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("id={}", inspected.id.clone().unwrap_or_default()),
+            ])
             .output()
             .map(|o| o.stdout.is_empty())
             .unwrap_or(false);
@@ -718,14 +731,17 @@ async fn a_build_log_is_capped() {
         },
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    rt.bake(&spec, &tx).await.expect("a chatty build still succeeds");
+    rt.bake(&spec, &tx)
+        .await
+        .expect("a chatty build still succeeds");
     let log = drain(&mut rx);
     let bytes: usize = log.iter().map(|l| l.len() + 1).sum();
     // The cap, plus the bake's own few lines around the build's output.
     assert!(bytes < 4096 + 1024, "{bytes} bytes of log kept");
     assert!(log.contains(&format!("first-{sfx}")), "{log:?}");
     assert!(
-        log.iter().any(|l| l.contains("build log capped at 4096 bytes")),
+        log.iter()
+            .any(|l| l.contains("build log capped at 4096 bytes")),
         "{log:?}"
     );
     assert!(!log.contains(&format!("last-{sfx}")), "{log:?}");

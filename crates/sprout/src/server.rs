@@ -145,7 +145,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies.clone(),
         max_connections_per_client: args.max_client_connections,
         // The dashboard's session (also as served over HTTPS) never reaches an instance.
-        private_cookies: vec![SESSION_COOKIE.to_string(), format!("__Host-{SESSION_COOKIE}")],
+        private_cookies: vec![
+            SESSION_COOKIE.to_string(),
+            format!("__Host-{SESSION_COOKIE}"),
+        ],
         ..BalancerConfig::default()
     });
     let mut config = ControlConfig::new(data.clone());
