@@ -6,11 +6,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Open connections per client address.
+type OpenCounts = Arc<Mutex<HashMap<IpAddr, u32>>>;
+
 /// Open connections per client address, shared by every serving thread. Touched once when a
 /// connection opens and once when it closes, never per request.
 #[derive(Default)]
 pub(crate) struct ClientConns {
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    open: OpenCounts,
 }
 
 impl ClientConns {
@@ -37,7 +40,7 @@ impl ClientConns {
 }
 
 /// One open connection counted against its client's address.
-pub(crate) struct ClientSlot(Option<(Arc<Mutex<HashMap<IpAddr, u32>>>, IpAddr)>);
+pub(crate) struct ClientSlot(Option<(OpenCounts, IpAddr)>);
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {

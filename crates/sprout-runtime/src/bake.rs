@@ -411,17 +411,17 @@ mod tests {
     #[test]
     fn build_log_is_capped() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut log = CappedLog {
-            log: &tx,
-            left: 10,
-            max: 10,
-            capped: false,
-        };
-        for line in ["abcd", "efgh", "ijkl", "m"] {
-            log.send(line.to_string());
+        {
+            let mut log = CappedLog {
+                log: &tx,
+                left: 10,
+                max: 10,
+                capped: false,
+            };
+            for line in ["abcd", "efgh", "ijkl", "m"] {
+                log.send(line.to_string());
+            }
         }
-        drop(log);
-        drop(tx);
         let mut got = Vec::new();
         while let Ok(line) = rx.try_recv() {
             got.push(line);
