@@ -818,6 +818,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn splitter_cuts_endless_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(&vec![b'a'; MAX_LINE * 2 + 5]), 2);
+        assert!(s.take_lines().iter().all(|l| l.len() == MAX_LINE));
+        assert_eq!(s.finish(), vec!["aaaaa".to_string()]);
+    }
+
+    #[test]
     fn splitter_handles_partial_chunks() {
         let mut s = LineSplitter::default();
         assert_eq!(s.push(b"hel"), 0);
