@@ -117,7 +117,12 @@ async fn spawn_raw_backend(response: &'static str, linger: Duration) -> SocketAd
 }
 
 async fn proxy_to(addr: SocketAddr) -> TestProxy {
-    let proxy = TestProxy::start().await;
+    proxy_with(sprout_proxy::BalancerConfig::default(), addr).await
+}
+
+/// A balancer with `config` in front of the backend at `addr` (id `b`), once it is healthy.
+async fn proxy_with(config: sprout_proxy::BalancerConfig, addr: SocketAddr) -> TestProxy {
+    let proxy = TestProxy::start_with(config).await;
     proxy.balancer.set_route(spec(addr));
     wait_healthy(&proxy.balancer, "web", &["b"]).await;
     proxy
@@ -716,11 +721,7 @@ async fn a_stray_body_after_a_bodiless_answer_is_not_taken_for_the_next_answer()
 #[tokio::test]
 async fn a_host_that_is_not_host_and_port_is_refused_and_never_reaches_the_instance() {
     let a = common::TestBackend::spawn("a").await;
-    let proxy = TestProxy::start().await;
-    proxy
-        .balancer
-        .set_route(common::route("web", &[HOST], &[&a]));
-    wait_healthy(&proxy.balancer, "web", &["a"]).await;
+    let proxy = proxy_to(a.addr).await;
     for host in [
         "app.localhost:@evil",
         "app.localhost:80:80",
@@ -747,23 +748,18 @@ async fn a_host_that_is_not_host_and_port_is_refused_and_never_reaches_the_insta
 async fn a_clients_forwarded_for_is_replaced_unless_it_is_a_trusted_proxy() {
     let a = common::TestBackend::spawn("a").await;
     let forged = [("x-forwarded-for", "6.6.6.6")];
-    let untrusted = TestProxy::start().await;
-    untrusted
-        .balancer
-        .set_route(common::route("web", &[HOST], &[&a]));
-    wait_healthy(&untrusted.balancer, "web", &["a"]).await;
+    let untrusted = proxy_to(a.addr).await;
     let r = untrusted.get_with(HOST, "/", &forged).await;
     assert_eq!(r.headers["echo-x-forwarded-for"], "127.0.0.1");
 
-    let trusted = TestProxy::start_with(sprout_proxy::BalancerConfig {
-        trusted_proxies: vec![sprout_proxy::parse_trusted_proxy("127.0.0.0/8").unwrap()],
-        ..sprout_proxy::BalancerConfig::default()
-    })
+    let trusted = proxy_with(
+        sprout_proxy::BalancerConfig {
+            trusted_proxies: vec![sprout_proxy::parse_trusted_proxy("127.0.0.0/8").unwrap()],
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
     .await;
-    trusted
-        .balancer
-        .set_route(common::route("web", &[HOST], &[&a]));
-    wait_healthy(&trusted.balancer, "web", &["a"]).await;
     let r = trusted.get_with(HOST, "/", &forged).await;
     assert_eq!(r.headers["echo-x-forwarded-for"], "6.6.6.6, 127.0.0.1");
 }
@@ -771,15 +767,14 @@ async fn a_clients_forwarded_for_is_replaced_unless_it_is_a_trusted_proxy() {
 #[tokio::test]
 async fn the_dashboards_session_cookie_is_not_forwarded_and_other_cookies_are() {
     let a = common::TestBackend::spawn("a").await;
-    let proxy = TestProxy::start_with(sprout_proxy::BalancerConfig {
-        private_cookies: vec!["sprout_session".into(), "__Host-sprout_session".into()],
-        ..sprout_proxy::BalancerConfig::default()
-    })
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            private_cookies: vec!["sprout_session".into(), "__Host-sprout_session".into()],
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
     .await;
-    proxy
-        .balancer
-        .set_route(common::route("web", &[HOST], &[&a]));
-    wait_healthy(&proxy.balancer, "web", &["a"]).await;
     let sent = "theme=dark; sprout_session=eyJ.jwt.sig; __Host-sprout_session=eyJ2; cart=3";
     let r = proxy.get_with(HOST, "/", &[("cookie", sent)]).await;
     assert_eq!(r.headers["echo-cookie"], "theme=dark; cart=3");
@@ -795,14 +790,15 @@ async fn the_dashboards_session_cookie_is_not_forwarded_and_other_cookies_are() 
 #[tokio::test]
 async fn a_body_trickled_slower_than_the_minimum_rate_is_cut() {
     let backend = spawn_hyper_backend().await;
-    let proxy = TestProxy::start_with(sprout_proxy::BalancerConfig {
-        min_body_rate: 1000,
-        body_grace: Duration::from_millis(500),
-        ..sprout_proxy::BalancerConfig::default()
-    })
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            min_body_rate: 1000,
+            body_grace: Duration::from_millis(500),
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        backend,
+    )
     .await;
-    proxy.balancer.set_route(spec(backend));
-    wait_healthy(&proxy.balancer, "web", &["b"]).await;
 
     // At a good pace (2000 bytes in 4 pieces, well above 1000 bytes/s): answered whole.
     let mut s = connect(&proxy).await;
@@ -851,15 +847,14 @@ async fn a_body_trickled_slower_than_the_minimum_rate_is_cut() {
 #[tokio::test]
 async fn connections_from_one_address_are_capped() {
     let a = common::TestBackend::spawn("a").await;
-    let proxy = TestProxy::start_with(sprout_proxy::BalancerConfig {
-        max_connections_per_client: 3,
-        ..sprout_proxy::BalancerConfig::default()
-    })
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            max_connections_per_client: 3,
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
     .await;
-    proxy
-        .balancer
-        .set_route(common::route("web", &[HOST], &[&a]));
-    wait_healthy(&proxy.balancer, "web", &["a"]).await;
     let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     let mut open = Vec::new();
     for _ in 0..3 {

@@ -223,17 +223,14 @@ async fn failed_bake_leaves_no_image_nor_container() {
         networks: vec![],
         images: vec![image.clone()],
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
-    let spec = BakeSpec {
-        base_image: STATIC.to_string(),
-        image: image.clone(),
-        bundle_dir: dir.path().to_path_buf(),
-        build_script: Some(format!("echo failing-{sfx}; exit 7")),
-        env: vec![],
-        labels: HashMap::new(),
-        limits: BuildLimits::default(),
-    };
+    let dir = one_file_bundle();
+    let spec = bake_of(
+        &dir,
+        STATIC,
+        &image,
+        format!("echo failing-{sfx}; exit 7"),
+        BuildLimits::default(),
+    );
     let (tx, mut rx) = mpsc::unbounded_channel();
     let err = rt.bake(&spec, &tx).await.expect_err("must fail");
     assert_eq!(err.exit_code(), Some(7), "{err}");
@@ -523,6 +520,32 @@ async fn bake_without_build_script_on_static() {
     assert!(!rt.image_exists(&image).await.expect("inspect"));
 }
 
+/// A bundle of one file, `app.py`.
+fn one_file_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
+    dir
+}
+
+/// A bake of `dir` from `base` into `image`, running `script` under `limits`.
+fn bake_of(
+    dir: &tempfile::TempDir,
+    base: &str,
+    image: &str,
+    script: String,
+    limits: BuildLimits,
+) -> BakeSpec {
+    BakeSpec {
+        base_image: base.to_string(),
+        image: image.to_string(),
+        bundle_dir: dir.path().to_path_buf(),
+        build_script: Some(script),
+        env: vec![],
+        labels: HashMap::new(),
+        limits,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Confinement (issue 12): what `docker inspect` shows of every container Sprout starts.
 
@@ -652,8 +675,7 @@ async fn build_containers_are_confined_and_stopped_at_the_time_limit() {
         networks: vec![],
         images: vec![image.clone()],
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
+    let dir = one_file_bundle();
     let limits = BuildLimits {
         millicpus: 500,
         memory_mib: 256,
@@ -661,15 +683,13 @@ async fn build_containers_are_confined_and_stopped_at_the_time_limit() {
         timeout: Duration::from_secs(5),
         ..BuildLimits::default()
     };
-    let spec = BakeSpec {
-        base_image: PYTHON.to_string(),
-        image: image.clone(),
-        bundle_dir: dir.path().to_path_buf(),
-        build_script: Some(format!("echo slow-{sfx}; sleep 600")),
-        env: vec![],
-        labels: HashMap::new(),
+    let spec = bake_of(
+        &dir,
+        PYTHON,
+        &image,
+        format!("echo slow-{sfx}; sleep 600"),
         limits,
-    };
+    );
     let (tx, _rx) = mpsc::unbounded_channel();
     let (result, inspected) = tokio::join!(rt.bake(&spec, &tx), inspect_build_container(&rt, &sfx));
     let hc = inspected.host_config.expect("host config");
@@ -713,23 +733,16 @@ async fn a_build_log_is_capped() {
         networks: vec![],
         images: vec![image.clone()],
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
-    let spec = BakeSpec {
-        base_image: STATIC.to_string(),
-        image: image.clone(),
-        bundle_dir: dir.path().to_path_buf(),
-        // Many lines, then one long line without a newline.
-        build_script: Some(format!(
-            "echo first-{sfx}; seq 1 100000; head -c 200000 /dev/zero | tr '\\0' a; echo; echo last-{sfx}"
-        )),
-        env: vec![],
-        labels: HashMap::new(),
-        limits: BuildLimits {
-            max_log_bytes: 4096,
-            ..BuildLimits::default()
-        },
+    let dir = one_file_bundle();
+    // Many lines, then one long line without a newline.
+    let script = format!(
+        "echo first-{sfx}; seq 1 100000; head -c 200000 /dev/zero | tr '\\0' a; echo; echo last-{sfx}"
+    );
+    let limits = BuildLimits {
+        max_log_bytes: 4096,
+        ..BuildLimits::default()
     };
+    let spec = bake_of(&dir, STATIC, &image, script, limits);
     let (tx, mut rx) = mpsc::unbounded_channel();
     rt.bake(&spec, &tx)
         .await
