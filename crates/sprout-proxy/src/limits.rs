@@ -82,14 +82,20 @@ impl Pace {
         if self.min_rate == 0 {
             return None;
         }
-        let earned = Duration::from_secs_f64(self.received as f64 / f64::from(self.min_rate));
-        Some((self.grace + earned).saturating_sub(self.waited).min(limit))
+        let earned = Duration::try_from_secs_f64(self.received as f64 / f64::from(self.min_rate))
+            .unwrap_or(Duration::MAX);
+        Some(
+            self.grace
+                .saturating_add(earned)
+                .saturating_sub(self.waited)
+                .min(limit),
+        )
     }
 
     /// Records one read: `n` bytes after waiting `waited`.
     pub(crate) fn record(&mut self, n: usize, waited: Duration) {
-        self.received += n as u64;
-        self.waited += waited;
+        self.received = self.received.saturating_add(n as u64);
+        self.waited = self.waited.saturating_add(waited);
     }
 
     pub(crate) fn min_rate(&self) -> u32 {
