@@ -239,13 +239,50 @@ impl Control {
         vars
     }
 
-    /// Appends checked messages to a queue (one transaction) and wakes its consumers.
+    /// Appends checked messages to a queue (one transaction) and wakes its consumers, if
+    /// its application's quota has room for all of them.
     pub async fn enqueue(&self, queue: &QueueRow, messages: &[NewMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let usage = self.store().queue_usage(queue.app_id).await?;
+        let adding_bytes: usize = messages
+            .iter()
+            .map(|m| m.body.len() + m.attributes.len())
+            .sum();
+        self.config().queue_quota.check_send(
+            usage.messages.max(0) as u64,
+            usage.bytes.max(0) as u64,
+            messages.len() as u64,
+            adding_bytes as u64,
+        )?;
         self.store()
             .send_messages(queue, messages, now_ms())
             .await?;
         self.queue_changed();
         Ok(())
+    }
+
+    /// An extra queue of an application (SQS CreateQueue): the existing one of that name, or
+    /// a new one if the application's quota has room.
+    pub async fn create_queue(
+        &self,
+        app_id: i64,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<QueueRow> {
+        q::check_queue_name(name).map_err(invalid)?;
+        if let Some(existing) = self.store().queue_by_name(app_id, name).await? {
+            return Ok(existing);
+        }
+        let usage = self.store().queue_usage(app_id).await?;
+        self.config()
+            .queue_quota
+            .check_new_queue(usage.queues.max(0) as u64)?;
+        Ok(self
+            .store()
+            .create_queue(app_id, name, settings, now_ms())
+            .await?)
     }
 
     /// Receives up to `max` messages, waiting up to `wait` for the first (long poll).
