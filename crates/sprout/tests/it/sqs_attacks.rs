@@ -211,20 +211,26 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
             "{r}"
         );
     }
-    // Sprout's own API refuses it the same way.
-    let bad = format!("beanstalk.sqsd.path=@127.0.0.1:{port}/ssrf");
-    let out = server.cli(&[
-        "queue",
-        "send",
-        &atk,
-        "ssrf",
-        "--attr",
-        "beanstalk.sqsd.task_name=t",
-        "--attr",
-        &bad,
-    ]);
-    assert!(!out.status.success(), "the API took a message with {bad}");
-    assert!(stderr(&out).contains("beanstalk.sqsd.path"), "{}", stderr(&out));
+    // Sprout's own API refuses it the same way (through the client the CLI uses: the CLI's
+    // --attr takes no dotted names).
+    let bad = format!("@127.0.0.1:{port}/ssrf");
+    let err = server
+        .client
+        .queue_send(
+            &atk,
+            &sprout_core::queue::SendRequest {
+                body: "ssrf".into(),
+                attributes: [
+                    ("beanstalk.sqsd.task_name".to_string(), "t".to_string()),
+                    ("beanstalk.sqsd.path".to_string(), bad.clone()),
+                ]
+                .into(),
+                delay_seconds: None,
+            },
+        )
+        .await
+        .expect_err("the API took a message with a path to another host");
+    assert!(err.to_string().contains("beanstalk.sqsd.path"), "{err}");
     // A message already in the queue from before the check (written straight into the
     // store): undeliverable, so it goes to the dead-letter queue, and nothing connects.
     {
