@@ -155,9 +155,12 @@ impl From<ControlError> for SqsError {
                 "QueueAlreadyExists",
                 m,
             ),
-            e @ ControlError::Quota(_) => {
-                Self::new(StatusCode::FORBIDDEN, "OverLimit", "OverLimit", e.to_string())
-            }
+            e @ ControlError::Quota(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "OverLimit",
+                "OverLimit",
+                e.to_string(),
+            ),
             other => {
                 tracing::error!(error = %other, "sqs request failed");
                 Self::new(

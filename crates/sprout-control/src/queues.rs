@@ -15,6 +15,11 @@ use tokio::sync::Notify;
 /// The region Sprout's SQS endpoint names (any SDK wants one).
 pub const REGION: &str = "us-east-1";
 
+/// `sprout queue dlq` lists the oldest dead messages, at most this many and this many bytes
+/// of bodies: a dead-letter queue can hold an application's whole quota, an answer must not.
+pub const DLQ_LIST_MAX: i64 = 1000;
+pub const DLQ_LIST_MAX_BYTES: i64 = 16 * 1024 * 1024;
+
 /// Wakes long polls and the dispatcher when messages arrive or come back.
 #[derive(Default)]
 pub struct QueueSignals {
@@ -245,6 +250,21 @@ impl Control {
         if messages.is_empty() {
             return Ok(());
         }
+        self.check_quota(queue, messages).await?;
+        self.store()
+            .send_messages(queue, messages, now_ms())
+            .await?;
+        self.queue_changed();
+        Ok(())
+    }
+
+    /// Has the queue's application room for `messages`? (Every way in checks: sends through
+    /// the API and the SQS endpoint, and periodic tasks.)
+    pub(crate) async fn check_quota(
+        &self,
+        queue: &QueueRow,
+        messages: &[NewMessage],
+    ) -> Result<()> {
         let usage = self.store().queue_usage(queue.app_id).await?;
         let adding_bytes: usize = messages
             .iter()
@@ -256,10 +276,6 @@ impl Control {
             messages.len() as u64,
             adding_bytes as u64,
         )?;
-        self.store()
-            .send_messages(queue, messages, now_ms())
-            .await?;
-        self.queue_changed();
         Ok(())
     }
 
@@ -380,7 +396,10 @@ impl Control {
         let Some(dlq) = queue.dlq_id else {
             return Ok(Vec::new());
         };
-        let rows = self.store().queue_messages(dlq, 10_000).await?;
+        let rows = self
+            .store()
+            .queue_messages(dlq, DLQ_LIST_MAX, DLQ_LIST_MAX_BYTES)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| DeadMessage {

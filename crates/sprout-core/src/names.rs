@@ -110,7 +110,8 @@ name_type!(
 #[serde(try_from = "String", into = "String")]
 pub struct RequestPath(String);
 
-const REQUEST_PATH_RULE: &str = "an absolute path: '/' then letters, digits or -._~!$&'()*+,;=:@/?% \
+const REQUEST_PATH_RULE: &str =
+    "an absolute path: '/' then letters, digits or -._~!$&'()*+,;=:@/?% \
      (no scheme, no host, no '//' at the start, no spaces, no '#'; at most 2048 characters)";
 
 impl RequestPath {
@@ -253,7 +254,10 @@ mod tests {
             "/caf\u{e9}",
             &format!("/{}", "a".repeat(2048)),
         ] {
-            assert!(RequestPath::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                RequestPath::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         assert!(serde_json::from_str::<RequestPath>("\"@h:1/x\"").is_err());
     }

@@ -418,7 +418,11 @@ mod tests {
             check_body(&empty, &sha256_hex(b"x")),
             Err(SigV4Error::BodyMismatch)
         );
-        for unsigned in ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "abc"] {
+        for unsigned in [
+            "UNSIGNED-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "abc",
+        ] {
             let mut h = example_headers();
             h.push(("x-amz-content-sha256".into(), unsigned.into()));
             let r = SignedRequest {

@@ -473,12 +473,23 @@ impl Store {
             .rows_affected())
     }
 
-    /// Messages of a queue, oldest first (for listing a DLQ).
-    pub async fn queue_messages(&self, queue_id: i64, limit: i64) -> Result<Vec<MessageRow>> {
+    /// Messages of a queue, oldest first (for listing a DLQ): at most `limit`, and no more
+    /// than `max_bytes` of bodies in all, so a full queue is never loaded whole.
+    pub async fn queue_messages(
+        &self,
+        queue_id: i64,
+        limit: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<MessageRow>> {
         Ok(sqlx::query_as::<_, MessageRow>(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ? ORDER BY id LIMIT ?"
+            "SELECT {MESSAGE_COLUMNS} FROM (
+                 SELECT {MESSAGE_COLUMNS},
+                     SUM(length(CAST(body AS BLOB))) OVER (ORDER BY id) AS running
+                 FROM messages WHERE queue_id = ?)
+             WHERE running <= ? ORDER BY id LIMIT ?"
         ))
         .bind(queue_id)
+        .bind(max_bytes)
         .bind(limit)
         .fetch_all(self.pool())
         .await?)

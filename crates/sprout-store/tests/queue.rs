@@ -161,7 +161,7 @@ async fn delay_retention_dead_letters_and_redrive() {
         .expect("claim")
         .is_empty());
     let dlq = q.dlq_id.expect("dlq");
-    let dead = store.queue_messages(dlq, 100).await.expect("dead");
+    let dead = store.queue_messages(dlq, 100, 1 << 20).await.expect("dead");
     assert_eq!(dead.len(), 2);
     assert_eq!(store.redrive(dlq, &q, 91_000).await.expect("redrive"), 2);
     let back = store
@@ -289,16 +289,39 @@ async fn queue_names_are_per_application_and_usage_is_counted() {
     // Moving to the DLQ keeps the application's total; deleting lowers it.
     let got = store.claim(&q, 2, 30_000, None, 0).await.expect("claim");
     let receipt = got[0].receipt.clone().expect("receipt");
-    assert!(store.dead_letter(&q, &receipt, 1).await.expect("dead letter"));
+    assert!(store
+        .dead_letter(&q, &receipt, 1)
+        .await
+        .expect("dead letter"));
     assert!(!store.dead_letter(&q, &receipt, 1).await.expect("again"));
     let dlq = q.dlq_id.expect("dlq");
-    assert_eq!(store.queue_messages(dlq, 10).await.expect("dlq").len(), 1);
-    assert_eq!(store.queue_usage(q.app_id).await.expect("usage").messages, 3);
+    assert_eq!(
+        store
+            .queue_messages(dlq, 10, 1 << 20)
+            .await
+            .expect("dlq")
+            .len(),
+        1
+    );
+    // The listing stops at its byte budget ("body N" is 6 bytes).
+    assert!(store
+        .queue_messages(dlq, 10, 5)
+        .await
+        .expect("dlq")
+        .is_empty());
+    assert_eq!(
+        store.queue_usage(q.app_id).await.expect("usage").messages,
+        3
+    );
     let r2 = got[1].receipt.clone().expect("receipt");
     assert!(store.delete_by_receipt(q.id, &r2).await.expect("delete"));
     let usage = store.queue_usage(q.app_id).await.expect("usage");
     assert_eq!(usage.messages, 2);
-    assert_eq!(usage.bytes, bytes(&batch[..2]), "the bodies are the same size");
+    assert_eq!(
+        usage.bytes,
+        bytes(&batch[..2]),
+        "the bodies are the same size"
+    );
     store.purge_queue(q.id).await.expect("purge");
     store.purge_queue(dlq).await.expect("purge");
     assert_eq!(

@@ -418,10 +418,24 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
 
     // Quotas (4 queues, 10 messages, 64 KiB per application): clear errors, nothing stored.
     let r = sqs.call("CreateQueue", json!({ "QueueName": format!("more-{atk}") }));
-    assert_eq!((r["error"].as_str(), r["status"].as_u64()), (Some("OverLimit"), Some(403)), "{r}");
-    assert!(r["message"].as_str().is_some_and(|m| m.contains("4 queues per application")), "{r}");
+    assert_eq!(
+        (r["error"].as_str(), r["status"].as_u64()),
+        (Some("OverLimit"), Some(403)),
+        "{r}"
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4 queues per application")),
+        "{r}"
+    );
     let r = sqs.call("GetQueueUrl", json!({ "QueueName": format!("more-{atk}") }));
-    assert!(r["error"].as_str().is_some_and(|c| c.contains("NonExistentQueue")), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|c| c.contains("NonExistentQueue")),
+        "{r}"
+    );
     let r = sqs.call(
         "SendMessage",
         json!({ "QueueUrl": sig_q, "MessageBody": "x".repeat(40_000) }),
@@ -432,7 +446,12 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
         json!({ "QueueUrl": sig_q, "MessageBody": "y".repeat(40_000) }),
     );
     assert_eq!(r["error"], "OverLimit", "{r}");
-    assert!(r["message"].as_str().is_some_and(|m| m.contains("65536 bytes per application")), "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("65536 bytes per application")),
+        "{r}"
+    );
     let mut refused = None;
     for i in 0..11 {
         let r = sqs.call(
@@ -446,10 +465,19 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
     }
     let refused = refused.expect("the message quota refused a send");
     assert_eq!(refused["error"], "OverLimit", "{refused}");
-    assert!(refused["message"].as_str().is_some_and(|m| m.contains("10 messages per application")), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10 messages per application")),
+        "{refused}"
+    );
     let out = server.cli(&["queue", "send", &atk, "one more"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("10 messages per application"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("10 messages per application"),
+        "{}",
+        stderr(&out)
+    );
 
     // App B arrives: its worker gets its own queue, not the one waiting under its name.
     launch_worker(&server, &vic_app, &vic, 1, None, &[]).await;
@@ -480,7 +508,10 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
     .await
     .unwrap_or_else(|| panic!("B's message {} is processed", sent.message_id));
     assert!(
-        !bodies(&server, &vic).await.iter().any(|b| b.contains("poison")),
+        !bodies(&server, &vic)
+            .await
+            .iter()
+            .any(|b| b.contains("poison")),
         "B's worker processed A's message"
     );
     assert_eq!(count(&squat), "1", "A's queue of that name is still A's");
@@ -489,7 +520,12 @@ async fn a_tenant_cannot_reach_the_host_forge_bodies_or_take_another_apps_queue(
         "SendMessage",
         json!({ "QueueUrl": format!("{}/{vic_app}/{vic}", sqs.endpoint), "MessageBody": "x" }),
     );
-    assert!(r["error"].as_str().is_some_and(|c| c.contains("NonExistentQueue")), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|c| c.contains("NonExistentQueue")),
+        "{r}"
+    );
     let vic_sqs = Sqs::of(&server, &vic);
     let listed = vic_sqs.call("ListQueues", json!({}));
     let urls = listed["ok"]["QueueUrls"].to_string();
@@ -566,12 +602,19 @@ async fn slow_clients_are_cut_off_on_the_api_and_sqs_ports() {
         .await
         .expect("half a body");
     assert!(
-        closed_by_server(&mut s, Duration::from_secs(30)).await.is_some(),
+        closed_by_server(&mut s, Duration::from_secs(30))
+            .await
+            .is_some(),
         "a half-sent body on the API was waited for"
     );
     // Meanwhile and after, both serve.
     server.client.list_apps().await.expect("the API serves");
-    let answer = raw_exchange(sqs, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"").await;
+    let answer = raw_exchange(
+        sqs,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
 }
 
@@ -620,7 +663,11 @@ async fn connection_caps_hold_on_the_api_and_sqs_ports() {
         "a 5th connection from one address was served (cap 4 per address)"
     );
     for _ in 0..2 {
-        held.push(served(from([127, 0, 0, 2]).await).await.expect("another address is served"));
+        held.push(
+            served(from([127, 0, 0, 2]).await)
+                .await
+                .expect("another address is served"),
+        );
     }
     assert!(
         served(from([127, 0, 0, 3]).await).await.is_none(),
@@ -651,7 +698,9 @@ async fn connection_caps_hold_on_the_api_and_sqs_ports() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     assert!(
-        closed_by_server(&mut fifth, Duration::from_secs(15)).await.is_some(),
+        closed_by_server(&mut fifth, Duration::from_secs(15))
+            .await
+            .is_some(),
         "a 5th API connection from one address was kept"
     );
     drop(api_held);
