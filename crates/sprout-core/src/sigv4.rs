@@ -351,20 +351,29 @@ mod tests {
 
     const GOOD: &str = "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
 
-    #[test]
-    fn aws_example_verifies() {
-        let headers = example_headers();
-        let req = SignedRequest {
+    fn example_request(headers: &[(String, String)]) -> SignedRequest<'_> {
+        SignedRequest {
             method: "GET",
             path: "/",
             query: "Action=ListUsers&Version=2010-05-08",
-            headers: &headers,
-        };
+            headers,
+        }
+    }
+
+    /// Four minutes after the example was signed.
+    fn example_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
+            .expect("date")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn aws_example_verifies() {
+        let headers = example_headers();
+        let req = example_request(&headers);
         let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
         assert_eq!(auth.access_key_id, "AKIDEXAMPLE");
-        let now = DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
-            .expect("date")
-            .with_timezone(&Utc);
+        let now = example_now();
         assert_eq!(verify(&req, b"", &auth, SECRET, now), Ok(()));
         assert_eq!(
             verify(&req, b"", &auth, "another secret", now),
@@ -397,16 +406,9 @@ mod tests {
         // An unsigned X-Amz-Content-Sha256 naming the signed body's hash: the head verifies
         // (the hash is the canonical request's last line), the other body does not.
         headers.push(("X-Amz-Content-Sha256".into(), empty.clone()));
-        let req = SignedRequest {
-            method: "GET",
-            path: "/",
-            query: "Action=ListUsers&Version=2010-05-08",
-            headers: &headers,
-        };
+        let req = example_request(&headers);
         let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
-        let now = DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
-            .expect("date")
-            .with_timezone(&Utc);
+        let now = example_now();
         assert_eq!(declared_payload_hash(&req), Ok(Some(empty.clone())));
         assert_eq!(verify_head(&req, &auth, SECRET, now, &empty), Ok(()));
         assert_eq!(verify(&req, b"", &auth, SECRET, now), Ok(()));
@@ -440,16 +442,9 @@ mod tests {
     fn the_operation_must_be_signed() {
         let mut headers = example_headers();
         headers.push(("X-Amz-Target".into(), "AmazonSQS.PurgeQueue".into()));
-        let req = SignedRequest {
-            method: "GET",
-            path: "/",
-            query: "Action=ListUsers&Version=2010-05-08",
-            headers: &headers,
-        };
+        let req = example_request(&headers);
         let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
-        let now = DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
-            .expect("date")
-            .with_timezone(&Utc);
+        let now = example_now();
         assert!(matches!(
             verify(&req, b"", &auth, SECRET, now),
             Err(SigV4Error::Malformed(_))

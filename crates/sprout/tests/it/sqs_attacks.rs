@@ -555,29 +555,27 @@ fn port_of(url: &str) -> SocketAddr {
         .expect("address")
 }
 
-/// A free port for the SQS endpoint: the harness does not keep the address the server
-/// prints, and the CLI tells it only with a worker environment.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A server whose SQS endpoint is on a port chosen here (the harness does not keep the
+/// address the server prints, and the CLI tells it only with a worker environment).
+async fn start_with_sqs_port(settings: &[(&str, &str)]) -> (TestServer, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("free port")
+        .expect("free port");
+    let sqs = SocketAddr::from(([127, 0, 0, 1], port));
+    let listen = sqs.to_string();
+    let mut env = vec![("SPROUT_SQS", listen.as_str())];
+    env.extend_from_slice(settings);
+    (TestServer::start_with(&env).await, sqs)
 }
 
 /// An outsider opens connections and sends half a request head, or half a body: the API
 /// and the SQS endpoint close them after their timeouts, and serve others meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_are_cut_off_on_the_api_and_sqs_ports() {
-    let sqs_port = free_port();
-    let sqs_listen = format!("127.0.0.1:{sqs_port}");
-    let server = TestServer::start_with(&[
-        ("SPROUT_SQS", sqs_listen.as_str()),
-        ("SPROUT_HEADER_TIMEOUT", "2"),
-        ("SPROUT_BODY_TIMEOUT", "2"),
-    ])
-    .await;
+    let (server, sqs) =
+        start_with_sqs_port(&[("SPROUT_HEADER_TIMEOUT", "2"), ("SPROUT_BODY_TIMEOUT", "2")]).await;
     let api = port_of(&server.api);
-    let sqs: SocketAddr = sqs_listen.parse().expect("addr");
     let mut open = Vec::new();
     for addr in [api, sqs] {
         for _ in 0..50 {
@@ -622,17 +620,13 @@ async fn slow_clients_are_cut_off_on_the_api_and_sqs_ports() {
 /// at once, the ones held are served, and a place that frees up is taken again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connection_caps_hold_on_the_api_and_sqs_ports() {
-    let sqs_port = free_port();
-    let sqs_listen = format!("127.0.0.1:{sqs_port}");
-    let server = TestServer::start_with(&[
-        ("SPROUT_SQS", sqs_listen.as_str()),
+    let (server, sqs) = start_with_sqs_port(&[
         ("SPROUT_MAX_CONNECTIONS", "6"),
         ("SPROUT_MAX_CONNECTIONS_PER_IP", "4"),
         // Long enough that the held connections stay open for the whole test.
         ("SPROUT_HEADER_TIMEOUT", "120"),
     ])
     .await;
-    let sqs: SocketAddr = sqs_listen.parse().expect("addr");
     let from = |ip: [u8; 4]| async move {
         let socket = TcpSocket::new_v4().expect("socket");
         socket
