@@ -53,6 +53,8 @@ pub struct ControlConfig {
     pub reconcile_interval: Duration,
     /// Where the SQS-compatible endpoint listens (None: not running).
     pub sqs_addr: Option<std::net::SocketAddr>,
+    /// What each application's queues may hold.
+    pub queue_quota: sprout_core::queue::QueueQuota,
 }
 
 impl ControlConfig {
@@ -70,6 +72,7 @@ impl ControlConfig {
             stop_grace: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(1),
             sqs_addr: None,
+            queue_quota: Default::default(),
         }
     }
 
@@ -92,6 +95,8 @@ pub enum ControlError {
     Bundle(#[from] BundleError),
     #[error("{0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
     #[error("store: {0}")]
     Store(StoreError),
     #[error("{0}")]

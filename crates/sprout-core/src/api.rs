@@ -345,6 +345,7 @@ pub mod problem_types {
     pub const INTERNAL: &str = "https://sprout.dev/problems/internal";
     pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
     pub const RATE_LIMITED: &str = "https://sprout.dev/problems/rate-limited";
+    pub const QUOTA_EXCEEDED: &str = "https://sprout.dev/problems/quota-exceeded";
 }
 
 /// `GET /zones`.

@@ -19,5 +19,5 @@ pub mod sigv4;
 pub use health::HealthStatus;
 pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};
 pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
-pub use names::{AppName, Cname, EnvName, NameError, Username, VersionLabel};
+pub use names::{AppName, Cname, EnvName, NameError, RequestPath, Username, VersionLabel};
 pub use settings::{BatchSize, EnvSettings, Policy};

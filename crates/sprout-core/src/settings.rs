@@ -384,12 +384,8 @@ impl EnvSettings {
             "health_check_path" => {
                 if value.is_empty() || value == "default" {
                     self.health_check_path = None;
-                } else if !value.starts_with('/')
-                    || value.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(invalid(format!(
-                        "'{value}' is not a path starting with '/'"
-                    )));
+                } else if let Err(e) = crate::names::RequestPath::parse(value) {
+                    return Err(invalid(format!("'{value}' is not {}", e.rule)));
                 } else {
                     self.health_check_path = Some(value.into());
                 }

@@ -23,7 +23,9 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
-pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
+pub use queue::{
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+};
 pub use users::{AuditRow, TokenRow, UserRow};
 pub use zones::ScheduledActionRow;
 

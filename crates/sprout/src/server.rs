@@ -3,10 +3,12 @@
 //! the next start adopts them.
 
 use anyhow::Context;
+use sprout_api::serve::ServeLimits;
 use sprout_api::{auth::Auth, AppState};
 use sprout_control::{Control, ControlConfig};
 use sprout_core::bundle::BundleLimits;
 use sprout_core::model::BuildLimits;
+use sprout_core::queue::QueueQuota;
 use sprout_proxy::{Balancer, BalancerConfig, PerCoreListeners};
 use sprout_runtime::Runtime;
 use sprout_store::Store;
@@ -62,6 +64,36 @@ pub struct ServerArgs {
     /// Seconds a version's build step may run before it is stopped and the version fails
     #[arg(long, env = "SPROUT_BUILD_TIMEOUT", default_value_t = BuildLimits::default().timeout.as_secs())]
     build_timeout: u64,
+    /// Seconds a client of the API or the SQS endpoint has to send a request head; an idle
+    /// kept-alive connection is closed after as long
+    #[arg(long, env = "SPROUT_HEADER_TIMEOUT", default_value_t = ServeLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a request body may take: on the SQS endpoint the whole body (at most 1 MiB),
+    /// on the API the longest pause in one (uploads can be long)
+    #[arg(long, env = "SPROUT_BODY_TIMEOUT", default_value_t = ServeLimits::default().body_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Open connections the API, and the SQS endpoint, each take at most (more are closed at once)
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections, value_parser = parse_count)]
+    max_connections: usize,
+    /// Open connections from one client address the API, and the SQS endpoint, each take at most
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = parse_count)]
+    max_connections_per_ip: usize,
+    /// Queues an application may have (CreateQueue is refused past it)
+    #[arg(long, env = "SPROUT_APP_MAX_QUEUES", default_value_t = QueueQuota::default().max_queues)]
+    app_max_queues: u64,
+    /// Messages an application's queues may hold in all (sends are refused past it)
+    #[arg(long, env = "SPROUT_APP_MAX_MESSAGES", default_value_t = QueueQuota::default().max_messages)]
+    app_max_messages: u64,
+    /// Bytes (bodies and attributes) an application's queues may hold in all
+    #[arg(long, env = "SPROUT_APP_MAX_QUEUE_BYTES", default_value_t = QueueQuota::default().max_bytes)]
+    app_max_queue_bytes: u64,
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number above 0")),
+    }
 }
 
 fn init_tracing() {
@@ -187,6 +219,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.build_limits.timeout = Duration::from_secs(args.build_timeout);
     config.stop_grace = Duration::from_secs(args.stop_grace);
     config.sqs_addr = Some(sqs_addr);
+    config.queue_quota = QueueQuota {
+        max_queues: args.app_max_queues,
+        max_messages: args.app_max_messages,
+        max_bytes: args.app_max_queue_bytes,
+    };
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
     control.resume_builds().await?;
     control.start_schedules().await?;
@@ -222,15 +259,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { history.run(control, token).await })
     };
     let app = sprout_api::router(state);
+    let limits = ServeLimits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+    };
 
     let api_task = {
         let token = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(
-                api_listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { token.cancelled().await })
+            sprout_api::serve::serve(api_listener, app, limits, "api", async move {
+                token.cancelled().await
+            })
             .await
         })
     };
@@ -258,11 +299,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let sqs_task = {
         let token = shutdown.clone();
-        let app = sprout_api::sqs::router(control.clone());
+        let app = sprout_api::sqs::router(control.clone(), limits.body_timeout);
         tokio::spawn(async move {
-            axum::serve(sqs_listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
+            sprout_api::serve::serve(sqs_listener, app, limits, "sqs", async move {
+                token.cancelled().await
+            })
+            .await
         })
     };
     let dispatcher_task = {

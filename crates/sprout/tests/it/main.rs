@@ -11,4 +11,5 @@ mod harness;
 mod openapi;
 mod scaling;
 mod spine;
+mod sqs_attacks;
 mod worker;
