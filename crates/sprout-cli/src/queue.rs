@@ -90,10 +90,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: QueueCommand) -> Result<()
             println!("sent message {}", sent.message_id);
         }
         QueueCommand::Stats { env, json } => {
-            let s = c.queue_stats(&env).await?;
-            if json {
-                output::print_json(&s);
-            } else {
+            output::show(json, &c.queue_stats(&env).await?, |s| {
                 let mut t = output::table(&["QUEUE", "VISIBLE", "IN FLIGHT", "DELAYED", "DEAD"]);
                 t.add_row(vec![
                     s.queue.clone(),
@@ -102,51 +99,44 @@ pub(crate) async fn run(global: &GlobalArgs, command: QueueCommand) -> Result<()
                     s.delayed.to_string(),
                     s.dead.to_string(),
                 ]);
-                println!("{}", output::render(&t));
-            }
+                t
+            });
         }
         QueueCommand::Dlq {
             env,
             redrive: true,
             json,
         } => {
-            let r = c.queue_redrive(&env).await?;
-            if json {
-                output::print_json(&r);
-            } else {
-                println!("{} messages moved back to the queue", r.moved);
-            }
+            output::show(json, &c.queue_redrive(&env).await?, |r| {
+                format!("{} messages moved back to the queue", r.moved)
+            });
         }
         QueueCommand::Dlq { env, json, .. } => {
             let dead = c.queue_dlq(&env).await?;
-            if json {
-                output::print_json(&dead);
-            } else if dead.is_empty() {
-                eprintln!("the dead-letter queue of {env} is empty");
-            } else {
-                let mut t = output::table(&["MESSAGE", "RECEIVES", "SENT", "BODY"]);
-                for m in &dead {
-                    t.add_row(vec![
-                        m.message_id.clone(),
-                        m.receive_count.to_string(),
-                        output::time(&m.sent_at),
-                        m.body.clone(),
-                    ]);
-                }
-                println!("{}", output::render(&t));
-            }
+            let empty = format!("the dead-letter queue of {env} is empty");
+            output::show(json, &dead, |dead| {
+                output::listing(dead, &empty, |dead| {
+                    let mut t = output::table(&["MESSAGE", "RECEIVES", "SENT", "BODY"]);
+                    for m in dead {
+                        t.add_row(vec![
+                            m.message_id.clone(),
+                            m.receive_count.to_string(),
+                            output::time(&m.sent_at),
+                            m.body.clone(),
+                        ]);
+                    }
+                    t
+                })
+            });
         }
         QueueCommand::Credentials { env, json } => {
-            let k = c.queue_credentials(&env).await?;
-            if json {
-                output::print_json(&k);
-            } else {
-                println!("endpoint           {}", k.endpoint);
-                println!("queue_url          {}", k.queue_url);
-                println!("access_key_id      {}", k.access_key_id);
-                println!("secret_access_key  {}", k.secret_access_key);
-                println!("region             {}", k.region);
-            }
+            output::show(json, &c.queue_credentials(&env).await?, |k| {
+                format!(
+                    "endpoint           {}\nqueue_url          {}\naccess_key_id      {}\n\
+                     secret_access_key  {}\nregion             {}",
+                    k.endpoint, k.queue_url, k.access_key_id, k.secret_access_key, k.region
+                )
+            });
         }
     }
     Ok(())

@@ -111,20 +111,17 @@ pub(crate) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Resul
             println!("added user {} ({})", user.username, user.role);
         }
         UserCommand::List { json } => {
-            let users = c.list_users().await?;
-            if json {
-                output::print_json(&users);
-            } else {
+            output::show(json, &c.list_users().await?, |users| {
                 let mut t = output::table(&["USER", "ROLE", "CREATED"]);
-                for u in &users {
+                for u in users {
                     t.add_row(vec![
                         u.username.clone(),
                         u.role.to_string(),
                         output::time(&u.created_at),
                     ]);
                 }
-                println!("{}", output::render(&t));
-            }
+                t
+            });
         }
         UserCommand::Remove { name } => {
             c.remove_user(&name).await?;
@@ -148,25 +145,20 @@ pub(crate) async fn run_token(global: &GlobalArgs, command: TokenCommand) -> Res
                     expires_in: Some(expires),
                 })
                 .await?;
-            if json {
-                output::print_json(&created);
-            } else {
+            output::show(json, &created, |created| {
                 eprintln!(
                     "token '{}' ({}, expires {}); it is shown only this once:",
                     created.info.name,
                     created.info.role,
                     output::time(&created.info.expires_at)
                 );
-                println!("{}", created.token);
-            }
+                created.token.clone()
+            });
         }
         TokenCommand::List { all, json } => {
-            let tokens = c.list_tokens(all).await?;
-            if json {
-                output::print_json(&tokens);
-            } else {
+            output::show(json, &c.list_tokens(all).await?, |tokens| {
                 let mut t = output::table(&["NAME", "ID", "USER", "ROLE", "EXPIRES", "REVOKED"]);
-                for k in &tokens {
+                for k in tokens {
                     t.add_row(vec![
                         k.name.clone(),
                         k.id.clone(),
@@ -179,8 +171,8 @@ pub(crate) async fn run_token(global: &GlobalArgs, command: TokenCommand) -> Res
                             .unwrap_or_else(|| "-".into()),
                     ]);
                 }
-                println!("{}", output::render(&t));
-            }
+                t
+            });
         }
         TokenCommand::Revoke { token } => {
             let k = c.revoke_token(&token).await?;
@@ -192,11 +184,9 @@ pub(crate) async fn run_token(global: &GlobalArgs, command: TokenCommand) -> Res
 
 pub(crate) async fn run_audit(global: &GlobalArgs, limit: u32, json: bool) -> Result<(), CliError> {
     let entries = client(global).audit(limit).await?;
-    if json {
-        output::print_json(&entries);
-    } else {
+    output::show(json, &entries, |entries| {
         let mut t = output::table(&["TIME", "WHO", "METHOD", "PATH", "STATUS"]);
-        for e in &entries {
+        for e in entries {
             t.add_row(vec![
                 output::time(&e.time),
                 e.actor.clone(),
@@ -205,7 +195,7 @@ pub(crate) async fn run_audit(global: &GlobalArgs, limit: u32, json: bool) -> Re
                 e.status.to_string(),
             ]);
         }
-        println!("{}", output::render(&t));
-    }
+        t
+    });
     Ok(())
 }
