@@ -89,19 +89,7 @@ impl Proc {
 
     pub fn stop(&mut self) {
         // SIGTERM first: nginx's master takes its workers down with it, a SIGKILL would not.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        sprout_testkit::stop_process(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -467,6 +467,20 @@ mod tests {
     }
 
     #[test]
+    fn property_parsing_follows_the_servers_rule() {
+        assert_eq!(parse_property("A=1"), Ok(("A".into(), "1".into())));
+        assert_eq!(parse_property("B=x=y"), Ok(("B".into(), "x=y".into())));
+        for bad in ["1A=v", "A-B=v", "=v", "NOVALUE", "PORT=1", "SPROUT_ENV=x"] {
+            assert!(parse_property(bad).is_err(), "{bad}");
+        }
+        let long = format!("{}=v", "K".repeat(properties::MAX_KEY_LEN + 1));
+        assert!(parse_property(&long).is_err());
+        assert!(parse(&["setenv", "web", "PORT=80"]).is_err());
+        // A queue message attribute is only a variable name: PORT is fine there.
+        assert_eq!(parse_key_value("PORT=1"), Ok(("PORT".into(), "1".into())));
+    }
+
+    #[test]
     fn env_create_arguments() {
         let cli = parse(&[
             "env",

@@ -12,7 +12,26 @@ pub use docker::{docker_lines, docker_ready, remove_server_objects, DockerMissin
 pub use load::{Load, LoadReport};
 pub use server::{server_command, StartError, Started};
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Stops a child process: SIGTERM (so it can take its own children down), then SIGKILL
+/// if it has not exited within `grace`.
+pub fn stop_process(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
 
 /// A random number, different in each call and each process (for unique names).
 pub fn random_u32() -> u32 {

@@ -419,18 +419,7 @@ impl Drop for SecondEngine {
                 .args(&all)
                 .output();
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        sprout_testkit::stop_process(&mut self.child, Duration::from_secs(15));
         // Mounts under the data root may outlive the daemon for a moment.
         let _ = Command::new("umount")
             .arg("-R")
