@@ -1,7 +1,7 @@
 //! The CLI's arguments: every client verb's flags and the parsers of their values. What the
 //! verbs do with them is in `verbs`.
 
-use crate::{queue, users};
+use sprout_core::auth::Role;
 use sprout_core::{properties, BatchSize, Bootstrap, InstanceType, Mode, Policy, Tier};
 use std::path::PathBuf;
 
@@ -164,12 +164,12 @@ pub enum Command {
     /// Users and their roles (admin only)
     User {
         #[command(subcommand)]
-        command: users::UserCommand,
+        command: UserCommand,
     },
     /// Named API tokens (for CI), with expiry; revoked tokens stop working at once
     Token {
         #[command(subcommand)]
-        command: users::TokenCommand,
+        command: TokenCommand,
     },
     /// Show who changed what through the API (admin only)
     Audit {
@@ -183,7 +183,7 @@ pub enum Command {
     /// Worker queues: send, stats, dead letters, SQS credentials
     Queue {
         #[command(subcommand)]
-        command: queue::QueueCommand,
+        command: QueueCommand,
     },
     /// Manage platform images
     Platform {
@@ -365,6 +365,86 @@ pub struct ConfigArgs {
 pub enum PlatformCommand {
     /// Build a platform image (python, static; all when none is named)
     Build { name: Option<String> },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user (admin only)
+    Add {
+        name: String,
+        /// admin (everything, users), deployer (apps, versions, environments) or viewer (read only)
+        #[arg(long)]
+        role: Role,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (admin only)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user and every token it holds (admin only)
+    Remove { name: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a named API token for you, with your role (e.g. for CI); printed once
+    Create {
+        name: String,
+        /// Lifetime: 30d, 12h, 90m, 45s
+        #[arg(long, value_name = "DURATION", default_value = sprout_core::auth::DEFAULT_TOKEN_TTL)]
+        expires: String,
+        /// Print the API's JSON (with the token)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your named API tokens (admins: --all for everyone's)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name or id; it stops working at once
+    Revoke { token: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Send a message to the environment's queue (a web environment: its application's worker queue)
+    Send {
+        env: String,
+        body: String,
+        /// A string message attribute (repeatable)
+        #[arg(long = "attr", value_name = "K=V", value_parser = parse_key_value)]
+        attrs: Vec<(String, String)>,
+        /// Seconds before the message becomes visible
+        #[arg(long, value_name = "S")]
+        delay: Option<u32>,
+    },
+    /// Show the queue's counts: visible, in flight, delayed, dead
+    Stats {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the dead-letter queue's messages, or move them back with --redrive
+    Dlq {
+        env: String,
+        /// Move every dead message back to the queue
+        #[arg(long)]
+        redrive: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the SQS endpoint, queue URL and keys for clients outside Sprout
+    Credentials {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The platform images `sprout platform build` builds when none is named.
@@ -844,5 +924,33 @@ mod tests {
         assert_eq!(parse_sticky("on"), Ok("on".into()));
         assert_eq!(parse_sticky("1h"), Ok("1h".into()));
         assert!(parse_sticky("maybe").is_err());
+    }
+
+    #[test]
+    fn queue_verbs_parse() {
+        #[derive(Parser)]
+        struct QueueCli {
+            #[command(subcommand)]
+            command: Command,
+        }
+        let cli = QueueCli::try_parse_from(["sprout", "queue", "send", "w", "{}", "--attr", "a=b"])
+            .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Queue {
+                command: QueueCommand::Send { ref attrs, .. }
+            } if attrs == &vec![("a".to_string(), "b".to_string())]
+        ));
+        for args in [
+            &["sprout", "queue", "stats", "w", "--json"][..],
+            &["sprout", "queue", "dlq", "w", "--redrive"],
+            &["sprout", "queue", "credentials", "w", "--json"],
+        ] {
+            assert!(QueueCli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(
+            QueueCli::try_parse_from(["sprout", "queue", "send", "w", "x", "--attr", "1=2"])
+                .is_err()
+        );
     }
 }

@@ -22,6 +22,3 @@ pub use client::Client;
 pub use config::SavedLogin;
 pub use error::CliError;
 pub use verbs::run;
-
-pub(crate) use verbs::client;
-pub(crate) use verbs::session::read_password_line;

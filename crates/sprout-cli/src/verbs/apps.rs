@@ -1,9 +1,11 @@
 //! Applications, their versions (`sprout push`) and platform images.
 
-use super::{client, usage};
+use super::connect::{client, usage};
 use crate::args::GlobalArgs;
+use crate::client::Client;
+use crate::error::CliError;
 use crate::output::{self, listing};
-use crate::{archive, wait, CliError, Client};
+use crate::{archive, wait};
 use sprout_core::{AppName, EnvName, VersionLabel};
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,11 +1,13 @@
 //! Environments: launch, deploy, configure, scale, swap, terminate, and what they show.
 
-use super::client;
+use super::connect::client;
 use crate::args::{
     ConfigArgs, DeployArgs, EnvCreateArgs, GlobalArgs, ScheduleCommand, ZoneCommand,
 };
+use crate::client::Client;
+use crate::error::CliError;
 use crate::output::{self, listing};
-use crate::{wait, CliError, Client};
+use crate::wait;
 use sprout_core::api::{
     CreateEnvironment, DeployRequest, Environment, EnvironmentDetail, ScaleRequest,
     ScheduledAction, SetProperties, Zone,

@@ -1,12 +1,16 @@
 //! What each client verb does: [`run`] hands the parsed arguments to the verb's function.
 
 mod apps;
+mod connect;
 mod envs;
-pub(crate) mod session;
+mod queue;
+mod session;
+mod users;
 mod watch;
 
 use crate::args::{AppCommand, Command, EnvCommand, GlobalArgs, PlatformCommand, PLATFORMS};
-use crate::{config, queue, users, CliError, Client, SavedLogin};
+use crate::error::CliError;
+use connect::client;
 
 /// Runs one client verb.
 pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
@@ -82,35 +86,4 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Token { command } => users::run_token(g, command).await,
         Command::Audit { limit, json } => users::run_audit(g, limit, json).await,
     }
-}
-
-/// The saved login, if any; a broken one is reported and ignored outside `login`.
-fn saved_login() -> Option<SavedLogin> {
-    let dir = config::config_dir().ok()?;
-    match config::load_login(&dir) {
-        Ok(saved) => saved,
-        Err(e) => {
-            eprintln!("warning: {e}");
-            None
-        }
-    }
-}
-
-/// A client for the resolved server and token.
-pub(crate) fn client(global: &GlobalArgs) -> Client {
-    let saved = saved_login();
-    let server = config::resolve_server(
-        global.server.as_deref(),
-        config::non_empty_env("SPROUT_URL").as_deref(),
-        saved.as_ref(),
-    );
-    let token = config::resolve_token(
-        config::non_empty_env("SPROUT_TOKEN").as_deref(),
-        saved.as_ref(),
-    );
-    Client::new(&server, token)
-}
-
-fn usage<E: std::fmt::Display>(e: E) -> CliError {
-    CliError::Usage(e.to_string())
 }

@@ -1,8 +1,10 @@
 //! `sprout login` and `sprout logout`.
 
-use super::usage;
+use super::connect::usage;
 use crate::args::GlobalArgs;
-use crate::{config, CliError, Client, SavedLogin};
+use crate::client::Client;
+use crate::config::{self, SavedLogin};
+use crate::error::CliError;
 
 /// Revokes the saved token on the server (so a copy of it stops working too) and removes
 /// the saved login. A token the server no longer accepts is forgotten all the same.

@@ -1,10 +1,10 @@
 //! Watching an environment: `sprout health`, `sprout events` and `sprout logs`, each once
 //! or following.
 
-use super::client;
+use super::connect::client;
 use crate::args::GlobalArgs;
+use crate::error::CliError;
 use crate::output::{self, listing, View};
-use crate::CliError;
 use std::io::Write;
 use std::time::Duration;
 
