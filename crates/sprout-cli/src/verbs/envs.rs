@@ -166,11 +166,8 @@ async fn after_change(
     wait: bool,
     what: &str,
 ) -> Result<(), CliError> {
-    // A new operation has a higher id than the one before the change.
-    let new_op = started.operation.as_ref().filter(|o| match before {
-        Some(b) => o.id > b,
-        None => true,
-    });
+    // The change started an operation if the environment now names another one.
+    let new_op = started.operation.as_ref().filter(|o| Some(o.id) != before);
     match new_op {
         None => println!("{what} of {env} updated"),
         Some(_) if wait => {
