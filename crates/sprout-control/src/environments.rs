@@ -72,23 +72,7 @@ impl Control {
 }
 
 fn check_property_key(key: &str) -> Result<()> {
-    let valid = key
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && key.len() <= 128;
-    if !valid {
-        return Err(ControlError::Invalid(format!(
-            "invalid property name '{key}': letters, digits and '_', not starting with a digit"
-        )));
-    }
-    if key == "PORT" || key.starts_with("SPROUT_") {
-        return Err(ControlError::Invalid(format!(
-            "property '{key}' is reserved: Sprout sets it"
-        )));
-    }
-    Ok(())
+    sprout_core::properties::check_key(key).map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
 pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {

@@ -7,6 +7,7 @@ mod bundle_io;
 mod cron;
 mod dispatch;
 mod environments;
+pub mod history;
 mod observe;
 pub mod queues;
 mod reconcile;

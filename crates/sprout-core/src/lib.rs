@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod properties;
 pub mod queue;
 pub mod scaling;
 pub mod settings;

@@ -433,14 +433,17 @@ impl Balancer {
     /// Metrics of an environment over the last 10 s, plus its totals; `None` without a route.
     pub fn metrics(&self, env: &str) -> Option<EnvMetrics> {
         let table = self.table.load();
-        table.envs.get(env).map(|r| metrics::env_metrics(r))
+        table
+            .envs
+            .get(env)
+            .map(|r| metrics::env_metrics(&r.stats()))
     }
 
     /// All routes' metrics in the Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let table = self.table.load();
-        let mut routes: Vec<&Route> = table.envs.values().map(|r| r.as_ref()).collect();
-        routes.sort_by(|a, b| a.env.cmp(&b.env));
+        let mut routes: Vec<_> = table.envs.values().map(|r| r.stats()).collect();
+        routes.sort_by(|a, b| a.env.cmp(b.env));
         metrics::prometheus(&routes)
     }
 

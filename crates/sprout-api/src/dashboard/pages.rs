@@ -1,6 +1,5 @@
 //! The dashboard's pages (GET). Each reads through `sprout-control` and renders a template.
 
-use super::history::Sample;
 use super::session::{self, Session};
 use super::svg::{self, Architecture, InstanceNode, Series};
 use super::{render, PageResult};
@@ -10,7 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect};
 use serde::{Deserialize, Serialize};
+use sprout_control::history::Sample;
 use sprout_core::api;
+use sprout_core::properties::is_secret;
 use sprout_core::{Policy, Tier};
 use std::time::Instant;
 
@@ -340,22 +341,6 @@ struct DeadRow {
     id: String,
     body: String,
     receives: i64,
-}
-
-/// Property names whose values the page masks.
-fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    [
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "PRIVATE",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
 }
 
 /// Everything the environment page and its live part show.

@@ -1,8 +1,9 @@
 //! The last hour of each environment's figures, for the dashboard's charts: a sampler reads
 //! the balancer's metrics and control's environment state every [`SAMPLE_EVERY`] and keeps
 //! them in a ring buffer per environment, in memory (a restart starts the charts afresh).
+//! The dashboard only reads it.
 
-use sprout_control::{Control, Usage};
+use crate::{Control, ControlError, Usage};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -92,7 +93,7 @@ impl History {
         tracing::info!("dashboard sampler stopped");
     }
 
-    async fn sample_all(&self, control: &Control) -> Result<(), sprout_control::ControlError> {
+    async fn sample_all(&self, control: &Control) -> Result<(), ControlError> {
         let envs = control.list_environments(None).await?;
         let names: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
         self.retain(&names);
