@@ -2,7 +2,7 @@
 # Builds a Sprout platform image from Debian packages, with no registry.
 # usage: build-platform.sh python|static [IMAGE_NAME]
 #
-# Needs only docker and the tools of any Linux (sh, coreutils, sed, awk, tar, gzip): every
+# Needs only docker and the tools of any Linux (sh, coreutils, sed, awk, grep, tar, gzip): every
 # other tool comes from Debian packages and runs in containers. With no image to start from:
 #  1. The Docker daemon downloads the archive's package index and a few packages over HTTPS
 #     (`ADD` in a `FROM scratch` build); their SHA256 sums are checked here against the index.
@@ -25,13 +25,18 @@ seed_mirror="$(printf '%s' "$mirror" | sed 's#^http://deb\.debian\.org/#https://
 case "$platform" in
 # debootstrap needs perl (to read the index) and gpgv; it runs much faster under dash with
 # GNU grep (busybox's shell would take its own grep whatever the PATH).
-python) seed_pkgs="busybox-static debootstrap perl-base libc6 libcrypt1 gpgv libgcrypt20 libgpg-error0 zlib1g libbz2-1.0 debian-archive-keyring dash grep libpcre2-8-0" ;;
+python)
+    seed_pkgs="busybox-static debootstrap perl-base libc6 libcrypt1 gpgv libgcrypt20 libgpg-error0
+        zlib1g libbz2-1.0 debian-archive-keyring dash grep libpcre2-8-0"
+    ;;
 static) seed_pkgs="busybox-static ca-certificates" ;;
 *)
     echo "unknown platform '$platform' (known: python, static)" >&2
     exit 2
     ;;
 esac
+# shellcheck disable=SC2086 # one line, single spaces
+seed_pkgs="$(echo $seed_pkgs)"
 
 say() { echo "[platform $platform] $*"; }
 fail() { echo "[platform $platform] error: $*" >&2; exit 1; }
@@ -63,14 +68,19 @@ esac
 fetch() {
     dir="$1"
     shift
-    {
-        echo 'FROM scratch'
-        for pair in "$@"; do echo "ADD ${pair#*=} /f/${pair%%=*}"; done
-    } | docker build -q -t "$tmp:fetch" - >/dev/null 2>"$work/build.err" || {
-        # Shown only on failure: the legacy builder warns about itself on every build.
-        cat "$work/build.err" >&2
-        fail "downloading from $seed_mirror failed"
-    }
+    for pair in "$@"; do echo "ADD ${pair#*=} /f/${pair%%=*}"; done >"$work/Dockerfile"
+    # Three tries: a first start should not fail for one dropped connection.
+    for try in 1 2 3; do
+        # Its errors are shown only on failure: the legacy builder warns about itself.
+        { echo 'FROM scratch' && cat "$work/Dockerfile"; } |
+            docker build -q -t "$tmp:fetch" - >/dev/null 2>"$work/build.err" && break
+        if [ "$try" = 3 ]; then
+            cat "$work/build.err" >&2
+            fail "downloading from $seed_mirror failed"
+        fi
+        say "download failed, trying again"
+        sleep 5
+    done
     docker create --name "$tmp-fetch" "$tmp:fetch" /none >/dev/null
     mkdir -p "$dir"
     docker cp "$tmp-fetch:/f/." - | tar -C "$dir" -xf -
@@ -145,7 +155,8 @@ say "fetching $seed_pkgs"
 # shellcheck disable=SC2046 # one NAME=URL word per package
 fetch "$work/debs" $(awk -v m="$seed_mirror" '{ print $1 ".deb=" m "/" $2 }' "$work/wanted")
 awk '{ print $3 "  " $1 ".deb" }' "$work/wanted" >"$work/debs.sha256"
-(cd "$work/debs" && sha256sum -c --quiet ../debs.sha256) || fail "a package's SHA256 does not match the index"
+(cd "$work/debs" && sha256sum -c --quiet ../debs.sha256) ||
+    fail "a package's SHA256 does not match the index"
 
 ar_member "$work/debs/busybox-static.deb" data.tar >"$work/busybox-data" ||
     fail "no data member in busybox-static.deb"

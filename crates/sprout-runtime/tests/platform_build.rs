@@ -9,65 +9,17 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// What the script may use from the host: a POSIX shell, coreutils, sed, awk, grep, tar,
-/// gzip and the Docker client.
-const HOST_TOOLS: &[&str] = &[
-    "sh",
-    "docker",
-    "sed",
-    "awk",
-    "grep",
-    "tar",
-    "gzip", // the rest is coreutils
-    "basename",
-    "cat",
-    "chmod",
-    "cp",
-    "cut",
-    "date",
-    "dd",
-    "dirname",
-    "echo",
-    "env",
-    "expr",
-    "false",
-    "head",
-    "id",
-    "ln",
-    "ls",
-    "mkdir",
-    "mktemp",
-    "mv",
-    "od",
-    "printf",
-    "rm",
-    "rmdir",
-    "sha256sum",
-    "sleep",
-    "sort",
-    "tail",
-    "tee",
-    "touch",
-    "tr",
-    "true",
-    "uname",
-    "uniq",
-    "wc",
-];
+/// What the script may use from the host besides coreutils: a POSIX shell, sed, awk, grep,
+/// tar, gzip and the Docker client.
+const HOST_TOOLS: &[&str] = &["sh", "sed", "awk", "grep", "tar", "gzip", "docker"];
+
+/// Coreutils (more than the script uses: any of them may be taken for granted).
+const COREUTILS: &str = "basename cat chmod cp cut date dd dirname echo env expr false head id \
+    ln ls mkdir mktemp mv od printf rm rmdir sha256sum sleep sort tail tee touch tr true uname \
+    uniq wc";
 
 /// Tools the old script took from the host; none may be reachable now.
-const NOT_ON_HOST: &[&str] = &[
-    "apt-get",
-    "dpkg",
-    "dpkg-deb",
-    "debootstrap",
-    "curl",
-    "wget",
-    "xz",
-    "busybox",
-    "perl",
-    "ar",
-];
+const NOT_ON_HOST: &str = "apt-get dpkg dpkg-deb debootstrap curl wget xz unxz busybox perl ar";
 
 fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
@@ -80,18 +32,33 @@ fn find_on_path(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A directory of symlinks to HOST_TOOLS only, to be the script's whole PATH.
+/// A directory of symlinks to HOST_TOOLS and COREUTILS only, to be the script's whole PATH.
 fn bare_path() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    for tool in HOST_TOOLS {
+    for tool in HOST_TOOLS
+        .iter()
+        .copied()
+        .chain(COREUTILS.split_whitespace())
+    {
         let Some(target) = find_on_path(tool) else {
             panic!("{tool} is not on this host's PATH");
         };
         symlink(&target, dir.path().join(tool)).expect("symlink");
     }
-    for tool in NOT_ON_HOST {
-        assert!(!dir.path().join(tool).exists(), "{tool} must stay hidden");
-    }
+    // The shell itself must not find them either (a busybox sh may run its applets).
+    let found = Command::new(dir.path().join("sh"))
+        .arg("-c")
+        .arg(format!(
+            "for t in {NOT_ON_HOST}; do command -v $t; done; true"
+        ))
+        .env("PATH", dir.path())
+        .output()
+        .expect("run sh");
+    assert_eq!(
+        String::from_utf8_lossy(&found.stdout),
+        "",
+        "must stay hidden"
+    );
     dir
 }
 
@@ -167,67 +134,40 @@ fn assert_platform_config(image: &str, platform: &str) {
     );
 }
 
+/// The trimmed output of `cmd` run in a fresh container of `image`.
+fn run_in(image: &Image, cmd: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", image.0.as_str()];
+    args.extend_from_slice(cmd);
+    stdout_of(&args)
+}
+
 #[test]
 fn python_image_builds_with_only_docker_on_the_host() {
     let (image, log) = build("python");
     // debootstrap checked the archive's signature with the keyring it was given.
     assert!(log.contains("I: Valid Release signature"), "{log}");
     assert_platform_config(&image.0, "python");
-    assert_eq!(
-        stdout_of(&[
-            "run",
-            "--rm",
-            &image.0,
-            "python3",
-            "-c",
-            "import ssl, venv, json; print(1)"
-        ]),
-        "1"
-    );
-    let pip = stdout_of(&["run", "--rm", &image.0, "pip", "--version"]);
+    let probe = "import ssl, venv, json; print(1)";
+    assert_eq!(run_in(&image, &["python3", "-c", probe]), "1");
+    let pip = run_in(&image, &["pip", "--version"]);
     assert!(pip.starts_with("pip "), "{pip}");
     // A bundle's build step may `pip install` (no EXTERNALLY-MANAGED), and the apt caches
     // are not shipped.
-    assert_eq!(
-        stdout_of(&[
-            "run",
-            "--rm",
-            &image.0,
-            "sh",
-            "-c",
-            "ls /usr/lib/python3*/EXTERNALLY-MANAGED /var/lib/apt/lists/*Packages* \
-             /var/cache/apt/archives/*.deb 2>/dev/null | wc -l"
-        ]),
-        "0"
-    );
+    let leftovers = "ls /usr/lib/python3*/EXTERNALLY-MANAGED /var/lib/apt/lists/*Packages* \
+                     /var/cache/apt/archives/*.deb 2>/dev/null | wc -l";
+    assert_eq!(run_in(&image, &["sh", "-c", leftovers]), "0");
 }
 
 #[test]
 fn static_image_builds_with_only_docker_on_the_host() {
     let (image, _) = build("static");
     assert_platform_config(&image.0, "static");
-    assert_eq!(
-        stdout_of(&[
-            "run",
-            "--rm",
-            &image.0,
-            "sh",
-            "-c",
-            "echo hello from busybox"
-        ]),
-        "hello from busybox"
-    );
+    let hello = run_in(&image, &["sh", "-c", "echo hello from busybox"]);
+    assert_eq!(hello, "hello from busybox");
     // The CA bundle, from Debian's ca-certificates.
-    let certs: u32 = stdout_of(&[
-        "run",
-        "--rm",
-        &image.0,
-        "grep",
-        "-c",
-        "BEGIN CERTIFICATE",
-        "/etc/ssl/certs/ca-certificates.crt",
-    ])
-    .parse()
-    .expect("a count");
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let certs: u32 = run_in(&image, &["grep", "-c", "BEGIN CERTIFICATE", bundle])
+        .parse()
+        .expect("a count");
     assert!(certs > 100, "only {certs} certificates");
 }
