@@ -72,7 +72,9 @@ fetch() {
     # Three tries: a first start should not fail for one dropped connection.
     for try in 1 2 3; do
         # Its errors are shown only on failure: the legacy builder warns about itself.
-        { echo 'FROM scratch' && cat "$work/Dockerfile"; } |
+        # The label first: builds of the same files would otherwise share their image (the
+        # builder's cache), and one build's clean-up would delete another's download.
+        { printf 'FROM scratch\nLABEL sprout.build=%s\n' "$tmp" && cat "$work/Dockerfile"; } |
             docker build -q -t "$tmp:fetch" - >/dev/null 2>"$work/build.err" && break
         if [ "$try" = 3 ]; then
             cat "$work/build.err" >&2
