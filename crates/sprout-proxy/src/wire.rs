@@ -454,6 +454,11 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), WireError> {
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..end];
+    // `host[:port]` as RFC 3986 has it; fuzzing against hyper found `a::000` taken (and
+    // routed on `a`).
+    if authority.parse::<http::uri::Authority>().is_err() {
+        return Err(WireError::Malformed);
+    }
     // Drop any userinfo; it is never forwarded.
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     if authority.is_empty() {
@@ -504,6 +509,10 @@ impl<'b> ResponseHead<'b> {
         let (Some(version), Some(status)) = (resp.version, resp.code) else {
             return Err(WireError::Malformed);
         };
+        // httparse takes any three digits; `065` would be written on as `65` (found by fuzzing).
+        if status < 100 {
+            return Err(WireError::Malformed);
+        }
         let headers: &'b [httparse::Header<'b>] = resp.headers;
         let mut conn = ConnectionTokens::default();
         let mut length = None;
@@ -520,6 +529,11 @@ impl<'b> ResponseHead<'b> {
                 }
                 RespHeader::Pass | RespHeader::Drop | RespHeader::Upgrade => {}
             }
+        }
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing. Refused,
+        // as hyper's client does; it was relayed and the connection reused (found by fuzzing).
+        if version == 0 && coding.is_some() {
+            return Err(WireError::UnsupportedCoding);
         }
         let bodiless =
             to_head_request || (100..200).contains(&status) || matches!(status, 204 | 304);
@@ -1005,6 +1019,23 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_form_authority_must_be_host_and_port() {
+        for target in [
+            "http://a::000/",
+            "http://a::1/",
+            "http://[::1/",
+            "http://a]b/",
+        ] {
+            parse_req(&format!("GET {target} HTTP/1.1\r\n\r\n"), |r| {
+                assert_eq!(r.unwrap_err(), WireError::Malformed, "{target}")
+            });
+        }
+        parse_req("GET http://[::1]:8000/x HTTP/1.1\r\n\r\n", |r| {
+            assert_eq!(r.unwrap().unwrap().authority, Some("[::1]:8000"))
+        });
+    }
+
+    #[test]
     fn upgrade_and_cookie_and_request_id() {
         parse_req(
             "GET /chat HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
@@ -1188,6 +1219,35 @@ mod tests {
             true,
         );
         assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn a_status_below_100_is_refused() {
+        // Fuzzing found `HTTP/1.0 065 Ok` relayed as `HTTP/1.1 65 Ok`, which no client reads.
+        for raw in ["HTTP/1.0 065 Ok\r\n\r\n", "HTTP/1.1 000 x\r\n\r\n"] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            assert_eq!(
+                ResponseHead::parse(raw.as_bytes(), &mut headers, false).unwrap_err(),
+                WireError::Malformed,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_from_an_http10_instance_is_refused() {
+        // Fuzzing (against hyper's client) found these relayed, the connection kept for reuse.
+        for raw in [
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            assert_eq!(
+                ResponseHead::parse(raw.as_bytes(), &mut headers, false).unwrap_err(),
+                WireError::UnsupportedCoding,
+                "{raw}"
+            );
+        }
     }
 
     fn follow(chunks: &[&[u8]]) -> Result<(usize, bool), WireError> {
