@@ -16,7 +16,7 @@ targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
     targets=(http_differential http_request http_response chunked sigv4 sqs_body manifest bundle_tar bundle_zip)
 fi
-toolchain="${SPROUT_FUZZ_TOOLCHAIN:-+nightly}"
+toolchain="${SPROUT_FUZZ_TOOLCHAIN-+nightly}"
 sanitizer="${SPROUT_FUZZ_SANITIZER:-address}"
 target_dir="${SPROUT_FUZZ_TARGET_DIR:-/var/tmp/sprout-fuzz-target}"
 work="${SPROUT_FUZZ_DIR:-/var/tmp/sprout-fuzz}"
