@@ -523,6 +523,16 @@ impl<'b> ResponseHead<'b> {
                 RespHeader::Connection => conn.add(h.value),
                 RespHeader::ContentLength => length = Some(content_length(h.value, length)?),
                 RespHeader::TransferEncoding => {
+                    // Codings are ASCII tokens. hyper's client takes a value with other bytes
+                    // as not chunked and reads to close, so relaying it as chunked would
+                    // desync the client's connection (found by fuzzing).
+                    if !h
+                        .value
+                        .iter()
+                        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+                    {
+                        return Err(WireError::UnsupportedCoding);
+                    }
                     // Chunked only if it is the final coding; otherwise the body is read
                     // until close, as RFC 9112 §6.3 says.
                     coding = Some(tokens(h.value).last().is_some_and(|t| is(t, "chunked")));
@@ -1262,6 +1272,17 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn a_transfer_encoding_with_non_ascii_bytes_is_refused() {
+        // Found by fuzzing against hyper's client, which reads this body to close.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \xe4\xe4 gzip, chunked\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert_eq!(
+            ResponseHead::parse(raw, &mut headers, false).unwrap_err(),
+            WireError::UnsupportedCoding
+        );
     }
 
     fn follow(chunks: &[&[u8]]) -> Result<(usize, bool), WireError> {
