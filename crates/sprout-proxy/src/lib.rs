@@ -7,6 +7,10 @@
 
 mod conn;
 mod error;
+/// Entry points for the fuzz targets (`crates/sprout-fuzz`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod health;
 mod limits;
