@@ -143,19 +143,26 @@ pub enum Command {
     /// Show or change an environment's settings (instance_type, min, max, policy, batch,
     /// health_check_path, sticky, …), or save them as a named configuration
     Config(ConfigArgs),
-    /// Set or remove environment properties (passed to instances as environment variables)
+    /// Set or remove environment properties (passed to instances as environment variables).
+    /// Values are secret: viewers see them masked unless a key is marked --public
     Setenv {
         env: String,
         /// Properties to set
         #[arg(
             value_name = "KEY=VALUE",
             value_parser = parse_key_value,
-            required_unless_present = "unset"
+            required_unless_present_any = ["unset", "public", "secret"]
         )]
         set: Vec<(String, String)>,
         /// A property to remove (repeatable)
         #[arg(long, value_name = "KEY")]
         unset: Vec<String>,
+        /// Show this property's value to viewers too (repeatable; no new instances needed)
+        #[arg(long, value_name = "KEY")]
+        public: Vec<String>,
+        /// Mask this property's value for viewers again, the default (repeatable)
+        #[arg(long, value_name = "KEY")]
+        secret: Vec<String>,
         /// Wait until the instances run with the new properties; fail if that failed
         #[arg(long)]
         wait: bool,
@@ -568,15 +575,25 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             env,
             set,
             unset,
+            public,
+            secret,
             wait,
         } => {
             let c = client(&global);
             let before = current_operation(&c, &env).await?;
+            let only_visibility = set.is_empty() && unset.is_empty();
             let body = SetProperties {
                 set: set.into_iter().collect(),
                 unset,
+                public,
+                secret,
             };
             let started = c.set_properties(&env, &body).await?;
+            if only_visibility {
+                // Which values viewers see: applied at once, no instance replaced.
+                println!("updated which properties of {env} viewers may read");
+                return Ok(());
+            }
             after_change(&c, &env, before, &started, wait, "properties").await
         }
         Command::Swap { env, other } => {
@@ -1577,6 +1594,7 @@ mod tests {
             set,
             unset,
             wait,
+            ..
         } = parse(&["setenv", "web", "A=1", "DB=x=y", "--unset", "OLD", "--wait"])
             .unwrap()
             .command
@@ -1591,6 +1609,14 @@ mod tests {
         assert_eq!(unset, vec!["OLD".to_string()]);
         assert!(wait);
         assert!(parse(&["setenv", "web", "--unset", "OLD"]).is_ok());
+        let Command::Setenv { public, secret, .. } =
+            parse(&["setenv", "web", "--public", "MODE", "--secret", "DB"])
+                .unwrap()
+                .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!((public, secret), (vec!["MODE".to_string()], vec!["DB".to_string()]));
         assert!(parse(&["setenv", "web"]).is_err());
         assert!(parse(&["setenv", "web", "1A=x"]).is_err());
 

@@ -1,8 +1,11 @@
 //! `sprout user …`, `sprout token …`, `sprout audit` and `sprout logout`.
 
-use crate::{client, output, read_password_line, CliError, GlobalArgs};
+use crate::{client, config, output, read_password_line, CliError, GlobalArgs};
 use reqwest::Method;
-use sprout_core::api::{ApiToken, AuditEntry, CreateToken, CreateUser, CreatedToken, User};
+use sprout_core::api::{
+    ApiToken, AuditEntry, ChangePassword, CreateToken, CreateUser, CreatedToken, PasswordChanged,
+    User,
+};
 use sprout_core::auth::Role;
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -24,6 +27,16 @@ pub enum UserCommand {
     },
     /// Remove a user and every token it holds (admin only)
     Remove { name: String },
+    /// Change a user's password (admin, or a user for itself); revokes every other token
+    /// the user holds. Your own login stays: the saved login gets a new session token
+    Passwd {
+        name: String,
+        /// Read the new password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke every token a user holds, sessions and API tokens (admin, or a user for itself)
+    RevokeTokens { name: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -58,6 +71,20 @@ impl crate::Client {
     }
     pub async fn remove_user(&self, name: &str) -> Result<(), CliError> {
         let url = self.api_url(&["users", name])?;
+        self.send(self.request(Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+    pub async fn change_password(
+        &self,
+        name: &str,
+        req: &ChangePassword,
+    ) -> Result<PasswordChanged, CliError> {
+        self.send_json(Method::PUT, &["users", name, "password"], Some(req))
+            .await
+    }
+    pub async fn revoke_user_tokens(&self, name: &str) -> Result<(), CliError> {
+        let url = self.api_url(&["users", name, "tokens"])?;
         self.send(self.request(Method::DELETE, url))
             .await
             .map(|_| ())
@@ -129,6 +156,65 @@ pub(crate) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Resul
         UserCommand::Remove { name } => {
             c.remove_user(&name).await?;
             println!("removed user {name} and its tokens");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => passwd(&c, &name, password_stdin).await?,
+        UserCommand::RevokeTokens { name } => {
+            c.revoke_user_tokens(&name).await?;
+            println!("revoked every token of {name} (sessions and API tokens)");
+        }
+    }
+    Ok(())
+}
+
+async fn passwd(
+    c: &crate::Client,
+    name: &str,
+    password_stdin: bool,
+) -> Result<(), CliError> {
+    let password = if password_stdin {
+        read_password_line(std::io::stdin().lock())?
+    } else {
+        let prompt = format!("New password for {name}: ");
+        tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .map_err(|e| {
+                CliError::Usage(format!(
+                    "cannot read the password from the terminal ({e}); use --password-stdin"
+                ))
+            })?
+    };
+    let changed = c
+        .change_password(name, &ChangePassword { password })
+        .await?;
+    let Some(session) = changed.session else {
+        println!("changed the password of {name}; its sessions and API tokens are revoked");
+        return Ok(());
+    };
+    // Your own password: the token this call came with is revoked too. Keep the saved login
+    // working with the new session token, unless the call used another token.
+    let dir = config::config_dir()?;
+    let saved = config::load_login(&dir).unwrap_or(None);
+    let used_saved = config::non_empty_env("SPROUT_TOKEN").is_none();
+    match saved {
+        Some(mut saved) if used_saved && saved.username == session.username => {
+            saved.token = session.token;
+            let path = config::save_login(&dir, &saved)?;
+            println!(
+                "changed your password; your other sessions and API tokens are revoked; \
+                 this login stays (saved in {})",
+                path.display()
+            );
+        }
+        _ => {
+            eprintln!(
+                "changed your password; every other session and API token of yours is revoked, \
+                 the one this call used too; your new session token (shown only this once):"
+            );
+            println!("{}", session.token);
         }
     }
     Ok(())

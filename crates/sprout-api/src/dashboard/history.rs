@@ -3,6 +3,7 @@
 //! them in a ring buffer per environment, in memory (a restart starts the charts afresh).
 
 use sprout_control::{Control, Usage};
+use sprout_core::auth::Role;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -93,12 +94,14 @@ impl History {
     }
 
     async fn sample_all(&self, control: &Control) -> Result<(), sprout_control::ControlError> {
-        let envs = control.list_environments(None).await?;
+        // The sampler reads names and instances only: it asks as a viewer, so no secret
+        // value is ever in its hands.
+        let envs = control.list_environments(None, Role::Viewer).await?;
         let names: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
         self.retain(&names);
         let reads = envs.iter().map(|env| async move {
             let metrics = control.balancer().metrics(&env.name);
-            let detail = control.get_environment(&env.name).await.ok();
+            let detail = control.get_environment(&env.name, Role::Viewer).await.ok();
             let usage = control.instance_usage(&env.name).await.unwrap_or_default();
             (env.name.clone(), metrics, detail, usage)
         });

@@ -9,5 +9,6 @@ mod deploys;
 mod harness;
 mod openapi;
 mod scaling;
+mod secrets;
 mod spine;
 mod worker;
