@@ -145,6 +145,10 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
         assert_eq!(mode(&server.data.join(f)), 0o600, "{f}");
     }
     assert_eq!(too_open(&server.data), Vec::<String>::new());
+    assert!(
+        !on_disk(&server.data, &env).is_empty(),
+        "the byte search finds what is stored in plaintext (the environment's name)"
+    );
     assert_eq!(on_disk(&server.data, "supersecret"), Vec::<String>::new());
     assert_eq!(on_disk(&server.data, &sqs_secret), Vec::<String>::new());
     assert_eq!(on_disk(&server.data, r#""MODE":"fast""#), Vec::<String>::new());
