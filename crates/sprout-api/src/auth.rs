@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 use sprout_core::api::{
     ApiToken, CreateToken, CreatedToken, LoginRequest, LoginResponse, PasswordChanged,
 };
-use sprout_core::auth::{
-    parse_token_ttl, LoginThrottles, Role, TokenKind, DEFAULT_TOKEN_TTL,
-};
+use sprout_core::auth::{parse_token_ttl, LoginThrottles, Role, TokenKind, DEFAULT_TOKEN_TTL};
 use sprout_store::{Store, StoreError, TokenRow};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -1616,7 +1616,10 @@ mod tests {
         else {
             panic!("wrong command")
         };
-        assert_eq!((public, secret), (vec!["MODE".to_string()], vec!["DB".to_string()]));
+        assert_eq!(
+            (public, secret),
+            (vec!["MODE".to_string()], vec!["DB".to_string()])
+        );
         assert!(parse(&["setenv", "web"]).is_err());
         assert!(parse(&["setenv", "web", "1A=x"]).is_err());
 

@@ -169,11 +169,7 @@ pub(crate) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Resul
     Ok(())
 }
 
-async fn passwd(
-    c: &crate::Client,
-    name: &str,
-    password_stdin: bool,
-) -> Result<(), CliError> {
+async fn passwd(c: &crate::Client, name: &str, password_stdin: bool) -> Result<(), CliError> {
     let password = if password_stdin {
         read_password_line(std::io::stdin().lock())?
     } else {

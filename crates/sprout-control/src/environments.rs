@@ -660,7 +660,11 @@ impl Control {
         by: Option<&str>,
     ) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        if req.set.is_empty() && req.unset.is_empty() && req.public.is_empty() && req.secret.is_empty() {
+        if req.set.is_empty()
+            && req.unset.is_empty()
+            && req.public.is_empty()
+            && req.secret.is_empty()
+        {
             return Err(ControlError::Invalid(
                 "nothing to change: give KEY=VALUE properties".into(),
             ));

@@ -206,7 +206,12 @@ impl LoginThrottles {
     /// checked: parallel guesses cannot all pass the check before any of them is counted.
     /// `Err(retry_after)`, and nothing counted, when the user name or the address has used
     /// up its attempts. A right password then calls [`LoginThrottles::succeeded`].
-    pub fn begin(&mut self, user: &str, address: Option<&str>, now: Instant) -> Result<(), Duration> {
+    pub fn begin(
+        &mut self,
+        user: &str,
+        address: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let user_wait = self.users.check(user, now).err();
         let address_wait = address.and_then(|a| self.addresses.check(a, now).err());
         if let Some(wait) = user_wait.max(address_wait) {
@@ -327,10 +332,11 @@ mod tests {
 
     #[test]
     fn viewers_see_only_public_values() {
-        let props: BTreeMap<String, String> = [("DATABASE_URL", "postgres://u:pw@db"), ("MODE", "fast")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let props: BTreeMap<String, String> =
+            [("DATABASE_URL", "postgres://u:pw@db"), ("MODE", "fast")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let public: BTreeSet<String> = ["MODE".to_string()].into();
         let mut seen = props.clone();
         redact_properties(&mut seen, &public, Role::Viewer);

@@ -25,8 +25,8 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
-pub use secret_box::{SecretBox, SecretError};
 pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
+pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};
 pub use zones::ScheduledActionRow;
 

@@ -80,7 +80,10 @@ impl Store {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(self.pool())
                 .await?;
-            tracing::info!(rows = sealed, "sealed secrets an older Sprout stored in plaintext");
+            tracing::info!(
+                rows = sealed,
+                "sealed secrets an older Sprout stored in plaintext"
+            );
         }
         Ok(())
     }

@@ -220,7 +220,10 @@ mod tests {
     #[test]
     fn plaintext_from_an_older_sprout_passes_and_reseals() {
         let b = SecretBox::ephemeral();
-        assert_eq!(b.open("properties", "{\"A\":\"1\"}").unwrap(), "{\"A\":\"1\"}");
+        assert_eq!(
+            b.open("properties", "{\"A\":\"1\"}").unwrap(),
+            "{\"A\":\"1\"}"
+        );
         let sealed = b.reseal("properties", "{\"A\":\"1\"}").unwrap();
         assert!(SecretBox::is_sealed(&sealed));
         assert_eq!(b.reseal("properties", &sealed).unwrap(), sealed);

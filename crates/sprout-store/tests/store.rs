@@ -288,17 +288,27 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
     use std::os::unix::fs::PermissionsExt;
     let (dir, store) = open().await;
     let db = dir.path().join("sprout.db");
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&dir.path().join("secrets.key")), 0o600);
 
     let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
     let mut new = new_env("web", app_id, v1);
-    new.properties = BTreeMap::from([("DATABASE_URL".into(), "postgres://u:supersecret@db".into())]);
+    new.properties =
+        BTreeMap::from([("DATABASE_URL".into(), "postgres://u:supersecret@db".into())]);
     let (env, launch) = store.create_environment(&new).await.expect("env");
     assert_eq!(env.properties(), new.properties, "read back opened");
     store
-        .finish_operation(&env, EnvStatus::Launching, Some(launch.id), EnvStatus::Ready, OperationOutcome::Succeeded, None, "up")
+        .finish_operation(
+            &env,
+            EnvStatus::Launching,
+            Some(launch.id),
+            EnvStatus::Ready,
+            OperationOutcome::Succeeded,
+            None,
+            "up",
+        )
         .await
         .expect("finish");
     let env = store.environment_by_id(env.id).await.expect("env");
@@ -308,25 +318,45 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
         .expect("key");
     assert_eq!(key.secret, "sqs-secret-0123456789");
     let saved = store
-        .save_config(app_id, "base", "{}", &env.properties, "web", "dev", "golden", None)
+        .save_config(
+            app_id,
+            "base",
+            "{}",
+            &env.properties,
+            "web",
+            "dev",
+            "golden",
+            None,
+        )
         .await
         .expect("save");
     assert_eq!(saved.properties, env.properties);
     // A configure that changes the properties, then fails and rolls back: the old values
     // come back through the sealed before-state.
-    let changed = BTreeMap::from([("DATABASE_URL".to_string(), "postgres://u:othersecret@db".to_string())]);
+    let changed = BTreeMap::from([(
+        "DATABASE_URL".to_string(),
+        "postgres://u:othersecret@db".to_string(),
+    )]);
     let op = store
         .begin_operation(
             &env,
             EnvStatus::Ready,
             EnvStatus::Updating,
-            &OperationStart { kind: "configure", new_properties: Some(&changed), message: "props", ..Default::default() },
+            &OperationStart {
+                kind: "configure",
+                new_properties: Some(&changed),
+                message: "props",
+                ..Default::default()
+            },
         )
         .await
         .expect("configure");
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(env.properties(), changed);
-    store.fail_and_roll_back(&env, &op, None, "failed").await.expect("roll back");
+    store
+        .fail_and_roll_back(&env, &op, None, "failed")
+        .await
+        .expect("roll back");
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(env.properties(), new.properties, "rolled back");
     store.close().await;
@@ -355,17 +385,33 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
     let store = Store::open(&db).await.expect("upgrade");
     assert_eq!(mode(&db), 0o600, "narrowed");
     let env = store.environment_by_id(env.id).await.expect("env");
-    assert_eq!(env.properties()["DATABASE_URL"], "postgres://old:plainsecret@db");
-    let key = store.access_key("SPRTTESTKEY").await.expect("key").expect("found");
+    assert_eq!(
+        env.properties()["DATABASE_URL"],
+        "postgres://old:plainsecret@db"
+    );
+    let key = store
+        .access_key("SPRTTESTKEY")
+        .await
+        .expect("key")
+        .expect("found");
     assert_eq!(key.secret, "plain-sqs-secret-42");
-    let saved = store.saved_config(app_id, "base").await.expect("saved").expect("found");
+    let saved = store
+        .saved_config(app_id, "base")
+        .await
+        .expect("saved")
+        .expect("found");
     assert!(saved.properties.contains("plainsecret"));
     store.close().await;
     assert_eq!(on_disk(dir.path(), "plainsecret"), Vec::<&str>::new());
-    assert_eq!(on_disk(dir.path(), "plain-sqs-secret-42"), Vec::<&str>::new());
+    assert_eq!(
+        on_disk(dir.path(), "plain-sqs-secret-42"),
+        Vec::<&str>::new()
+    );
 
     // Without its key, a sealed value is an error, never garbage or plaintext.
-    let store = Store::open_with(&db, sprout_store::SecretBox::ephemeral()).await.expect("open");
+    let store = Store::open_with(&db, sprout_store::SecretBox::ephemeral())
+        .await
+        .expect("open");
     assert!(matches!(
         store.environment_by_id(env.id).await,
         Err(StoreError::Secret(_))

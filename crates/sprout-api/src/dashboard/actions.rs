@@ -149,11 +149,7 @@ pub async fn login(
     }
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    s: Session,
-    fields: Fields,
-) -> PageResult {
+pub async fn logout(State(state): State<AppState>, s: Session, fields: Fields) -> PageResult {
     if !s.csrf_ok(fields.get("csrf")) {
         return Err(csrf_refused());
     }

@@ -70,7 +70,12 @@ pub fn login_form(
     c.insert("expired", &expired);
     c.insert("version", env!("CARGO_PKG_VERSION"));
     let page = render("login.html", &c)?;
-    Ok((status, [(header::SET_COOKIE, cookies.login_csrf(&token))], page).into_response())
+    Ok((
+        status,
+        [(header::SET_COOKIE, cookies.login_csrf(&token))],
+        page,
+    )
+        .into_response())
 }
 
 #[derive(Serialize)]
@@ -138,7 +143,10 @@ pub async fn app(
 ) -> PageResult {
     state.control.require_app(&app).await?;
     let versions = state.control.list_versions(&app).await?;
-    let envs = state.control.list_environments(Some(&app), s.caller.role).await?;
+    let envs = state
+        .control
+        .list_environments(Some(&app), s.caller.role)
+        .await?;
     let rows: Vec<VersionRow> = versions
         .iter()
         .map(|v| VersionRow {

@@ -43,9 +43,7 @@ impl CookiePolicy {
     /// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
     pub fn set(self, name: &str, value: &str, path: &str, max_age: i64) -> String {
         let secure = if self.https { "; Secure" } else { "" };
-        format!(
-            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-        )
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
     }
 
     pub fn session(self, token: &str) -> String {
@@ -114,8 +112,7 @@ impl FromRequestParts<AppState> for Session {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let cookies = state.dashboard.cookies;
-        let Some(token) =
-            cookie(&parts.headers, cookies.session_name()).filter(|t| !t.is_empty())
+        let Some(token) = cookie(&parts.headers, cookies.session_name()).filter(|t| !t.is_empty())
         else {
             return Err(Redirect::to("/login").into_response());
         };
@@ -153,7 +150,10 @@ mod tests {
             header::COOKIE,
             "a=1; sprout_session=tok; b=2".parse().unwrap(),
         );
-        assert_eq!(cookie(&h, CookiePolicy::default().session_name()), Some("tok"));
+        assert_eq!(
+            cookie(&h, CookiePolicy::default().session_name()),
+            Some("tok")
+        );
         assert_eq!(cookie(&h, "c"), None);
     }
 

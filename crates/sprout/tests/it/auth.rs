@@ -559,7 +559,10 @@ async fn passwd_revokes_the_users_other_tokens_and_an_admin_can_revoke_them_all(
     let out = cli_as(&server, &other, &["token", "create", "laptop"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let api = stdout(&out).trim().to_string();
-    assert_eq!(statuses(&server, &[&before, &other, &api]).await, [200, 200, 200]);
+    assert_eq!(
+        statuses(&server, &[&before, &other, &api]).await,
+        [200, 200, 200]
+    );
 
     // A viewer may change its own password, not another user's; bad input changes nothing.
     let quin = login(&server, "quin", "quin-password").await;
@@ -580,7 +583,10 @@ async fn passwd_revokes_the_users_other_tokens_and_an_admin_can_revoke_them_all(
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("8 to 1024"), "{}", stderr(&out));
-    assert_eq!(statuses(&server, &[&before, &other, &api, &quin]).await, [200, 200, 200, 200]);
+    assert_eq!(
+        statuses(&server, &[&before, &other, &api, &quin]).await,
+        [200, 200, 200, 200]
+    );
 
     // Pat changes its own password from the saved login: every other token dies, the saved
     // login keeps working with its new session token.
@@ -591,7 +597,11 @@ async fn passwd_revokes_the_users_other_tokens_and_an_admin_can_revoke_them_all(
         "pat-new-password\n",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("this login stays"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("this login stays"),
+        "{}",
+        stdout(&out)
+    );
     let after = saved_token(config.path());
     assert_ne!(after, before);
     assert_eq!(
@@ -682,7 +692,11 @@ async fn three_hundred_parallel_wrong_logins_get_at_most_five_answers_of_401() {
         unauthorized <= 5,
         "{unauthorized} wrong passwords were checked (each an argon2 run); at most 5 may be"
     );
-    assert_eq!(unauthorized + throttled, 300, "every other answer is 429: {answers:?}");
+    assert_eq!(
+        unauthorized + throttled,
+        300,
+        "every other answer is 429: {answers:?}"
+    );
     // Even the right password waits out the window now.
     let (s, _) = status_of(
         client

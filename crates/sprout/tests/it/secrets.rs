@@ -26,11 +26,8 @@ fn on_disk(data: &Path, needle: &str) -> Vec<String> {
     ["sprout.db", "sprout.db-wal", "sprout.db-shm"]
         .iter()
         .filter(|f| {
-            std::fs::read(data.join(f)).is_ok_and(|bytes| {
-                bytes
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_bytes())
-            })
+            std::fs::read(data.join(f))
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
         .map(|f| f.to_string())
         .collect()
@@ -75,7 +72,14 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
         "secret by default"
     );
     let (_, listed) = call(&server, Some(&vera), "GET", "/api/v1/environments", None).await;
-    let (_, config) = call(&server, Some(&vera), "GET", &format!("{env_path}/config"), None).await;
+    let (_, config) = call(
+        &server,
+        Some(&vera),
+        "GET",
+        &format!("{env_path}/config"),
+        None,
+    )
+    .await;
     assert_eq!(config["properties"]["DATABASE_URL"], json!(MASKED));
     let out = cli_as(&server, &vera, &["status", &env, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -85,7 +89,10 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
         config.to_string(),
         stdout(&out),
     ] {
-        assert!(!seen.contains("supersecret"), "a viewer read the secret: {seen}");
+        assert!(
+            !seen.contains("supersecret"),
+            "a viewer read the secret: {seen}"
+        );
     }
     // The deployer sees the values.
     let (_, deployer_view) = call(&server, Some(&dex), "GET", &env_path, None).await;
@@ -98,7 +105,11 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
     let instances = |d: &Value| -> Vec<String> {
         d["instances"]
             .as_array()
-            .map(|a| a.iter().filter_map(|i| i["id"].as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["id"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let out = cli_as(&server, &dex, &["setenv", &env, "--public", "MODE"]);
@@ -108,11 +119,19 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
         detail["env"],
         json!({"DATABASE_URL": MASKED, "MODE": "fast"})
     );
-    assert_eq!(instances(&detail), instances(&deployer_view), "no instance replaced");
+    assert_eq!(
+        instances(&detail),
+        instances(&deployer_view),
+        "no instance replaced"
+    );
     // A key that does not exist cannot be made public; a viewer cannot mark one public.
     let out = cli_as(&server, &dex, &["setenv", &env, "--public", "NOPE"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no property 'NOPE'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no property 'NOPE'"),
+        "{}",
+        stderr(&out)
+    );
     let (s, _) = call(
         &server,
         Some(&vera),
@@ -127,8 +146,14 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
     let (viewer_http, status, _) = http_session(&server.api, "vera", "vera-password").await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "viewer logs in");
     let page = page_text(&viewer_http, &format!("{}/envs/{env}", server.api)).await;
-    assert!(page.contains("DATABASE_URL") && page.contains("fast"), "{page}");
-    assert!(!page.contains("supersecret"), "the dashboard showed a viewer the secret");
+    assert!(
+        page.contains("DATABASE_URL") && page.contains("fast"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("supersecret"),
+        "the dashboard showed a viewer the secret"
+    );
 
     // Queue credentials are the deployer's.
     let creds_path = format!("{env_path}/queue/credentials");
@@ -136,12 +161,21 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
     assert_eq!(s, 403, "{p}");
     let (s, creds) = call(&server, Some(&dex), "GET", &creds_path, None).await;
     assert_eq!(s, 200);
-    let sqs_secret = creds["secret_access_key"].as_str().expect("secret").to_string();
+    let sqs_secret = creds["secret_access_key"]
+        .as_str()
+        .expect("secret")
+        .to_string();
     assert!(sqs_secret.len() >= 20);
 
     // On disk: a private directory, private files, no secret in the database's bytes.
     assert_eq!(mode(&server.data), 0o700, "the data directory");
-    for f in ["sprout.db", "sprout.db-wal", "sprout.db-shm", "jwt.key", "secrets.key"] {
+    for f in [
+        "sprout.db",
+        "sprout.db-wal",
+        "sprout.db-shm",
+        "jwt.key",
+        "secrets.key",
+    ] {
         assert_eq!(mode(&server.data.join(f)), 0o600, "{f}");
     }
     assert_eq!(too_open(&server.data), Vec::<String>::new());
@@ -151,7 +185,10 @@ async fn viewers_see_masked_values_no_queue_credentials_and_the_disk_holds_no_se
     );
     assert_eq!(on_disk(&server.data, "supersecret"), Vec::<String>::new());
     assert_eq!(on_disk(&server.data, &sqs_secret), Vec::<String>::new());
-    assert_eq!(on_disk(&server.data, r#""MODE":"fast""#), Vec::<String>::new());
+    assert_eq!(
+        on_disk(&server.data, r#""MODE":"fast""#),
+        Vec::<String>::new()
+    );
 
     // A data directory an older Sprout left open is narrowed at the next start, and the
     // sealed values read back with the kept key.
