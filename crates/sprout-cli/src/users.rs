@@ -1,6 +1,6 @@
 //! `sprout user …`, `sprout token …`, `sprout audit` and `sprout logout`.
 
-use crate::{client, config, output, read_password_line, CliError, GlobalArgs};
+use crate::{client, config, output, read_password, read_password_line, CliError, GlobalArgs};
 use reqwest::Method;
 use sprout_core::api::{
     ApiToken, AuditEntry, ChangePassword, CreateToken, CreateUser, CreatedToken, PasswordChanged,
@@ -170,19 +170,7 @@ pub(crate) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Resul
 }
 
 async fn passwd(c: &crate::Client, name: &str, password_stdin: bool) -> Result<(), CliError> {
-    let password = if password_stdin {
-        read_password_line(std::io::stdin().lock())?
-    } else {
-        let prompt = format!("New password for {name}: ");
-        tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
-            .await
-            .map_err(|e| CliError::Usage(e.to_string()))?
-            .map_err(|e| {
-                CliError::Usage(format!(
-                    "cannot read the password from the terminal ({e}); use --password-stdin"
-                ))
-            })?
-    };
+    let password = read_password(password_stdin, format!("New password for {name}: ")).await?;
     let changed = c
         .change_password(name, &ChangePassword { password })
         .await?;

@@ -381,23 +381,7 @@ async fn api_tokens_expire_and_revoked_tokens_stop_working_at_once() {
 
     // Logout revokes the saved session on the server.
     let config = tempfile::tempdir().expect("dir");
-    let run = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
-            .args(args)
-            .env("SPROUT_URL", &server.api)
-            .env_remove("SPROUT_TOKEN")
-            .env("SPROUT_CONFIG_DIR", config.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run sprout");
-        if let Some(mut pipe) = child.stdin.take() {
-            let _ = pipe.write_all(stdin.as_bytes());
-        }
-        child.wait_with_output().expect("output")
-    };
+    let run = |args: &[&str], stdin: &str| cli_saved(&server, config.path(), args, stdin);
     let out = run(
         &["login", "--user", "cici", "--password-stdin"],
         "cici-password\n",
