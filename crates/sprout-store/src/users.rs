@@ -8,7 +8,7 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: DateTime<Utc>,
-    /// Tokens carry it; one that carries another is refused (migration 0007).
+    /// Tokens carry it; one that carries another is refused (migration 0010).
     pub token_epoch: String,
 }
 
