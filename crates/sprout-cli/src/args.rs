@@ -122,19 +122,26 @@ pub enum Command {
     /// Show or change an environment's settings (instance_type, min, max, policy, batch,
     /// health_check_path, sticky, …), or save them as a named configuration
     Config(ConfigArgs),
-    /// Set or remove environment properties (passed to instances as environment variables)
+    /// Set or remove environment properties (passed to instances as environment variables).
+    /// Values are secret: viewers see them masked unless a key is marked --public
     Setenv {
         env: String,
         /// Properties to set
         #[arg(
             value_name = "KEY=VALUE",
             value_parser = parse_property,
-            required_unless_present = "unset"
+            required_unless_present_any = ["unset", "public", "secret"]
         )]
         set: Vec<(String, String)>,
         /// A property to remove (repeatable)
         #[arg(long, value_name = "KEY")]
         unset: Vec<String>,
+        /// Show this property's value to viewers too (repeatable; no new instances needed)
+        #[arg(long, value_name = "KEY")]
+        public: Vec<String>,
+        /// Mask this property's value for viewers again, the default (repeatable)
+        #[arg(long, value_name = "KEY")]
+        secret: Vec<String>,
         /// Wait until the instances run with the new properties; fail if that failed
         #[arg(long)]
         wait: bool,
@@ -386,6 +393,16 @@ pub enum UserCommand {
     },
     /// Remove a user and every token it holds (admin only)
     Remove { name: String },
+    /// Change a user's password (admin, or a user for itself); revokes every other token
+    /// the user holds. Your own login stays: the saved login gets a new session token
+    Passwd {
+        name: String,
+        /// Read the new password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke every token a user holds, sessions and API tokens (admin, or a user for itself)
+    RevokeTokens { name: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -817,6 +834,7 @@ mod tests {
             set,
             unset,
             wait,
+            ..
         } = parse(&["setenv", "web", "A=1", "DB=x=y", "--unset", "OLD", "--wait"])
             .unwrap()
             .command
@@ -831,6 +849,17 @@ mod tests {
         assert_eq!(unset, vec!["OLD".to_string()]);
         assert!(wait);
         assert!(parse(&["setenv", "web", "--unset", "OLD"]).is_ok());
+        let Command::Setenv { public, secret, .. } =
+            parse(&["setenv", "web", "--public", "MODE", "--secret", "DB"])
+                .unwrap()
+                .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            (public, secret),
+            (vec!["MODE".to_string()], vec!["DB".to_string()])
+        );
         assert!(parse(&["setenv", "web"]).is_err());
         assert!(parse(&["setenv", "web", "1A=x"]).is_err());
 

@@ -4,7 +4,10 @@
 use crate::client::Client;
 use crate::error::CliError;
 use reqwest::Method;
-use sprout_core::api::{ApiToken, AuditEntry, CreateToken, CreateUser, CreatedToken, User};
+use sprout_core::api::{
+    ApiToken, AuditEntry, ChangePassword, CreateToken, CreateUser, CreatedToken, PasswordChanged,
+    User,
+};
 
 impl Client {
     pub async fn create_user(&self, req: &CreateUser) -> Result<User, CliError> {
@@ -15,6 +18,20 @@ impl Client {
     }
     pub async fn remove_user(&self, name: &str) -> Result<(), CliError> {
         let url = self.api_url(&["users", name])?;
+        self.send(self.request(Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+    pub async fn change_password(
+        &self,
+        name: &str,
+        req: &ChangePassword,
+    ) -> Result<PasswordChanged, CliError> {
+        self.send_json(Method::PUT, &["users", name, "password"], Some(req))
+            .await
+    }
+    pub async fn revoke_user_tokens(&self, name: &str) -> Result<(), CliError> {
+        let url = self.api_url(&["users", name, "tokens"])?;
         self.send(self.request(Method::DELETE, url))
             .await
             .map(|_| ())

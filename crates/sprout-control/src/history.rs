@@ -4,6 +4,7 @@
 //! The dashboard only reads it.
 
 use crate::{Control, ControlError, Usage};
+use sprout_core::auth::Role;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -94,12 +95,12 @@ impl History {
     }
 
     async fn sample_all(&self, control: &Control) -> Result<(), ControlError> {
-        let envs = control.list_environments(None).await?;
+        let envs = control.list_environments(None, Role::Viewer).await?;
         let names: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
         self.retain(&names);
         let reads = envs.iter().map(|env| async move {
             let metrics = control.balancer().metrics(&env.name);
-            let detail = control.get_environment(&env.name).await.ok();
+            let detail = control.get_environment(&env.name, Role::Viewer).await.ok();
             let usage = control.instance_usage(&env.name).await.unwrap_or_default();
             (env.name.clone(), metrics, detail, usage)
         });

@@ -164,6 +164,12 @@ pub struct SetProperties {
     pub set: BTreeMap<String, String>,
     #[serde(default)]
     pub unset: Vec<String>,
+    /// Keys whose values viewers may read. Values are secret (masked for viewers) by default.
+    #[serde(default)]
+    pub public: Vec<String>,
+    /// Keys made secret again (masked for viewers).
+    #[serde(default)]
+    pub secret: Vec<String>,
 }
 
 /// `POST /environments/{env}/swap`: exchange CNAMEs with another environment.
@@ -391,6 +397,22 @@ pub struct CreateUser {
     pub username: String,
     pub password: String,
     pub role: Role,
+}
+
+/// `PUT /users/{name}/password`: an admin for anyone, or a user for itself.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangePassword {
+    pub password: String,
+}
+
+/// The answer to a password change: every other token of the user is revoked. When users
+/// change their own password, `session` is a new session token that replaces the one the
+/// call came with (which is revoked too).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PasswordChanged {
+    pub username: String,
+    #[serde(default)]
+    pub session: Option<LoginResponse>,
 }
 
 /// A user as the API shows it (never the password hash).

@@ -3,6 +3,7 @@
 //! message while its visibility timeout holds; it is deleted only by its current receipt.
 //! Times here are Unix milliseconds.
 
+use crate::sealed::SQS_SECRET;
 use crate::{unique_or, Result, Store, StoreError};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -534,29 +535,38 @@ impl Store {
              VALUES (?, ?, ?, ?, ?) ON CONFLICT(env_id) DO NOTHING",
         )
         .bind(candidate_id)
-        .bind(candidate_secret)
+        .bind(self.seal(SQS_SECRET, candidate_secret)?)
         .bind(app_id)
         .bind(env_id)
         .bind(now_ms)
         .execute(self.pool())
         .await?;
-        Ok(sqlx::query_as::<_, AccessKeyRow>(
+        let key = sqlx::query_as::<_, AccessKeyRow>(
             "SELECT access_key_id, secret, app_id, env_id FROM access_keys WHERE env_id = ?",
         )
         .bind(env_id)
         .fetch_one(self.pool())
-        .await?)
+        .await?;
+        self.open_access_key(key)
     }
 
     pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>> {
-        Ok(sqlx::query_as::<_, AccessKeyRow>(
+        sqlx::query_as::<_, AccessKeyRow>(
             "SELECT k.access_key_id, k.secret, k.app_id, k.env_id FROM access_keys k
              JOIN environments e ON e.id = k.env_id
              WHERE k.access_key_id = ? AND e.status <> 'Terminated'",
         )
         .bind(access_key_id)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .map(|key| self.open_access_key(key))
+        .transpose()
+    }
+
+    /// An access key as it leaves the store: its secret opened.
+    fn open_access_key(&self, mut key: AccessKeyRow) -> Result<AccessKeyRow> {
+        key.secret = self.open_secret(SQS_SECRET, &key.secret)?;
+        Ok(key)
     }
 
     /// Records a periodic task's tick and enqueues its message in one transaction. False

@@ -11,15 +11,17 @@ use sprout_core::model::BuildLimits;
 use sprout_core::queue::QueueQuota;
 use sprout_proxy::{Balancer, BalancerConfig, PerCoreListeners};
 use sprout_runtime::Runtime;
-use sprout_store::Store;
-use std::path::PathBuf;
+use sprout_store::{SecretBox, Store};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// Data directory: SQLite database, bundles, signing key
+    /// Data directory: SQLite database, bundles, signing key, the key that seals secrets.
+    /// Made private to the server's user (0700, files 0600)
     #[arg(long, env = "SPROUT_DATA", default_value = ".sprout")]
     data: PathBuf,
     /// Address of the API and dashboard
@@ -87,6 +89,10 @@ pub struct ServerArgs {
     /// Bytes (bodies and attributes) an application's queues may hold in all
     #[arg(long, env = "SPROUT_APP_MAX_QUEUE_BYTES", default_value_t = QueueQuota::default().max_bytes)]
     app_max_queue_bytes: u64,
+    /// Browsers reach the dashboard over HTTPS (TLS here or at a proxy in front): its session
+    /// cookie becomes `__Host-sprout_session`, Secure
+    #[arg(long, env = "SPROUT_HTTPS")]
+    https: bool,
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -139,14 +145,61 @@ fn return_large_blocks_to_the_os() {
     }
 }
 
+/// Makes the data directory private to the server's user: it holds password hashes, the
+/// signing key, the key that seals secrets, and the database. Every file and directory the
+/// server makes from now on is private too (umask 077); what an older Sprout made with wider
+/// modes is narrowed: the directory and `bundles/` to 0700, the files directly in them to
+/// 0600. (Unpacked bundles keep their modes: they become the app's files in its image, and
+/// the 0700 directories above them already keep everyone else out.)
+fn make_data_dir_private(dir: &Path) -> anyhow::Result<()> {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    for sub in [dir.to_path_buf(), dir.join("bundles")] {
+        if !sub.is_dir() {
+            continue;
+        }
+        narrow(&sub, 0o700)?;
+        for entry in std::fs::read_dir(&sub).with_context(|| format!("{}", sub.display()))? {
+            let path = entry?.path();
+            // Not following links: a link's target is not ours to change.
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.is_file() {
+                narrow(&path, 0o600)?;
+            } else if meta.is_dir() {
+                narrow(&path, 0o700)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes group and other rights away from `path`, leaving it `mode` at most.
+fn narrow(path: &Path, mode: u32) -> anyhow::Result<()> {
+    let current = std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+        tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{:o}", current & mode), "made private");
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     return_large_blocks_to_the_os();
     init_tracing();
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    make_data_dir_private(&args.data)?;
     let data = args.data.canonicalize().context("data directory")?;
 
-    let store = Store::open(&data.join("sprout.db"))
+    let secrets = SecretBox::load_or_create(&data.join(sprout_store::SECRET_KEY_FILE))
+        .context("the key that seals secrets at rest")?;
+    let store = Store::open_with(&data.join("sprout.db"), secrets)
         .await
         .context("opening the store")?;
     let configured = std::env::var("SPROUT_ADMIN_PASSWORD").ok();
@@ -171,16 +224,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_addr = api_listener.local_addr()?;
     let balancer_addr = balancer_listener.local_addr();
 
-    use sprout_api::dashboard::session::SESSION_COOKIE;
     let balancer = Balancer::new(BalancerConfig {
         domain: args.domain.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
         max_connections_per_client: args.max_client_connections,
         // The dashboard's session (also as served over HTTPS) never reaches an instance.
-        private_cookies: vec![
-            SESSION_COOKIE.to_string(),
-            format!("__Host-{SESSION_COOKIE}"),
-        ],
+        private_cookies: sprout_core::auth::SESSION_COOKIE_NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
         ..BalancerConfig::default()
     });
     let mut config = ControlConfig::new(data.clone());
@@ -251,7 +303,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = AppState {
         control: control.clone(),
         auth,
-        dashboard: Default::default(),
+        dashboard: sprout_api::dashboard::Dashboard {
+            cookies: sprout_api::dashboard::session::CookiePolicy { https: args.https },
+            ..Default::default()
+        },
     };
     let sampler_task = {
         let token = shutdown.clone();

@@ -18,10 +18,12 @@ use axum::Router;
 use sprout_control::history::History;
 use std::sync::{Arc, LazyLock};
 
-/// What the dashboard keeps between requests: the charts' history.
+/// What the dashboard keeps between requests: the charts' history, and how its cookies are
+/// named and flagged.
 #[derive(Clone, Default)]
 pub struct Dashboard {
     pub history: Arc<History>,
+    pub cookies: session::CookiePolicy,
 }
 
 const TEMPLATES: &[(&str, &str)] = &[

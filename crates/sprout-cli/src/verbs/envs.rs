@@ -135,15 +135,25 @@ pub(super) async fn setenv(
     env: &str,
     set: Vec<(String, String)>,
     unset: Vec<String>,
+    public: Vec<String>,
+    secret: Vec<String>,
     wait: bool,
 ) -> Result<(), CliError> {
     let c = client(global);
     let before = current_operation(&c, env).await?;
+    let only_visibility = set.is_empty() && unset.is_empty();
     let body = SetProperties {
         set: set.into_iter().collect(),
         unset,
+        public,
+        secret,
     };
     let started = c.set_properties(env, &body).await?;
+    if only_visibility {
+        // Which values viewers see: applied at once, no instance replaced.
+        println!("updated which properties of {env} viewers may read");
+        return Ok(());
+    }
     after_change(&c, env, before, &started, wait, "properties").await
 }
 

@@ -60,8 +60,10 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             env,
             set,
             unset,
+            public,
+            secret,
             wait,
-        } => envs::setenv(g, &env, set, unset, wait).await,
+        } => envs::setenv(g, &env, set, unset, public, secret, wait).await,
         Command::Swap { env, other } => envs::swap(g, &env, &other).await,
         Command::Scale {
             env,

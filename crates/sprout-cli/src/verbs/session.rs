@@ -43,19 +43,11 @@ pub(super) async fn login(
     let username = user
         .or_else(|| saved.as_ref().map(|s| s.username.clone()))
         .unwrap_or_else(|| "admin".to_string());
-    let password = if password_stdin {
-        read_password_line(std::io::stdin().lock())?
-    } else {
-        let prompt = format!("Password for {username} at {server}: ");
-        tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
-            .await
-            .map_err(usage)?
-            .map_err(|e| {
-                CliError::Usage(format!(
-                    "cannot read the password from the terminal ({e}); use --password-stdin"
-                ))
-            })?
-    };
+    let password = read_password(
+        password_stdin,
+        format!("Password for {username} at {server}: "),
+    )
+    .await?;
     if password.is_empty() {
         return Err(CliError::Usage("empty password".to_string()));
     }
@@ -74,6 +66,21 @@ pub(super) async fn login(
         path.display()
     );
     Ok(())
+}
+
+/// A password from the first line of stdin (`--password-stdin`), or typed at a prompt.
+pub(crate) async fn read_password(from_stdin: bool, prompt: String) -> Result<String, CliError> {
+    if from_stdin {
+        return read_password_line(std::io::stdin().lock());
+    }
+    tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+        .await
+        .map_err(usage)?
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the password from the terminal ({e}); use --password-stdin"
+            ))
+        })
 }
 
 /// The first line of `input`, without its line ending.

@@ -1,11 +1,13 @@
 //! `sprout user …`, `sprout token …` and `sprout audit`.
 
 use super::connect::client;
-use super::session::read_password_line;
+use super::session::{read_password, read_password_line};
 use crate::args::{GlobalArgs, TokenCommand, UserCommand};
+use crate::client::Client;
+use crate::config;
 use crate::error::CliError;
 use crate::output;
-use sprout_core::api::{CreateToken, CreateUser};
+use sprout_core::api::{ChangePassword, CreateToken, CreateUser};
 
 pub(super) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), CliError> {
     let c = client(global);
@@ -46,6 +48,49 @@ pub(super) async fn run_user(global: &GlobalArgs, command: UserCommand) -> Resul
         UserCommand::Remove { name } => {
             c.remove_user(&name).await?;
             println!("removed user {name} and its tokens");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => passwd(&c, &name, password_stdin).await?,
+        UserCommand::RevokeTokens { name } => {
+            c.revoke_user_tokens(&name).await?;
+            println!("revoked every token of {name} (sessions and API tokens)");
+        }
+    }
+    Ok(())
+}
+
+async fn passwd(c: &Client, name: &str, password_stdin: bool) -> Result<(), CliError> {
+    let password = read_password(password_stdin, format!("New password for {name}: ")).await?;
+    let changed = c
+        .change_password(name, &ChangePassword { password })
+        .await?;
+    let Some(session) = changed.session else {
+        println!("changed the password of {name}; its sessions and API tokens are revoked");
+        return Ok(());
+    };
+    // Your own password: the token this call came with is revoked too. Keep the saved login
+    // working with the new session token, unless the call used another token.
+    let dir = config::config_dir()?;
+    let saved = config::load_login(&dir).unwrap_or(None);
+    let used_saved = config::non_empty_env("SPROUT_TOKEN").is_none();
+    match saved {
+        Some(mut saved) if used_saved && saved.username == session.username => {
+            saved.token = session.token;
+            let path = config::save_login(&dir, &saved)?;
+            println!(
+                "changed your password; your other sessions and API tokens are revoked; \
+                 this login stays (saved in {})",
+                path.display()
+            );
+        }
+        _ => {
+            eprintln!(
+                "changed your password; every other session and API token of yours is revoked, \
+                 the one this call used too; your new session token (shown only this once):"
+            );
+            println!("{}", session.token);
         }
     }
     Ok(())

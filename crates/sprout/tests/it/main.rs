@@ -10,6 +10,7 @@ mod deploys;
 mod harness;
 mod openapi;
 mod scaling;
+mod secrets;
 mod spine;
 mod sqs_attacks;
 mod worker;
