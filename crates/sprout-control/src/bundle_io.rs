@@ -5,7 +5,7 @@ use sprout_core::bundle::{
     check_entry, sniff_format, ArchiveFormat, BundleError, BundleLimits, EntryKind, UnpackBudget,
 };
 use sprout_core::manifest::BundleManifest;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -32,6 +32,9 @@ struct Writer<'a> {
     links: HashSet<String>,
     /// Symlinks as written (clean path, target), checked once the tree is complete.
     symlinks: Vec<(String, String)>,
+    /// Regular files written so far and their sizes: a hard link to one is a copy and
+    /// counts against the unpacked limit as what it writes.
+    files: HashMap<String, u64>,
 }
 
 impl Writer<'_> {
@@ -92,7 +95,8 @@ impl Writer<'_> {
         let target = self.target(&clean, path)?;
         self.parent(&target)?;
         let mut out = File::create(&target).map_err(corrupt)?;
-        // Count what is really written: a header may lie about the size.
+        // The declared size was charged to the budget before writing; what is written may not
+        // pass it (a tar header or a zip directory may lie): one byte over is enough to know.
         let written =
             io::copy(&mut body.take(size.saturating_add(1)), &mut out).map_err(corrupt)?;
         if written > size {
@@ -102,6 +106,7 @@ impl Writer<'_> {
         }
         let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         fs::set_permissions(&target, fs::Permissions::from_mode(perm)).map_err(corrupt)?;
+        self.files.insert(clean, written);
         Ok(())
     }
 
@@ -130,7 +135,6 @@ impl Writer<'_> {
     }
 
     fn hardlink(&mut self, path: &str, link_target: &str) -> Result<(), BundleError> {
-        self.budget.take_entry(0)?;
         let Some(clean) = check_entry(path, EntryKind::Hardlink, Some(link_target))? else {
             return Err(BundleError::BadName {
                 path: path.to_string(),
@@ -143,9 +147,22 @@ impl Writer<'_> {
             });
         };
         let source = self.target(&source_clean, path)?;
+        // Only to a regular file written earlier, whose size is known: a copy of it costs
+        // its full size, or ten links to one big file would write ten times the limit.
+        let Some(&size) = self.files.get(&source_clean) else {
+            return Err(BundleError::Corrupt(format!(
+                "entry '{path}' links to '{link_target}', which is not a file earlier in the bundle"
+            )));
+        };
+        self.budget.take_entry(size)?;
         self.parent(&target)?;
         // A copy, not a link: the unpacked tree must not share inodes with anything.
-        fs::copy(&source, &target).map_err(corrupt)?;
+        let mut from = File::open(&source).map_err(corrupt)?;
+        let mut out = File::create(&target).map_err(corrupt)?;
+        io::copy(&mut (&mut from).take(size), &mut out).map_err(corrupt)?;
+        let perm = fs::metadata(&source).map_err(corrupt)?.permissions();
+        fs::set_permissions(&target, perm).map_err(corrupt)?;
+        self.files.insert(clean, size);
         Ok(())
     }
 }
@@ -295,6 +312,7 @@ pub fn unpack_bundle(
         budget: UnpackBudget::new(limits),
         links: HashSet::new(),
         symlinks: Vec::new(),
+        files: HashMap::new(),
     };
     match format {
         ArchiveFormat::TarGz => unpack_tar_gz(file, &mut writer)?,
@@ -481,6 +499,135 @@ mod tests {
         }
         let (_d, result) = unpack(buf.get_ref());
         assert_eq!(result.unwrap().format, ArchiveFormat::Zip);
+    }
+
+    fn limited(bytes: &[u8], max_unpacked_bytes: u64) -> Result<UnpackedBundle, BundleError> {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("bundle");
+        File::create(&archive).unwrap().write_all(bytes).unwrap();
+        let limits = BundleLimits {
+            max_unpacked_bytes,
+            ..BundleLimits::default()
+        };
+        unpack_bundle(&archive, &dir.path().join("out"), limits)
+    }
+
+    #[test]
+    fn hard_links_count_what_they_write() {
+        // One 40 kB file and ten links to it: 440 kB written, whatever the archive says.
+        let bomb = tar_gz(|b| {
+            file_entry(b, "Procfile", b"web: x\n");
+            file_entry(b, "big", &[0u8; 40_000]);
+            for i in 0..10 {
+                link_entry(b, &format!("l{i}"), "big", tar::EntryType::Link);
+            }
+        });
+        assert!(matches!(
+            limited(&bomb, 100_000),
+            Err(BundleError::ExpandsTooFar { limit: 100_000 })
+        ));
+        let copies = limited(&bomb, 500_000).unwrap();
+        assert_eq!(copies.entries, 12);
+        // A link to something that is not an earlier file is refused, not guessed at.
+        let dangling = tar_gz(|b| link_entry(b, "h", "later", tar::EntryType::Link));
+        assert!(matches!(
+            limited(&dangling, 100_000),
+            Err(BundleError::Corrupt(e)) if e.contains("'h'")
+        ));
+    }
+
+    fn zip_of(build: impl FnOnce(&mut zip::ZipWriter<&mut io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+        let mut buf = io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            build(&mut z);
+            z.finish().unwrap();
+        }
+        buf.into_inner()
+    }
+
+    /// Sets the uncompressed size of the first entry in its local header and in the
+    /// central directory, as a hostile zip would.
+    fn lie_about_size(zip: &mut [u8], size: u32) {
+        let le = size.to_le_bytes();
+        zip[22..26].copy_from_slice(&le);
+        let central = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        zip[central + 24..central + 28].copy_from_slice(&le);
+    }
+
+    #[test]
+    fn zip_sizes_are_what_is_written() {
+        let opts = zip::write::SimpleFileOptions::default();
+        let zeros = |z: &mut zip::ZipWriter<&mut io::Cursor<Vec<u8>>>| {
+            z.start_file("zeros", opts).unwrap();
+            z.write_all(&[0u8; 300_000]).unwrap();
+        };
+        // An honest bomb: over the limit.
+        assert!(matches!(
+            limited(&zip_of(zeros), 100_000),
+            Err(BundleError::ExpandsTooFar { .. })
+        ));
+        // A lying one: it says 1000 bytes and writes 300 000; refused once past 1000.
+        let mut liar = zip_of(zeros);
+        lie_about_size(&mut liar, 1000);
+        let refused = limited(&liar, 100_000);
+        assert!(
+            matches!(refused, Err(BundleError::Corrupt(_))),
+            "{refused:?}"
+        );
+        // Many entries of one name: each counts.
+        // (The writer refuses duplicate names: write distinct ones, then rename them.)
+        let mut dupes = zip_of(|z| {
+            for i in 0..5 {
+                z.start_file(format!("dup{i}"), opts).unwrap();
+                z.write_all(&[0u8; 30_000]).unwrap();
+            }
+        });
+        for i in 0..dupes.len().saturating_sub(4) {
+            if dupes[i..i + 3] == *b"dup" && dupes[i + 3].is_ascii_digit() {
+                dupes[i + 3] = b'0';
+            }
+        }
+        // The zip reader keeps one entry per name, so repeats cannot multiply what is written.
+        let result = limited(&dupes, 100_000).unwrap();
+        assert_eq!(result.entries, 1);
+    }
+
+    #[test]
+    fn repeated_tar_entries_each_count() {
+        // Each overwrites the last, but each was written: five 30 kB writes pass 100 kB.
+        let dupes = tar_gz(|b| {
+            for _ in 0..5 {
+                file_entry(b, "same", &[0u8; 30_000]);
+            }
+        });
+        assert!(matches!(
+            limited(&dupes, 100_000),
+            Err(BundleError::ExpandsTooFar { .. })
+        ));
+    }
+
+    #[test]
+    fn zip_symlinks_checked() {
+        let escaping = zip_of(|z| {
+            z.add_symlink(
+                "l",
+                "../../etc/passwd",
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+        });
+        assert!(matches!(
+            limited(&escaping, 100_000),
+            Err(BundleError::LinkEscapes { .. })
+        ));
+        let inside = zip_of(|z| {
+            let opts = zip::write::SimpleFileOptions::default();
+            z.start_file("app.py", opts).unwrap();
+            z.write_all(b"x").unwrap();
+            z.add_symlink("current", "app.py", opts).unwrap();
+        });
+        assert!(limited(&inside, 100_000).is_ok());
     }
 
     #[test]

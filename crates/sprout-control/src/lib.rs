@@ -42,6 +42,8 @@ pub struct ControlConfig {
     /// local engine.
     pub zone_endpoints: std::collections::BTreeMap<String, String>,
     pub limits: BundleLimits,
+    /// What a version's build container may use and how long it may run.
+    pub build_limits: sprout_core::model::BuildLimits,
     /// How long a launch or deploy may take before it is declared failed (and rolled back).
     pub operation_timeout: Duration,
     /// Port instances listen on (`$PORT`).
@@ -64,6 +66,7 @@ impl ControlConfig {
             zones: vec!["a".into(), "b".into()],
             zone_endpoints: Default::default(),
             limits: BundleLimits::default(),
+            build_limits: Default::default(),
             operation_timeout: Duration::from_secs(300),
             instance_port: 8080,
             stop_grace: Duration::from_secs(10),

@@ -583,6 +583,8 @@ impl Control {
             cmd: vec!["/bin/sh".into(), "-c".into(), cmd],
             millicpus: limits.millicpus,
             memory_mib: limits.memory_mib,
+            pids: limits.pids,
+            user: manifest.config.user.clone(),
             bundle_dir,
         };
         self.store()

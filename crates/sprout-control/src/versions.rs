@@ -265,6 +265,7 @@ impl Control {
             build_script,
             env: Vec::new(),
             labels,
+            limits: self.config().build_limits,
         };
         self.runtime()
             .bake(&spec, log)

@@ -111,6 +111,11 @@ pub struct SproutYaml {
     pub boot: Option<Script>,
     /// Path the balancer checks; defaults to `/`.
     pub health_check: Option<String>,
+    /// The user instances run their process as (`name`, `uid`, `name:group` or
+    /// `uid:gid`); the image's own user (root on the catalogue's platforms) when absent.
+    /// Build steps still run as root, so they can install packages.
+    #[serde(default, deserialize_with = "user_name_or_id")]
+    pub user: Option<String>,
     /// Lifecycle hooks, kept for later issues (`predeploy`, `postdeploy`).
     #[serde(default)]
     pub hooks: BTreeMap<String, Script>,
@@ -134,6 +139,14 @@ impl SproutYaml {
                 )));
             }
         }
+        if let Some(user) = &parsed.user {
+            if !valid_user(user) {
+                return Err(ManifestError::SproutYaml(format!(
+                    "user must be a user name or id, optionally with ':group' (e.g. 'app' or \
+                     '1000:1000'), got '{user}'"
+                )));
+            }
+        }
         if let Some(platform) = &parsed.platform {
             if platform.trim().is_empty() || platform.chars().any(|c| c.is_whitespace()) {
                 return Err(ManifestError::SproutYaml(format!(
@@ -150,6 +163,36 @@ impl SproutYaml {
 
     pub fn health_check(&self) -> &str {
         self.health_check.as_deref().unwrap_or(DEFAULT_HEALTH_CHECK)
+    }
+}
+
+/// `user: 1000` is a number to YAML: take it as the id it means.
+fn user_name_or_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrId {
+        Id(u32),
+        Name(String),
+    }
+    Ok(Option::<NameOrId>::deserialize(d)?.map(|u| match u {
+        NameOrId::Id(id) => id.to_string(),
+        NameOrId::Name(name) => name,
+    }))
+}
+
+/// `name`, `uid`, `name:group` or `uid:gid`: POSIX portable names (letters, digits, `.`,
+/// `_`, `-`, not starting with `-`), at most 32 characters each.
+fn valid_user(user: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 32
+            && !p.starts_with('-')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    match user.split_once(':') {
+        Some((name, group)) => part(name) && part(group),
+        None => part(user),
     }
 }
 
@@ -259,6 +302,35 @@ mod tests {
         assert!(SproutYaml::parse("health_check: health").is_err());
         assert!(SproutYaml::parse("unknown_key: 1").is_err());
         assert!(SproutYaml::parse("build: [1, [2]]").is_err());
+    }
+
+    #[test]
+    fn user_names_and_ids() {
+        let user = |text: &str| SproutYaml::parse(text).map(|y| y.user);
+        assert_eq!(user("user: nobody").unwrap().as_deref(), Some("nobody"));
+        assert_eq!(user("user: 1000").unwrap().as_deref(), Some("1000"));
+        assert_eq!(
+            user("user: '1000:1000'").unwrap().as_deref(),
+            Some("1000:1000")
+        );
+        assert_eq!(
+            user("user: app:staff").unwrap().as_deref(),
+            Some("app:staff")
+        );
+        assert_eq!(user("platform: python").unwrap(), None);
+        for bad in [
+            "user: ''",
+            "user: 'a b'",
+            "user: -x",
+            "user: 'a:'",
+            "user: 'a:b:c'",
+            "user: [1]",
+        ] {
+            assert!(user(bad).is_err(), "{bad}");
+        }
+        // Stored manifests are JSON, where the id is already a string.
+        let stored: SproutYaml = serde_json::from_str(r#"{"user":"1000"}"#).unwrap();
+        assert_eq!(stored.user.as_deref(), Some("1000"));
     }
 
     #[test]

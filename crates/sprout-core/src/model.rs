@@ -97,21 +97,49 @@ pub struct Limits {
     /// CPU in thousandths of a core (Docker's NanoCpus / 1e6).
     pub millicpus: u32,
     pub memory_mib: u32,
+    /// Most processes and threads at once (Docker's PidsLimit): a fork bomb stops here.
+    pub pids: u32,
+}
+
+/// What a version's build container may use: a build step runs the bundle's own commands
+/// as root, so it is confined like an instance and stopped when it runs too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    pub millicpus: u32,
+    pub memory_mib: u32,
+    pub pids: u32,
+    /// A build running longer is stopped and the version fails.
+    pub timeout: std::time::Duration,
+    /// The build log kept with the version; output past it is left out (and said so).
+    pub max_log_bytes: usize,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        Self {
+            millicpus: 1000,
+            memory_mib: 1024,
+            pids: 1024,
+            timeout: std::time::Duration::from_secs(15 * 60),
+            max_log_bytes: 1 << 20,
+        }
+    }
 }
 
 impl InstanceType {
     /// The documented size table (README "Instance types").
     pub fn limits(self) -> Limits {
-        let (millicpus, memory_mib) = match self {
-            InstanceType::Nano => (250, 128),
-            InstanceType::Micro => (500, 256),
-            InstanceType::Small => (1000, 512),
-            InstanceType::Medium => (2000, 1024),
-            InstanceType::Large => (4000, 2048),
+        let (millicpus, memory_mib, pids) = match self {
+            InstanceType::Nano => (250, 128, 128),
+            InstanceType::Micro => (500, 256, 256),
+            InstanceType::Small => (1000, 512, 512),
+            InstanceType::Medium => (2000, 1024, 1024),
+            InstanceType::Large => (4000, 2048, 2048),
         };
         Limits {
             millicpus,
             memory_mib,
+            pids,
         }
     }
 }
@@ -181,8 +209,8 @@ mod tests {
     #[test]
     fn sizes_grow() {
         let sizes: Vec<Limits> = InstanceType::ALL.iter().map(|t| t.limits()).collect();
-        assert!(sizes
-            .windows(2)
-            .all(|w| w[0].millicpus < w[1].millicpus && w[0].memory_mib < w[1].memory_mib));
+        assert!(sizes.windows(2).all(|w| w[0].millicpus < w[1].millicpus
+            && w[0].memory_mib < w[1].memory_mib
+            && w[0].pids < w[1].pids));
     }
 }

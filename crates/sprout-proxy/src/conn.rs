@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use crate::error::ProxyError;
 use crate::headers::{Peer, RequestId};
+use crate::limits::{ClientSlot, Pace};
 use crate::metrics::InFlight;
 use crate::table::{Backend, Route, STICKY_COOKIE};
 use crate::upstream::{Pool, Upstream};
@@ -51,10 +52,14 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: Peer,
+    slot: ClientSlot,
     stop: watch::Receiver<bool>,
 ) {
+    let config = shared.balancer.config();
     let mut conn = Conn {
         io_timeout: shared.balancer.io_timeout(),
+        min_body_rate: config.min_body_rate,
+        body_grace: config.body_grace,
         client: stream,
         peer,
         rbuf: BytesMut::new(),
@@ -80,7 +85,7 @@ pub(crate) async fn serve(
             Next::KeepAlive => conn.trim_buffers(),
             Next::Close => break,
             Next::Tunnel(t) => {
-                t.spawn(conn.client, conn.rbuf);
+                t.spawn(conn.client, conn.rbuf, slot);
                 return;
             }
         }
@@ -90,6 +95,8 @@ pub(crate) async fn serve(
 
 struct Conn {
     io_timeout: Duration,
+    min_body_rate: u32,
+    body_grace: Duration,
     client: TcpStream,
     peer: Peer,
     /// Bytes from the client not yet handled (pipelined requests stay here).
@@ -275,7 +282,13 @@ impl Conn {
         };
 
         self.out.clear();
-        head.write_upstream(&mut self.out, &self.peer.ip, id.as_bytes());
+        head.write_upstream(
+            &mut self.out,
+            &self.peer.ip,
+            self.peer.trusted,
+            id.as_bytes(),
+            &shared.balancer.config().private_cookies,
+        );
         let framing = head.framing;
         drop(head);
         self.rbuf.advance(head_len);
@@ -457,6 +470,7 @@ impl Conn {
     ) -> Result<(Upstream, usize), SendError> {
         let replayable = matches!(body, RequestBody::Sent);
         let mut fresh = false;
+        let mut pace = Pace::new(self.min_body_rate, self.body_grace);
         loop {
             let got = if fresh {
                 pool.fresh(addr).await
@@ -489,6 +503,7 @@ impl Conn {
                             body,
                             info,
                             self.io_timeout,
+                            &mut pace,
                         );
                         let answer = read_response_head(&mut from_up, &mut self.ubuf);
                         tokio::select! {
@@ -744,6 +759,7 @@ async fn send_body(
     body: &mut RequestBody,
     info: &RequestInfo,
     limit: Duration,
+    pace: &mut Pace,
 ) -> Result<(), SendError> {
     let upstream_err = |error| SendError::Upstream {
         error,
@@ -759,7 +775,7 @@ async fn send_body(
     loop {
         if rbuf.is_empty() {
             reserve(rbuf);
-            let n = timed(limit, client.read_buf(rbuf))
+            let n = read_paced(client, rbuf, pace, limit)
                 .await
                 .map_err(SendError::Client)?;
             if n == 0 {
@@ -789,6 +805,33 @@ async fn send_body(
             *body = RequestBody::Sent;
             return Ok(());
         }
+    }
+}
+
+/// Reads more of a request body within the per-read `limit` and the body's minimum rate.
+async fn read_paced(
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    pace: &mut Pace,
+    limit: Duration,
+) -> io::Result<usize> {
+    let Some(allowed) = pace.allowance(limit) else {
+        return timed(limit, client.read_buf(rbuf)).await;
+    };
+    let started = tokio::time::Instant::now();
+    let read = tokio::time::timeout(allowed, client.read_buf(rbuf)).await;
+    let waited = started.elapsed();
+    match read {
+        Ok(n) => {
+            let n = n?;
+            pace.record(n, waited);
+            Ok(n)
+        }
+        Err(_) if allowed < limit => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("request body slower than {} bytes/s; cut", pace.min_rate()),
+        )),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
     }
 }
 
@@ -840,8 +883,10 @@ struct Tunnel {
 
 impl Tunnel {
     /// Runs on its own task, so a long-lived tunnel never holds up a graceful shutdown.
-    fn spawn(self, mut client: TcpStream, from_client: BytesMut) {
+    fn spawn(self, mut client: TcpStream, from_client: BytesMut, slot: ClientSlot) {
         tokio::spawn(async move {
+            // The client's connection stays counted for as long as the tunnel is open.
+            let _slot = slot;
             let Tunnel {
                 mut upstream,
                 mut to_client,

@@ -11,13 +11,16 @@ use crate::wire::MAX_REQUEST_ID_LEN;
 pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
     pub(crate) ip: String,
+    /// A trusted proxy: its `X-Forwarded-For` is kept and appended to.
+    pub(crate) trusted: bool,
 }
 
 impl Peer {
-    pub(crate) fn new(addr: SocketAddr) -> Peer {
+    pub(crate) fn new(addr: SocketAddr, trusted: bool) -> Peer {
         Peer {
             addr,
             ip: addr.ip().to_canonical().to_string(),
+            trusted,
         }
     }
 }
@@ -80,7 +83,7 @@ mod tests {
 
     #[test]
     fn peer_ip_is_canonical() {
-        let peer = Peer::new("[::ffff:127.0.0.1]:5000".parse().unwrap());
+        let peer = Peer::new("[::ffff:127.0.0.1]:5000".parse().unwrap(), false);
         assert_eq!(peer.ip, "127.0.0.1");
     }
 }

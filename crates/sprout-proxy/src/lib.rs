@@ -9,6 +9,7 @@ mod conn;
 mod error;
 mod headers;
 mod health;
+mod limits;
 mod metrics;
 mod server;
 mod table;
@@ -26,6 +27,8 @@ use tracing::{info, warn};
 
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
+pub use ipnet::IpNet;
+pub use limits::{ClientConns, ClientSlot};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
 pub use server::PerCoreListeners;
 pub use wire::WireError;
@@ -44,6 +47,22 @@ pub struct BalancerConfig {
     /// or instance that stalls a body this long loses the connection. Default 60 s, as
     /// nginx's `proxy_read_timeout` and an ALB's idle timeout.
     pub io_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is kept and appended to: proxies in front of Sprout.
+    /// From any other peer the header is replaced by the peer's address, since a client can
+    /// write anything there. Trusted proxies are also exempt from the per-client cap.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most connections open at once from one client address (0: no cap). Past it a new
+    /// connection gets a 429 and is closed.
+    pub max_connections_per_client: u32,
+    /// Once `body_grace` has passed, a request body must keep arriving at this average rate
+    /// (bytes per second, counting only time spent waiting on the client) or the connection
+    /// is cut: a body trickled byte by byte would hold a connection and an instance's worker
+    /// for as long as the client likes. 0: no minimum (the `io_timeout` per read still holds).
+    pub min_body_rate: u32,
+    pub body_grace: Duration,
+    /// Cookies never passed on to instances: the dashboard's session, should the dashboard
+    /// and an environment share a host name.
+    pub private_cookies: Vec<String>,
 }
 
 impl Default for BalancerConfig {
@@ -51,6 +70,11 @@ impl Default for BalancerConfig {
         Self {
             domain: "localhost".to_owned(),
             io_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
+            max_connections_per_client: 512,
+            min_body_rate: 1024,
+            body_grace: Duration::from_secs(10),
+            private_cookies: Vec::new(),
         }
     }
 }
@@ -90,6 +114,8 @@ pub struct Balancer {
     health_client: HealthClient,
     /// Control-plane state (health checker tasks). Never touched on the request path.
     control: Mutex<Control>,
+    /// Open connections per client address, across all serving threads.
+    clients: limits::ClientConns,
 }
 
 #[derive(Default)]
@@ -128,11 +154,24 @@ impl Balancer {
             table: ArcSwap::from_pointee(Table::default()),
             health_client: health::health_client(),
             control: Mutex::new(Control::default()),
+            clients: limits::ClientConns::default(),
         })
     }
 
     pub(crate) fn io_timeout(&self) -> Duration {
         self.config.io_timeout
+    }
+
+    pub(crate) fn config(&self) -> &BalancerConfig {
+        &self.config
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
     }
 
     /// The configured domain (e.g. `localhost`).
@@ -441,7 +480,7 @@ impl Balancer {
             (None, Some(h)) => h,
             (None, None) => return Err(ProxyError::MissingHost),
         };
-        let host = normalize_host(strip_port(raw));
+        let host = normalize_host(wire::host_of(raw).ok_or(ProxyError::InvalidHost)?);
         if host.is_empty() {
             return Err(ProxyError::InvalidHost);
         }
@@ -458,6 +497,15 @@ impl Balancer {
     }
 }
 
+/// A trusted proxy as written in settings: a network (`10.0.0.0/8`) or one address
+/// (`10.0.0.1`, `::1`).
+pub fn parse_trusted_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is not an address or a network (e.g. 10.0.0.1, 10.0.0.0/8)"))
+}
+
 /// Lowercases a host name and strips a trailing dot (`Foo.Localhost.` → `foo.localhost`).
 /// Borrows when nothing changes so the hot path does not allocate.
 pub(crate) fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
@@ -466,18 +514,6 @@ pub(crate) fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
     } else {
         std::borrow::Cow::Borrowed(host)
-    }
-}
-
-/// `name:port` → `name`, `[v6]:port` → `[v6]`.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        }
-    } else {
-        host.split(':').next().unwrap_or(host)
     }
 }
 
@@ -496,12 +532,19 @@ impl Default for HealthCheck {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
-
     #[test]
-    fn strips_ports() {
-        assert_eq!(strip_port("a.localhost:8000"), "a.localhost");
-        assert_eq!(strip_port("a.localhost"), "a.localhost");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    fn trusted_proxies_parse() {
+        let net = super::parse_trusted_proxy;
+        assert!(net("10.0.0.1")
+            .unwrap()
+            .contains(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!net("10.0.0.1")
+            .unwrap()
+            .contains(&"10.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+        assert!(net("10.0.0.0/8")
+            .unwrap()
+            .contains(&"10.9.9.9".parse::<std::net::IpAddr>().unwrap()));
+        assert!(net("::1").is_ok());
+        assert!(net("proxy.local").unwrap_err().contains("proxy.local"));
     }
 }

@@ -72,6 +72,11 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListene
     Ok(socket.into())
 }
 
+/// The answer to a connection over the per-client cap, before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n\
+Content-Length: 39\r\nConnection: close\r\n\r\ntoo many connections from your address\n";
+
 /// How long a stopping balancer lets requests under way finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -198,13 +203,27 @@ impl Balancer {
                     }
                 },
             };
+            let ip = peer.ip().to_canonical();
+            let trusted = shared.balancer.trusts(ip);
+            let max = if trusted {
+                0
+            } else {
+                shared.balancer.config().max_connections_per_client
+            };
+            let Some(slot) = shared.balancer.clients.admit(ip, max) else {
+                debug!(client = %peer, max, "too many connections from one address; refused");
+                // Best effort and never waiting: the connection closes either way.
+                let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+                continue;
+            };
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "could not set TCP_NODELAY");
             }
             conns.spawn(conn::serve(
                 shared.clone(),
                 stream,
-                Peer::new(peer),
+                Peer::new(peer, trusted),
+                slot,
                 stop_rx.clone(),
             ));
             // Reap the finished ones so the set holds only live connections.

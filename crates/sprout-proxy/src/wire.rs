@@ -386,7 +386,17 @@ impl<'b> RequestHead<'b> {
     /// Writes the head sent to an instance: the client's headers less the hop-by-hop ones,
     /// the client's Host, the `X-Forwarded-*` trio, the request id and the body's framing.
     /// Always keep-alive HTTP/1.1 upstream, even for HTTP/1.0 clients.
-    pub(crate) fn write_upstream(&self, out: &mut Vec<u8>, client_ip: &str, request_id: &[u8]) {
+    /// A client's `X-Forwarded-For` is kept (and appended to) only when `trust_forwarded`
+    /// (the peer is a trusted proxy); otherwise the peer's address replaces it. Cookies
+    /// named in `private_cookies` are left out of `Cookie`.
+    pub(crate) fn write_upstream(
+        &self,
+        out: &mut Vec<u8>,
+        client_ip: &str,
+        trust_forwarded: bool,
+        request_id: &[u8],
+        private_cookies: &[String],
+    ) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         if !self.path.starts_with('/') && self.path != "*" {
@@ -397,7 +407,13 @@ impl<'b> RequestHead<'b> {
         for h in self.headers {
             let name = h.name.as_bytes();
             let pass = match classify_request(name) {
-                ReqHeader::Pass | ReqHeader::Cookie => true,
+                ReqHeader::Pass => true,
+                ReqHeader::Cookie => {
+                    if !self.conn.lists(name) {
+                        write_cookie(out, name, h.value, private_cookies);
+                    }
+                    false
+                }
                 // Answered by the balancer itself (see `expect_continue`).
                 ReqHeader::Expect => !is_100_continue(h.value),
                 _ => false,
@@ -411,7 +427,7 @@ impl<'b> RequestHead<'b> {
             header(out, b"X-Forwarded-Host", host.as_bytes());
         }
         out.extend_from_slice(b"X-Forwarded-For: ");
-        if self.has_forwarded_for {
+        if self.has_forwarded_for && trust_forwarded {
             // Earlier hops, merged into one header, then this one.
             for v in self.headers.iter().filter(|h| {
                 classify_request(h.name.as_bytes()) == ReqHeader::ForwardedFor
@@ -436,6 +452,80 @@ impl<'b> RequestHead<'b> {
             Framing::Empty | Framing::UntilClose => {}
         }
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes a `Cookie` header without the pairs named in `private` (cookie names are
+/// case-sensitive), or nothing if none is left. Copies the header as it is when no private
+/// name occurs in it, which is the common case and costs one substring search per name.
+fn write_cookie(out: &mut Vec<u8>, name: &[u8], value: &[u8], private: &[String]) {
+    if !private
+        .iter()
+        .any(|p| memchr::memmem::find(value, p.as_bytes()).is_some())
+    {
+        header(out, name, value);
+        return;
+    }
+    let start = out.len();
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    let mut kept = false;
+    for pair in value.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+        let key = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
+        if pair.is_empty() || private.iter().any(|p| p.as_bytes() == key) {
+            continue;
+        }
+        if kept {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+        kept = true;
+    }
+    if kept {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// The host name of a `host[:port]` authority (`[v6]:port` → `[v6]`), or `None` when it is
+/// not one: a name of letters, digits, `-`, `.` and `_`, or a bracketed IPv6 literal, then
+/// an optional port of at most 5 digits. Anything else (`app.localhost:@evil`, a second
+/// colon, spaces) is refused rather than routed on a prefix the client may not mean.
+pub(crate) fn host_of(authority: &str) -> Option<&str> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, port) = authority.split_at(end + 1);
+        let inner = &host.as_bytes()[1..end];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (host, port)
+    } else {
+        let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return None;
+        }
+        (host, port)
+    };
+    match port.as_bytes() {
+        [] => Some(host),
+        [b':', digits @ ..] if digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit) => {
+            Some(host)
+        }
+        _ => None,
     }
 }
 
@@ -880,9 +970,78 @@ mod tests {
         parse_req(raw, |r| {
             r.unwrap()
                 .unwrap()
-                .write_upstream(&mut out, "127.0.0.1", b"id-1")
+                .write_upstream(&mut out, "127.0.0.1", true, b"id-1", &[])
         });
         String::from_utf8(out).unwrap()
+    }
+
+    fn upstream_with(raw: &str, trusted: bool, private: &[String]) -> String {
+        let mut out = Vec::new();
+        parse_req(raw, |r| {
+            r.unwrap()
+                .unwrap()
+                .write_upstream(&mut out, "10.1.1.1", trusted, b"i", private)
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn client_forwarded_for_replaced_unless_trusted() {
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+        assert!(upstream_with(raw, false, &[]).contains("X-Forwarded-For: 10.1.1.1\r\n"));
+        assert!(upstream_with(raw, true, &[]).contains("X-Forwarded-For: 6.6.6.6, 10.1.1.1\r\n"));
+    }
+
+    #[test]
+    fn private_cookies_stripped() {
+        let private = [
+            "sprout_session".to_string(),
+            "__Host-sprout_session".to_string(),
+        ];
+        let cookie = |value: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nCookie: {value}\r\n\r\n");
+            let out = upstream_with(&raw, false, &private);
+            out.lines()
+                .find_map(|l| l.strip_prefix("Cookie: ").map(str::to_string))
+        };
+        assert_eq!(cookie("a=1; b=2").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            cookie("a=1; sprout_session=jwt; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(
+            cookie("__Host-sprout_session=jwt;theme=dark").as_deref(),
+            Some("theme=dark")
+        );
+        assert_eq!(cookie("sprout_session=jwt"), None);
+        // Names that merely contain the private one pass.
+        assert_eq!(
+            cookie("my_sprout_session=1; sprout_session_x=2").as_deref(),
+            Some("my_sprout_session=1; sprout_session_x=2")
+        );
+    }
+
+    #[test]
+    fn host_syntax() {
+        assert_eq!(host_of("app.localhost"), Some("app.localhost"));
+        assert_eq!(host_of("App.localhost:8000"), Some("App.localhost"));
+        assert_eq!(host_of("[::1]:80"), Some("[::1]"));
+        assert_eq!(host_of("127.0.0.1:"), Some("127.0.0.1"));
+        for bad in [
+            "app.localhost:@evil",
+            "app.localhost:80:80",
+            "app.localhost:123456",
+            "app localhost",
+            "user@app.localhost",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "",
+            ":80",
+            "app.localhost/x",
+        ] {
+            assert_eq!(host_of(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -919,7 +1078,7 @@ mod tests {
                 assert_eq!(r.framing, Framing::Length(0));
                 assert!(!r.has_body());
                 let mut out = Vec::new();
-                r.write_upstream(&mut out, "127.0.0.1", b"id");
+                r.write_upstream(&mut out, "127.0.0.1", false, b"id", &[]);
                 assert!(String::from_utf8(out)
                     .unwrap()
                     .contains("\r\nContent-Length: 0\r\n"));
@@ -1015,7 +1174,7 @@ mod tests {
                 assert_eq!(r.cookie, Some(&b"web-3"[..]));
                 assert_eq!(r.request_id, Some(&b"abc"[..]));
                 let mut out = Vec::new();
-                r.write_upstream(&mut out, "::1", b"abc");
+                r.write_upstream(&mut out, "::1", false, b"abc", &[]);
                 let out = String::from_utf8(out).unwrap();
                 assert!(out.contains("\r\nCookie: a=1; SPROUT_STICKY=\"web-3\" ; b=2\r\n"));
                 assert!(out.ends_with("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "{out}");

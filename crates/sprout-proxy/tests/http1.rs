@@ -117,7 +117,12 @@ async fn spawn_raw_backend(response: &'static str, linger: Duration) -> SocketAd
 }
 
 async fn proxy_to(addr: SocketAddr) -> TestProxy {
-    let proxy = TestProxy::start().await;
+    proxy_with(sprout_proxy::BalancerConfig::default(), addr).await
+}
+
+/// A balancer with `config` in front of the backend at `addr` (id `b`), once it is healthy.
+async fn proxy_with(config: sprout_proxy::BalancerConfig, addr: SocketAddr) -> TestProxy {
+    let proxy = TestProxy::start_with(config).await;
     proxy.balancer.set_route(spec(addr));
     wait_healthy(&proxy.balancer, "web", &["b"]).await;
     proxy
@@ -707,5 +712,178 @@ async fn a_stray_body_after_a_bodiless_answer_is_not_taken_for_the_next_answer()
         (200, &b"good"[..]),
         "{}",
         r.head
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Guards against hostile clients (issue 12)
+
+#[tokio::test]
+async fn a_host_that_is_not_host_and_port_is_refused_and_never_reaches_the_instance() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = proxy_to(a.addr).await;
+    for host in [
+        "app.localhost:@evil",
+        "app.localhost:80:80",
+        "app.localhost:8000x",
+        "app.localhost:123456",
+        "app.localhost\tx",
+        "evil@app.localhost",
+        "[::1",
+    ] {
+        let mut s = connect(&proxy).await;
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = read_response(&mut s, &mut Vec::new()).await;
+        assert_eq!(r.status, 400, "Host: {host}: {}", r.head);
+    }
+    assert_eq!(a.hits(), 0, "a bad Host reached the instance");
+    // The same name with a real port is routed.
+    let r = proxy.get(&format!("{HOST}:8000"), "/").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "a"));
+}
+
+#[tokio::test]
+async fn a_clients_forwarded_for_is_replaced_unless_it_is_a_trusted_proxy() {
+    let a = common::TestBackend::spawn("a").await;
+    let forged = [("x-forwarded-for", "6.6.6.6")];
+    let untrusted = proxy_to(a.addr).await;
+    let r = untrusted.get_with(HOST, "/", &forged).await;
+    assert_eq!(r.headers["echo-x-forwarded-for"], "127.0.0.1");
+
+    let trusted = proxy_with(
+        sprout_proxy::BalancerConfig {
+            trusted_proxies: vec![sprout_proxy::parse_trusted_proxy("127.0.0.0/8").unwrap()],
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
+    .await;
+    let r = trusted.get_with(HOST, "/", &forged).await;
+    assert_eq!(r.headers["echo-x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+}
+
+#[tokio::test]
+async fn the_dashboards_session_cookie_is_not_forwarded_and_other_cookies_are() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            private_cookies: vec!["sprout_session".into(), "__Host-sprout_session".into()],
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
+    .await;
+    let sent = "theme=dark; sprout_session=eyJ.jwt.sig; __Host-sprout_session=eyJ2; cart=3";
+    let r = proxy.get_with(HOST, "/", &[("cookie", sent)]).await;
+    assert_eq!(r.headers["echo-cookie"], "theme=dark; cart=3");
+    let r = proxy
+        .get_with(HOST, "/", &[("cookie", "sprout_session=eyJ.jwt.sig")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.headers.contains_key("echo-cookie"), "{:?}", r.headers);
+    let r = proxy.get_with(HOST, "/", &[("cookie", "theme=dark")]).await;
+    assert_eq!(r.headers["echo-cookie"], "theme=dark");
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_the_minimum_rate_is_cut() {
+    let backend = spawn_hyper_backend().await;
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            min_body_rate: 1000,
+            body_grace: Duration::from_millis(500),
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        backend,
+    )
+    .await;
+
+    // At a good pace (2000 bytes in 4 pieces, well above 1000 bytes/s): answered whole.
+    let mut s = connect(&proxy).await;
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2000\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        s.write_all(&[b'x'; 500]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = read_response(&mut s, &mut Vec::new()).await;
+    assert_eq!((r.status, r.body.len()), (200, 2000));
+
+    // A byte every 100 ms (10 bytes/s) of an announced 100 kB: the balancer closes the
+    // connection (on today's 60 s per-read timeout alone it would wait for ever).
+    let mut s = connect(&proxy).await;
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut sent = 0;
+        while wr.write_all(b"x").await.is_ok() && sent < 100_000 {
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    });
+    let mut rest = Vec::new();
+    // A safety net only: the cut comes after about the 0.5 s grace.
+    let closed = tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the trickling client was not cut");
+    assert!(
+        !String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"),
+        "the trickled body was answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let sent = trickle.await.unwrap();
+    assert!(sent < 1000, "the client kept sending: {sent} bytes");
+}
+
+#[tokio::test]
+async fn connections_from_one_address_are_capped() {
+    let a = common::TestBackend::spawn("a").await;
+    let proxy = proxy_with(
+        sprout_proxy::BalancerConfig {
+            max_connections_per_client: 3,
+            ..sprout_proxy::BalancerConfig::default()
+        },
+        a.addr,
+    )
+    .await;
+    let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect(&proxy).await;
+        s.write_all(get.as_bytes()).await.unwrap();
+        let r = read_response(&mut s, &mut Vec::new()).await;
+        assert_eq!(r.status, 200);
+        open.push(s);
+    }
+    // The fourth, while three are open: 429, closed, never forwarded.
+    let hits = a.hits();
+    let mut s = connect(&proxy).await;
+    let r = read_response(&mut s, &mut Vec::new()).await;
+    assert_eq!(r.status, 429, "{}", r.head);
+    assert_eq!(s.read(&mut [0u8; 16]).await.unwrap_or(0), 0, "closed after");
+    assert_eq!(a.hits(), hits);
+    // One closes: a new connection is served again (once the balancer has seen it close).
+    drop(open.pop());
+    let served = common::wait_until(Duration::from_secs(5), || async {
+        let mut s = connect(&proxy).await;
+        if s.write_all(get.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = vec![0u8; 12];
+        s.read_exact(&mut buf).await.is_ok() && buf.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    assert!(
+        served,
+        "a slot freed by a closed connection is not given back"
     );
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bollard::models::{ContainerConfig, ContainerCreateBody};
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, LogsOptions, RemoveContainerOptions,
     StartContainerOptions, UploadToContainerOptions, WaitContainerOptions,
@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use crate::error::is_not_found;
-use crate::{BakeSpec, LineSplitter, Runtime, RuntimeError};
+use crate::{BakeSpec, BuildLimits, LineSplitter, Runtime, RuntimeError};
 
 /// Archives the contents of `dir` under `prefix/` (so the upload creates the directory
 /// even on a base image without it). Ownership is normalised to root and mtimes fixed,
@@ -131,6 +131,47 @@ async fn remove_quietly(docker: &Docker, id: &str) {
     }
 }
 
+/// The build container's limits, and the confinement every container gets.
+fn build_host_config(limits: &BuildLimits) -> HostConfig {
+    let memory = i64::from(limits.memory_mib) * 1024 * 1024;
+    crate::confined(
+        HostConfig {
+            nano_cpus: Some(i64::from(limits.millicpus) * 1_000_000),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            ..Default::default()
+        },
+        limits.pids,
+    )
+}
+
+/// Passes build output on to the version's log up to `max` bytes, then says once that
+/// the rest was left out (the build itself goes on; its exit code decides).
+struct CappedLog<'a> {
+    log: &'a UnboundedSender<String>,
+    left: usize,
+    max: usize,
+    capped: bool,
+}
+
+impl CappedLog<'_> {
+    fn send(&mut self, line: String) {
+        if self.capped {
+            return;
+        }
+        if line.len() + 1 > self.left {
+            self.capped = true;
+            let _ = self.log.send(format!(
+                "[build log capped at {} bytes: the rest of the output is left out]",
+                self.max
+            ));
+            return;
+        }
+        self.left -= line.len() + 1;
+        let _ = self.log.send(line);
+    }
+}
+
 pub(crate) async fn bake(
     rt: &Runtime,
     spec: &BakeSpec,
@@ -175,6 +216,7 @@ pub(crate) async fn bake(
         },
         working_dir: Some("/app".to_string()),
         env: Some(spec.env.clone()),
+        host_config: Some(build_host_config(&spec.limits)),
         ..Default::default()
     };
     let created = docker
@@ -186,7 +228,16 @@ pub(crate) async fn bake(
         id: created.id,
         armed: true,
     };
-    let result = run_build(docker, &container.id, spec, tar, log).await;
+    // Past the time limit the build's future is dropped and its container removed below.
+    let limit = spec.limits.timeout;
+    let result = tokio::time::timeout(limit, run_build(docker, &container.id, spec, tar, log))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RuntimeError::BuildTimedOut {
+                image: spec.image.clone(),
+                secs: limit.as_secs(),
+            })
+        });
     let result = match result {
         Ok(()) => {
             commit(
@@ -243,10 +294,17 @@ async fn run_build(
     };
     let mut stream = docker.logs(id, Some(opts));
     let mut splitter = LineSplitter::default();
-    let emit = |lines: Vec<String>| {
+    let max = spec.limits.max_log_bytes;
+    let mut capped = CappedLog {
+        log,
+        left: max,
+        max,
+        capped: false,
+    };
+    let mut emit = |lines: Vec<String>| {
         for line in lines {
             debug!(image = %spec.image, line = %line, "build output");
-            let _ = log.send(line);
+            capped.send(line);
         }
     };
     while let Some(item) = stream.next().await {
@@ -348,6 +406,29 @@ mod tests {
         assert_eq!(split_reference("app:"), None);
         assert_eq!(split_reference(":x"), None);
         assert_eq!(split_reference("a b"), None);
+    }
+
+    #[test]
+    fn build_log_is_capped() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let mut log = CappedLog {
+                log: &tx,
+                left: 10,
+                max: 10,
+                capped: false,
+            };
+            for line in ["abcd", "efgh", "ijkl", "m"] {
+                log.send(line.to_string());
+            }
+        }
+        let mut got = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            got.push(line);
+        }
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(&got[..2], ["abcd", "efgh"]);
+        assert!(got[2].contains("capped at 10 bytes"), "{got:?}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum RuntimeError {
     #[error("build script for image '{image}' failed with exit code {code}")]
     BuildFailed { image: String, code: i64 },
 
+    #[error("the build step for image '{image}' ran past the build time limit ({secs} s) and was stopped")]
+    BuildTimedOut { image: String, secs: u64 },
+
     #[error("copying image '{image}' to another engine failed: {detail}")]
     ImageCopy { image: String, detail: String },
 

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest,
+    NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ImportImageOptions, InspectContainerOptions, InspectNetworkOptions,
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 pub use error::RuntimeError;
 use error::{is_not_found, status_of};
 pub use platform::{catalogue_platform, CATALOGUE};
+pub use sprout_core::model::BuildLimits;
 
 /// Seconds bollard waits for response headers. Generous because commits of big images
 /// and stops with long grace periods are legitimately slow; streams are not bounded by it.
@@ -35,6 +36,35 @@ const CLIENT_TIMEOUT_SECS: u64 = 300;
 
 /// How long `start_instance` waits for the engine to report an address.
 const ADDRESS_WAIT: Duration = Duration::from_secs(3);
+
+/// Capabilities Docker grants by default that neither an instance nor a build needs, and
+/// that help an attacker inside one (raw sockets for spoofing, device nodes, chroot escapes,
+/// file capabilities, audit writes).
+const DROPPED_CAPABILITIES: [&str; 5] =
+    ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE"];
+
+/// Docker's own log of a container is a file on the host: bounded, so a chatty or hostile
+/// process cannot fill the disk.
+const LOG_MAX_SIZE: &str = "10m";
+const LOG_MAX_FILES: &str = "2";
+
+/// The confinement every container Sprout starts gets on top of `host`: no privilege gained
+/// through setuid binaries, fewer capabilities, at most `pids` processes, a bounded log.
+pub(crate) fn confined(host: HostConfig, pids: u32) -> HostConfig {
+    HostConfig {
+        security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+        cap_drop: Some(DROPPED_CAPABILITIES.map(String::from).to_vec()),
+        pids_limit: Some(i64::from(pids)),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), LOG_MAX_FILES.to_string()),
+            ])),
+        }),
+        ..host
+    }
+}
 
 /// What `bake` turns into a golden image.
 #[derive(Debug, Clone)]
@@ -46,6 +76,7 @@ pub struct BakeSpec {
     pub build_script: Option<String>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
+    pub limits: BuildLimits,
 }
 
 /// One instance container to create and start.
@@ -59,6 +90,10 @@ pub struct InstanceSpec {
     pub cmd: Vec<String>,
     pub millicpus: u32,
     pub memory_mib: u32,
+    /// Most processes and threads at once.
+    pub pids: u32,
+    /// The user the process runs as (`sprout.yaml: user:`); the image's when `None`.
+    pub user: Option<String>,
     /// User-data bootstrap: the bundle copied to /app before the container starts.
     pub bundle_dir: Option<PathBuf>,
 }
@@ -397,20 +432,23 @@ impl Runtime {
         spec: &InstanceSpec,
     ) -> Result<StartedInstance, RuntimeError> {
         let memory = i64::from(spec.memory_mib) * 1024 * 1024;
-        let host_config = HostConfig {
-            nano_cpus: Some(i64::from(spec.millicpus) * 1_000_000),
-            memory: Some(memory),
-            // Equal to memory: no swap on top of the limit, so an instance type means what it says.
-            memory_swap: Some(memory),
-            network_mode: Some(spec.network.clone()),
-            // The control plane replaces dead instances; Docker restarting them would fight it.
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            publish_all_ports: Some(false),
-            ..Default::default()
-        };
+        let host_config = confined(
+            HostConfig {
+                nano_cpus: Some(i64::from(spec.millicpus) * 1_000_000),
+                memory: Some(memory),
+                // Equal to memory: no swap on top of the limit, so an instance type means what it says.
+                memory_swap: Some(memory),
+                network_mode: Some(spec.network.clone()),
+                // The control plane replaces dead instances; Docker restarting them would fight it.
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                publish_all_ports: Some(false),
+                ..Default::default()
+            },
+            spec.pids,
+        );
         let mut endpoints = HashMap::new();
         endpoints.insert(spec.network.clone(), EndpointSettings::default());
         let body = ContainerCreateBody {
@@ -422,6 +460,7 @@ impl Runtime {
                 Some(spec.cmd.clone())
             },
             labels: Some(spec.labels.clone()),
+            user: spec.user.clone(),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(endpoints),
@@ -727,6 +766,10 @@ impl Runtime {
     }
 }
 
+/// Longest line kept whole; a longer one is cut into pieces this long, so output without
+/// newlines cannot grow memory.
+const MAX_LINE: usize = 16 * 1024;
+
 /// Turns arbitrary output chunks into whole lines (chunks need not end at a newline).
 #[derive(Default)]
 pub(crate) struct LineSplitter {
@@ -747,6 +790,11 @@ impl LineSplitter {
                 self.lines.push(String::from_utf8_lossy(&line).into_owned());
             } else {
                 self.partial.push(b);
+                if self.partial.len() >= MAX_LINE {
+                    let piece = std::mem::take(&mut self.partial);
+                    self.lines
+                        .push(String::from_utf8_lossy(&piece).into_owned());
+                }
             }
         }
         self.lines.len() - before
@@ -768,6 +816,14 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splitter_cuts_endless_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(&vec![b'a'; MAX_LINE * 2 + 5]), 2);
+        assert!(s.take_lines().iter().all(|l| l.len() == MAX_LINE));
+        assert_eq!(s.finish(), vec!["aaaaa".to_string()]);
+    }
 
     #[test]
     fn splitter_handles_partial_chunks() {

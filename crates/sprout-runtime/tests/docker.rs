@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
-use sprout_runtime::{BakeSpec, InstanceSpec, Runtime, RuntimeError};
+use sprout_runtime::{BakeSpec, BuildLimits, InstanceSpec, Runtime, RuntimeError};
 use tokio::sync::mpsc;
 
 const PYTHON: &str = "sprout/platform-python";
@@ -143,6 +143,7 @@ async fn bake_commits_bundle_and_build_output() {
         )),
         env: vec!["GREETING=hi".to_string()],
         labels,
+        limits: BuildLimits::default(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     rt.bake(&spec, &tx).await.expect("bake");
@@ -187,6 +188,8 @@ async fn bake_commits_bundle_and_build_output() {
             ],
             millicpus: 500,
             memory_mib: 128,
+            pids: 256,
+            user: None,
             bundle_dir: None,
         })
         .await
@@ -220,16 +223,14 @@ async fn failed_bake_leaves_no_image_nor_container() {
         networks: vec![],
         images: vec![image.clone()],
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
-    let spec = BakeSpec {
-        base_image: STATIC.to_string(),
-        image: image.clone(),
-        bundle_dir: dir.path().to_path_buf(),
-        build_script: Some(format!("echo failing-{sfx}; exit 7")),
-        env: vec![],
-        labels: HashMap::new(),
-    };
+    let dir = one_file_bundle();
+    let spec = bake_of(
+        &dir,
+        STATIC,
+        &image,
+        format!("echo failing-{sfx}; exit 7"),
+        BuildLimits::default(),
+    );
     let (tx, mut rx) = mpsc::unbounded_channel();
     let err = rt.bake(&spec, &tx).await.expect_err("must fail");
     assert_eq!(err.exit_code(), Some(7), "{err}");
@@ -321,6 +322,8 @@ async fn instance_lifecycle_on_private_network() {
         ],
         millicpus: 250,
         memory_mib: 96,
+        pids: 256,
+        user: None,
         bundle_dir: Some(bundle.path().to_path_buf()),
     };
     let started = rt.start_instance(&spec).await.expect("start");
@@ -442,6 +445,8 @@ async fn failed_start_leaves_nothing() {
         cmd: vec!["true".into()],
         millicpus: 100,
         memory_mib: 32,
+        pids: 256,
+        user: None,
         bundle_dir: None,
     };
     assert!(matches!(
@@ -481,6 +486,7 @@ async fn bake_without_build_script_on_static() {
         build_script: None,
         env: vec!["A=1".to_string()],
         labels: HashMap::new(),
+        limits: BuildLimits::default(),
     };
     let (tx, _rx) = mpsc::unbounded_channel();
     rt.bake(&spec, &tx).await.expect("bake");
@@ -500,6 +506,8 @@ async fn bake_without_build_script_on_static() {
             cmd: vec!["sh".into(), "run.sh".into()],
             millicpus: 100,
             memory_mib: 32,
+            pids: 256,
+            user: None,
             bundle_dir: None,
         })
         .await
@@ -510,4 +518,245 @@ async fn bake_without_build_script_on_static() {
     rt.remove_network(&net).await.expect("rm net");
     rt.remove_image(&image).await.expect("rmi");
     assert!(!rt.image_exists(&image).await.expect("inspect"));
+}
+
+/// A bundle of one file, `app.py`.
+fn one_file_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("app.py"), "print('x')\n").expect("write");
+    dir
+}
+
+/// A bake of `dir` from `base` into `image`, running `script` under `limits`.
+fn bake_of(
+    dir: &tempfile::TempDir,
+    base: &str,
+    image: &str,
+    script: String,
+    limits: BuildLimits,
+) -> BakeSpec {
+    BakeSpec {
+        base_image: base.to_string(),
+        image: image.to_string(),
+        bundle_dir: dir.path().to_path_buf(),
+        build_script: Some(script),
+        env: vec![],
+        labels: HashMap::new(),
+        limits,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Confinement (issue 12): what `docker inspect` shows of every container Sprout starts.
+
+/// The confinement every Sprout container carries: no-new-privileges, the dropped
+/// capabilities, a pids limit and a bounded log.
+fn assert_confined(hc: &bollard::models::HostConfig, pids: i64, what: &str) {
+    assert_eq!(
+        hc.security_opt.clone().unwrap_or_default(),
+        vec!["no-new-privileges:true".to_string()],
+        "{what}: SecurityOpt"
+    );
+    let dropped = hc.cap_drop.clone().unwrap_or_default();
+    for cap in ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE"] {
+        assert!(
+            dropped
+                .iter()
+                .any(|c| c == cap || *c == format!("CAP_{cap}")),
+            "{what}: CapDrop {dropped:?} lacks {cap}"
+        );
+    }
+    assert_eq!(hc.pids_limit, Some(pids), "{what}: PidsLimit");
+    let log = hc.log_config.clone().unwrap_or_default();
+    assert_eq!(log.typ.as_deref(), Some("json-file"), "{what}: log driver");
+    let log = log.config.unwrap_or_default();
+    assert!(
+        log.contains_key("max-size"),
+        "{what}: log max-size: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn instances_are_confined_and_run_as_the_bundles_user() {
+    let rt = runtime().await;
+    let sfx = suffix();
+    let net = format!("sprout-test-confined-{sfx}");
+    let name = format!("sprout-test-confined-{sfx}");
+    let _cleanup = Cleanup {
+        containers: vec![name.clone()],
+        networks: vec![net.clone()],
+        images: vec![],
+    };
+    rt.ensure_network(&net, &HashMap::new())
+        .await
+        .expect("network");
+    let started = rt
+        .start_instance(&InstanceSpec {
+            name: name.clone(),
+            image: PYTHON.to_string(),
+            network: net.clone(),
+            labels: HashMap::new(),
+            env: vec![],
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo uid=$(id -u); grep NoNewPrivs /proc/self/status; echo up-{sfx}; sleep 300"),
+            ],
+            millicpus: 250,
+            memory_mib: 64,
+            pids: 64,
+            user: Some("nobody".to_string()),
+            bundle_dir: None,
+        })
+        .await
+        .expect("start");
+    let inspected = rt
+        .docker()
+        .inspect_container(&started.container_id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let hc = inspected.host_config.expect("host config");
+    assert_confined(&hc, 64, "instance");
+    let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
+    assert_eq!(user, "nobody");
+    // And from inside: not root, and no way to gain privileges through setuid binaries.
+    let lines = wait_logs(&rt, &started.container_id, &format!("up-{sfx}")).await;
+    assert!(lines.contains(&"uid=65534".to_string()), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
+        "{lines:?}"
+    );
+    rt.remove_instance(&name, Duration::from_secs(1))
+        .await
+        .expect("remove");
+    rt.remove_network(&net).await.expect("rm net");
+}
+
+/// The build container of a bake whose build script mentions `sfx`, inspected while it runs.
+async fn inspect_build_container(
+    rt: &Runtime,
+    sfx: &str,
+) -> bollard::models::ContainerInspectResponse {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = rt
+            .docker()
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("list");
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.command.as_deref().unwrap_or("").contains(sfx))
+        {
+            let id = c.id.clone().expect("id");
+            return rt
+                .docker()
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .expect("inspect build container");
+        }
+        assert!(Instant::now() < deadline, "no build container appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn build_containers_are_confined_and_stopped_at_the_time_limit() {
+    let rt = runtime().await;
+    let sfx = suffix();
+    let image = format!("sprout/test-slow-{sfx}:v1");
+    let _cleanup = Cleanup {
+        containers: vec![],
+        networks: vec![],
+        images: vec![image.clone()],
+    };
+    let dir = one_file_bundle();
+    let limits = BuildLimits {
+        millicpus: 500,
+        memory_mib: 256,
+        pids: 100,
+        timeout: Duration::from_secs(5),
+        ..BuildLimits::default()
+    };
+    let spec = bake_of(
+        &dir,
+        PYTHON,
+        &image,
+        format!("echo slow-{sfx}; sleep 600"),
+        limits,
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (result, inspected) = tokio::join!(rt.bake(&spec, &tx), inspect_build_container(&rt, &sfx));
+    let hc = inspected.host_config.expect("host config");
+    assert_confined(&hc, 100, "build container");
+    assert_eq!(hc.memory, Some(256 * 1024 * 1024));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    match result {
+        Err(e @ RuntimeError::BuildTimedOut { .. }) => {
+            assert!(e.to_string().contains("build time limit (5 s)"), "{e}")
+        }
+        other => panic!("a 600 s build step under a 5 s limit: {other:?}"),
+    }
+    assert!(!rt.image_exists(&image).await.expect("inspect"));
+    // The stopped build's container is gone.
+    let gone = (0..50).any(|_| {
+        let leftover = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("id={}", inspected.id.clone().unwrap_or_default()),
+            ])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(false);
+        if !leftover {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        leftover
+    });
+    assert!(gone, "the build container was left behind");
+}
+
+#[tokio::test]
+async fn a_build_log_is_capped() {
+    let rt = runtime().await;
+    let sfx = suffix();
+    let image = format!("sprout/test-chatty-{sfx}:v1");
+    let _cleanup = Cleanup {
+        containers: vec![],
+        networks: vec![],
+        images: vec![image.clone()],
+    };
+    let dir = one_file_bundle();
+    // Many lines, then one long line without a newline.
+    let script = format!(
+        "echo first-{sfx}; seq 1 100000; head -c 200000 /dev/zero | tr '\\0' a; echo; echo last-{sfx}"
+    );
+    let limits = BuildLimits {
+        max_log_bytes: 4096,
+        ..BuildLimits::default()
+    };
+    let spec = bake_of(&dir, STATIC, &image, script, limits);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    rt.bake(&spec, &tx)
+        .await
+        .expect("a chatty build still succeeds");
+    let log = drain(&mut rx);
+    let bytes: usize = log.iter().map(|l| l.len() + 1).sum();
+    // The cap, plus the bake's own few lines around the build's output.
+    assert!(bytes < 4096 + 1024, "{bytes} bytes of log kept");
+    assert!(log.contains(&format!("first-{sfx}")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("build log capped at 4096 bytes")),
+        "{log:?}"
+    );
+    assert!(!log.contains(&format!("last-{sfx}")), "{log:?}");
+    rt.remove_image(&image).await.expect("rmi");
 }

@@ -7,6 +7,7 @@ use sprout_api::serve::ServeLimits;
 use sprout_api::{auth::Auth, AppState};
 use sprout_control::{Control, ControlConfig};
 use sprout_core::bundle::BundleLimits;
+use sprout_core::model::BuildLimits;
 use sprout_core::queue::QueueQuota;
 use sprout_proxy::{Balancer, BalancerConfig, PerCoreListeners};
 use sprout_runtime::Runtime;
@@ -53,6 +54,16 @@ pub struct ServerArgs {
     /// Address of the SQS-compatible endpoint (instances reach it via their network's gateway)
     #[arg(long, env = "SPROUT_SQS", default_value = "0.0.0.0:9324")]
     sqs: String,
+    /// Proxies in front of the balancer whose X-Forwarded-For is kept (addresses or networks,
+    /// comma-separated); from anyone else the header is replaced
+    #[arg(long, env = "SPROUT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = sprout_proxy::parse_trusted_proxy)]
+    trusted_proxies: Vec<sprout_proxy::IpNet>,
+    /// Most connections open at once from one client address at the balancer (0: no cap)
+    #[arg(long, env = "SPROUT_MAX_CLIENT_CONNECTIONS", default_value_t = BalancerConfig::default().max_connections_per_client)]
+    max_client_connections: u32,
+    /// Seconds a version's build step may run before it is stopped and the version fails
+    #[arg(long, env = "SPROUT_BUILD_TIMEOUT", default_value_t = BuildLimits::default().timeout.as_secs())]
+    build_timeout: u64,
     /// Seconds a client of the API or the SQS endpoint has to send a request head; an idle
     /// kept-alive connection is closed after as long
     #[arg(long, env = "SPROUT_HEADER_TIMEOUT", default_value_t = ServeLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
@@ -65,8 +76,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SPROUT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections, value_parser = parse_count)]
     max_connections: usize,
     /// Open connections from one client address the API, and the SQS endpoint, each take at most
-    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = parse_count)]
-    max_connections_per_ip: usize,
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
     /// Queues an application may have (CreateQueue is refused past it)
     #[arg(long, env = "SPROUT_APP_MAX_QUEUES", default_value_t = QueueQuota::default().max_queues)]
     app_max_queues: u64,
@@ -160,8 +171,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_addr = api_listener.local_addr()?;
     let balancer_addr = balancer_listener.local_addr();
 
+    use sprout_api::dashboard::session::SESSION_COOKIE;
     let balancer = Balancer::new(BalancerConfig {
         domain: args.domain.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        max_connections_per_client: args.max_client_connections,
+        // The dashboard's session (also as served over HTTPS) never reaches an instance.
+        private_cookies: vec![
+            SESSION_COOKIE.to_string(),
+            format!("__Host-{SESSION_COOKIE}"),
+        ],
         ..BalancerConfig::default()
     });
     let mut config = ControlConfig::new(data.clone());
@@ -197,6 +216,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.limits.max_archive_bytes = args.max_bundle_bytes;
     config.limits.max_unpacked_bytes = args.max_unpacked_bytes;
     config.operation_timeout = Duration::from_secs(args.operation_timeout);
+    config.build_limits.timeout = Duration::from_secs(args.build_timeout);
     config.stop_grace = Duration::from_secs(args.stop_grace);
     config.sqs_addr = Some(sqs_addr);
     config.queue_quota = QueueQuota {

@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Headers the test backend echoes back as `echo-<name>`.
-const ECHOED: [&str; 7] = [
+const ECHOED: [&str; 8] = [
+    "cookie",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",

@@ -1025,6 +1025,74 @@ async fn bad_bundles_are_refused_and_leave_nothing() {
     assert_no_orphan_bundles(&server).await;
 }
 
+/// Archives that expand past the unpacked limit in ways a size header does not show: hard
+/// links (each one a full copy on disk), a zip whose directory understates what it holds,
+/// and a zip bomb. Each is refused with a clear problem and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_link_and_zip_bombs_are_refused_and_leave_nothing() {
+    let server = TestServer::start_with(&[("SPROUT_MAX_UNPACKED_BYTES", "2000000")]).await;
+    let app = unique("bombs");
+    server.client.create_app(&app).await.expect("app");
+    let before = Snapshot::take(&server).await;
+    let bb = types::BAD_BUNDLE;
+
+    // The attack, scaled down: a 1.5 MB file and 10 hard links to it under a 2 MB
+    // limit (it was 150 MiB and 10 links under 200 MB: 1.7 GB written).
+    let big = vec![0u8; 1_500_000];
+    let links = tar_gz(|b| {
+        file(b, "Procfile", b"web: python3 app.py\n");
+        file(b, "big", &big);
+        for i in 0..10 {
+            raw_entry(b, tar::EntryType::Link, &format!("link{i}"), "big", b"");
+        }
+    });
+    assert!(links.len() < 20_000, "a small archive: {}", links.len());
+    let resp = upload(&server, &app, "hardlinks", links).await;
+    expect_problem(
+        resp,
+        413,
+        bb,
+        "2000000-byte unpacked limit",
+        "hard-link bomb",
+    )
+    .await;
+
+    let zip = |name: &str, body: &[u8]| {
+        use std::io::Write;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file(name, opts).expect("zip");
+        z.write_all(body).expect("zip");
+        z.finish().expect("zip");
+        buf.into_inner()
+    };
+    // A zip bomb, honest about its size.
+    let resp = upload(
+        &server,
+        &app,
+        "zipbomb",
+        zip("zeros", &vec![0u8; 3_000_000]),
+    )
+    .await;
+    expect_problem(resp, 413, bb, "unpacked limit", "zip bomb").await;
+    // A zip that says 1000 bytes and holds 1.5 MB: refused once it passes what it said.
+    let mut liar = zip("zeros", &big);
+    let le = 1000u32.to_le_bytes();
+    liar[22..26].copy_from_slice(&le);
+    let central = liar
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .expect("central directory");
+    liar[central + 24..central + 28].copy_from_slice(&le);
+    let resp = upload(&server, &app, "zipliar", liar).await;
+    expect_problem(resp, 422, bb, "longer than its header says", "lying zip").await;
+
+    let versions = server.client.list_versions(&app).await.expect("versions");
+    assert!(versions.is_empty(), "no version row: {versions:?}");
+    before.assert_unchanged(&server, "the bombs").await;
+}
+
 /// Every entry of `bundles/` (but `tmp`, which is empty) belongs to a stored version.
 async fn assert_no_orphan_bundles(server: &TestServer) {
     let mut shas = BTreeSet::new();

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bad_input;
+mod confinement;
 mod dashboard;
 mod deploys;
 mod harness;
