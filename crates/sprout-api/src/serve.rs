@@ -8,10 +8,9 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
+use sprout_proxy::ClientConns;
 use std::future::Future;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -26,7 +25,7 @@ pub struct ServeLimits {
     /// Longest pause in a request body (a handler may set a total deadline of its own).
     pub body_timeout: Duration,
     pub max_connections: usize,
-    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for ServeLimits {
@@ -36,42 +35,6 @@ impl Default for ServeLimits {
             body_timeout: Duration::from_secs(30),
             max_connections: 512,
             max_connections_per_ip: 128,
-        }
-    }
-}
-
-/// Connections open per client address; a slot gives its place back when dropped.
-#[derive(Default)]
-struct PerIp(Mutex<HashMap<IpAddr, usize>>);
-
-struct IpSlot {
-    table: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn take(table: &Arc<PerIp>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut open = table.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(ip).or_default();
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            table: table.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
         }
     }
 }
@@ -86,7 +49,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::default());
+    let per_ip = ClientConns::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -110,7 +73,7 @@ pub async fn serve(
             tracing::debug!(server = name, %peer, max = limits.max_connections, "connection refused: the server has as many open connections as it takes");
             continue;
         };
-        let Some(slot) = PerIp::take(&per_ip, peer.ip(), limits.max_connections_per_ip) else {
+        let Some(slot) = per_ip.admit(peer.ip(), limits.max_connections_per_ip) else {
             tracing::debug!(server = name, %peer, max = limits.max_connections_per_ip, "connection refused: this address has as many open connections as one may");
             continue;
         };
@@ -134,23 +97,4 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_ip_slots_are_counted_and_given_back() {
-        let table = Arc::new(PerIp::default());
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        let a = PerIp::take(&table, ip, 2);
-        let b = PerIp::take(&table, ip, 2);
-        assert!(a.is_some() && b.is_some());
-        assert!(PerIp::take(&table, ip, 2).is_none());
-        assert!(PerIp::take(&table, [10, 0, 0, 2].into(), 2).is_some());
-        drop(a);
-        assert!(PerIp::take(&table, ip, 2).is_some());
-        drop(b);
-    }
 }

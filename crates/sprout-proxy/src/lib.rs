@@ -32,6 +32,7 @@ use tracing::{info, warn};
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
 pub use ipnet::IpNet;
+pub use limits::{ClientConns, ClientSlot};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
 pub use server::PerCoreListeners;
 pub use wire::WireError;

@@ -78,8 +78,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SPROUT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections, value_parser = parse_count)]
     max_connections: usize,
     /// Open connections from one client address the API, and the SQS endpoint, each take at most
-    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = parse_count)]
-    max_connections_per_ip: usize,
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
     /// Queues an application may have (CreateQueue is refused past it)
     #[arg(long, env = "SPROUT_APP_MAX_QUEUES", default_value_t = QueueQuota::default().max_queues)]
     app_max_queues: u64,
