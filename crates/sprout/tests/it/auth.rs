@@ -648,7 +648,9 @@ async fn passwd_revokes_the_users_other_tokens_and_an_admin_can_revoke_them_all(
 
 #[tokio::test]
 async fn three_hundred_parallel_wrong_logins_get_at_most_five_answers_of_401() {
-    let server = TestServer::start().await;
+    // All 300 connections come from one address: lift the API's per-address connection cap
+    // above that, so every attempt reaches the login throttle this test is about.
+    let server = TestServer::start_with(&[("SPROUT_MAX_CONNECTIONS_PER_IP", "400")]).await;
     // Long enough for hundreds of argon2 runs on a small machine, so a server that checks
     // them all shows up as a count of 401s rather than as timeouts.
     let client = reqwest::Client::builder()
