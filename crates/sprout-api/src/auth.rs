@@ -11,8 +11,10 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sprout_core::api::{ApiToken, CreateToken, CreatedToken, LoginRequest, LoginResponse};
-use sprout_core::auth::{parse_token_ttl, LoginThrottle, Role, TokenKind, DEFAULT_TOKEN_TTL};
+use sprout_core::api::{
+    ApiToken, CreateToken, CreatedToken, LoginRequest, LoginResponse, PasswordChanged,
+};
+use sprout_core::auth::{parse_token_ttl, LoginThrottles, Role, TokenKind, DEFAULT_TOKEN_TTL};
 use sprout_store::{Store, StoreError, TokenRow};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,32 +32,18 @@ struct Claims {
     exp: i64,
     /// The token's id: what `sprout token revoke` and logout name.
     jti: String,
+    /// The user's token epoch when the token was issued; the token dies when the user's
+    /// epoch changes (removed and added again, password changed, all tokens revoked).
+    /// Tokens from before epochs carry none and match a user whose epoch is still ''.
+    #[serde(default)]
+    epoch: String,
 }
 
 #[derive(Clone)]
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    throttle: Arc<Mutex<Throttles>>,
-}
-
-/// Failed logins, counted per user name and per client address (several users may share an
-/// address, so it gets more tries, but not without bound).
-struct Throttles {
-    users: LoginThrottle,
-    addresses: LoginThrottle,
-}
-
-impl Default for Throttles {
-    fn default() -> Self {
-        Self {
-            users: LoginThrottle::default(),
-            addresses: LoginThrottle::new(
-                4 * LoginThrottle::default().max_failures,
-                LoginThrottle::default().window,
-            ),
-        }
-    }
+    throttle: Arc<Mutex<LoginThrottles>>,
 }
 
 /// The client's address, when the server knows it (for the login throttle).
@@ -117,10 +105,11 @@ impl Auth {
     }
 
     /// A session token (from a login), valid for [`TOKEN_LIFETIME_DAYS`].
-    pub fn issue(&self, username: &str, role: &str) -> Result<LoginResponse, ApiError> {
+    pub fn issue(&self, user: &sprout_store::UserRow) -> Result<LoginResponse, ApiError> {
+        let (username, role) = (user.username.as_str(), user.role.as_str());
         let now = Utc::now();
         let expires_at = now + Duration::days(TOKEN_LIFETIME_DAYS);
-        let (token, _) = self.sign(username, role, now, expires_at)?;
+        let (token, _) = self.sign(username, role, &user.token_epoch, now, expires_at)?;
         Ok(LoginResponse {
             token,
             username: username.into(),
@@ -134,6 +123,7 @@ impl Auth {
         &self,
         username: &str,
         role: &str,
+        epoch: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(String, String), ApiError> {
@@ -144,6 +134,7 @@ impl Auth {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             jti: jti.clone(),
+            epoch: epoch.into(),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -208,10 +199,12 @@ pub async fn ensure_admin(
     Ok(generated.then_some(password))
 }
 
-/// Checks a login; the same answer whichever part was wrong. After
-/// [`LoginThrottle::max_failures`] failures for one user name (or four times as many from one
-/// client address) within a minute, further attempts are refused (429) without looking at the
-/// password. The REST login and the dashboard's login form both end here.
+/// Checks a login; the same answer whichever part was wrong. Each attempt counts as a
+/// failure before its password is checked, in the same locked step as the check, so parallel
+/// guesses cannot overtake the count; a right password takes its attempt back. After five
+/// attempts for one user name (or four times as many from one client address) within a
+/// minute, further attempts are refused (429) without looking at the password
+/// ([`LoginThrottles`]). The REST login and the dashboard's login form both end here.
 pub async fn login(
     state: &AppState,
     req: &LoginRequest,
@@ -221,31 +214,16 @@ pub async fn login(
     let addr_key = client.map(|ip| ip.to_string());
     let throttle = state.auth.throttle.clone();
     let lock = || throttle.lock().unwrap_or_else(|p| p.into_inner());
-    {
-        let mut t = lock();
-        let now = Instant::now();
-        let user_wait = t.users.check(&user_key, now).err();
-        let addr_wait = addr_key
-            .as_deref()
-            .and_then(|k| t.addresses.check(k, now).err());
-        if let Some(wait) = user_wait.max(addr_wait) {
-            let secs = wait.as_secs().max(1);
-            tracing::warn!(user = %req.username, ?client, "login throttled");
-            return Err(ApiError::too_many_requests(
-                format!("too many failed logins; try again in {secs} s"),
-                secs,
-            ));
-        }
+    let admitted = lock().begin(&user_key, addr_key.as_deref(), Instant::now());
+    if let Err(wait) = admitted {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(user = %req.username, ?client, "login throttled");
+        return Err(ApiError::too_many_requests(
+            format!("too many failed logins; try again in {secs} s"),
+            secs,
+        ));
     }
-    let fail = || {
-        let mut t = lock();
-        let now = Instant::now();
-        t.users.record_failure(&user_key, now);
-        if let Some(k) = &addr_key {
-            t.addresses.record_failure(k, now);
-        }
-        ApiError::unauthorized("wrong user name or password")
-    };
+    let fail = || ApiError::unauthorized("wrong user name or password");
     let user = state.control.store().get_user(&req.username).await?;
     let password = req.password.clone();
     let Some(user) = user else {
@@ -261,10 +239,8 @@ pub async fn login(
         tracing::warn!(user = %req.username, "failed login");
         return Err(fail());
     }
-    // A success clears the user name's count, not the address's: one known account must not
-    // reset the count of guesses at the others.
-    lock().users.record_success(&user_key);
-    state.auth.issue(&user.username, &user.role)
+    lock().succeeded(&user_key, addr_key.as_deref());
+    state.auth.issue(&user)
 }
 
 /// Makes a named API token for `caller`, with the caller's role.
@@ -283,9 +259,13 @@ pub async fn create_api_token(
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let now = Utc::now();
     let expires_at = now + Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
-    let (token, id) = state
-        .auth
-        .sign(&caller.username, caller.role.as_str(), now, expires_at)?;
+    let (token, id) = state.auth.sign(
+        &caller.username,
+        caller.role.as_str(),
+        &caller.token_epoch,
+        now,
+        expires_at,
+    )?;
     let row = TokenRow {
         id,
         name: name.to_string(),
@@ -328,6 +308,62 @@ pub async fn logout(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
         }
         other => Ok(other?),
     }
+}
+
+/// Whether `caller` may act on `name`'s account: admins on anyone's, users on their own.
+fn require_self_or_admin(caller: &Caller, name: &str) -> Result<(), ApiError> {
+    if caller.username == name {
+        return Ok(());
+    }
+    caller.require_admin()
+}
+
+/// Checks a new password's length (the same rule as for a new user).
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(ApiError::invalid("a password has 8 to 1024 characters"));
+    }
+    Ok(())
+}
+
+/// Sets `name`'s password (an admin, or the user itself) and revokes every token the user
+/// holds. Users changing their own password get a new session token in place of theirs.
+pub async fn change_password(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    password: &str,
+) -> Result<PasswordChanged, ApiError> {
+    require_self_or_admin(caller, name)?;
+    check_password(password)?;
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let user = state.control.store().set_password(name, &hash).await?;
+    tracing::info!(user = %name, by = %caller.username, "password changed; every token of the user revoked");
+    let session = if caller.username == name {
+        Some(state.auth.issue(&user)?)
+    } else {
+        None
+    };
+    Ok(PasswordChanged {
+        username: user.username,
+        session,
+    })
+}
+
+/// Revokes every token `name` holds (an admin, or the user itself): sessions and API tokens.
+pub async fn revoke_all_tokens(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(), ApiError> {
+    require_self_or_admin(caller, name)?;
+    state.control.store().revoke_all_tokens(name).await?;
+    tracing::info!(user = %name, by = %caller.username, "every token of the user revoked");
+    Ok(())
 }
 
 pub fn token_view(row: TokenRow) -> Result<ApiToken, ApiError> {
@@ -392,6 +428,8 @@ pub struct Caller {
     /// The id (`jti`) of the token the call came with.
     pub token_id: String,
     pub expires_at: DateTime<Utc>,
+    /// The user's token epoch the token carries (and that it matched).
+    pub token_epoch: String,
 }
 
 impl Caller {
@@ -430,6 +468,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         .get_user(&claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    if user.token_epoch != claims.epoch {
+        return Err(ApiError::unauthorized(
+            "the token has been revoked (the user's tokens were revoked, its password changed, \
+             or it was removed); run `sprout login`",
+        ));
+    }
     if user.role != claims.role {
         return Err(ApiError::unauthorized(
             "the user's role has changed since the token was issued; run `sprout login`",
@@ -444,6 +488,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         role,
         token_id: claims.jti,
         expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+        token_epoch: claims.epoch,
     })
 }
 

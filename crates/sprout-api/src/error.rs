@@ -73,6 +73,9 @@ impl From<ControlError> for ApiError {
                 };
                 Self::new(status, types::BAD_BUNDLE, b.to_string())
             }
+            e @ ControlError::Quota(_) => {
+                Self::new(StatusCode::FORBIDDEN, types::QUOTA_EXCEEDED, e.to_string())
+            }
             ControlError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, m)
             }

@@ -7,6 +7,7 @@ pub mod error;
 mod openapi;
 mod queue_routes;
 mod routes;
+pub mod serve;
 pub mod sqs;
 mod user_routes;
 

@@ -66,7 +66,7 @@ async fn send(
     path = "/api/v1/environments/{env}/queue/dlq",
     tag = "queue",
     operation_id = "dead",
-    responses((status = 200, description = "Dead messages with their bodies", body = Vec<DeadMessage>)),
+    responses((status = 200, description = "Dead messages with their bodies, oldest first: at most 1,000 and 16 MiB of bodies", body = Vec<DeadMessage>)),
     params(EnvPath)
 )]
 async fn dead(

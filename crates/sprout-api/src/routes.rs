@@ -260,15 +260,19 @@ struct EnvListQuery {
     path = "/api/v1/environments",
     tag = "environments",
     operation_id = "list_environments",
-    responses((status = 200, description = "Environments", body = Vec<api::Environment>)),
+    responses((status = 200, description = "Environments; for viewers, property values not marked public read `********`", body = Vec<api::Environment>)),
     params(EnvListQuery)
 )]
 async fn list_environments(
     State(s): State<AppState>,
-    _c: Caller,
+    c: Caller,
     QueryParams(q): QueryParams<EnvListQuery>,
 ) -> ApiResult<Json<Vec<api::Environment>>> {
-    Ok(Json(s.control.list_environments(q.app.as_deref()).await?))
+    Ok(Json(
+        s.control
+            .list_environments(q.app.as_deref(), c.role)
+            .await?,
+    ))
 }
 
 #[utoipa::path(
@@ -296,15 +300,15 @@ async fn create_environment(
     path = "/api/v1/environments/{env}",
     tag = "environments",
     operation_id = "get_environment",
-    responses((status = 200, description = "The environment and its instances", body = api::EnvironmentDetail)),
+    responses((status = 200, description = "The environment and its instances; for viewers, property values not marked public read `********`", body = api::EnvironmentDetail)),
     params(EnvPath)
 )]
 async fn get_environment(
     State(s): State<AppState>,
-    _c: Caller,
+    c: Caller,
     PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<api::EnvironmentDetail>> {
-    Ok(Json(s.control.get_environment(&env).await?))
+    Ok(Json(s.control.get_environment(&env, c.role).await?))
 }
 
 #[utoipa::path(
@@ -369,15 +373,15 @@ async fn health(
     path = "/api/v1/environments/{env}/config",
     tag = "settings",
     operation_id = "get_config",
-    responses((status = 200, description = "Every setting", body = api::ConfigView)),
+    responses((status = 200, description = "Every setting and property; for viewers, property values not marked public read `********`", body = api::ConfigView)),
     params(EnvPath)
 )]
 async fn get_config(
     State(s): State<AppState>,
-    _c: Caller,
+    c: Caller,
     PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<api::ConfigView>> {
-    Ok(Json(s.control.get_config(&env).await?))
+    Ok(Json(s.control.get_config(&env, c.role).await?))
 }
 
 #[utoipa::path(

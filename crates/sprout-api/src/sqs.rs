@@ -1,11 +1,17 @@
 //! The SQS-compatible endpoint: AWS JSON 1.0 (`X-Amz-Target: AmazonSQS.<Op>`), every request
 //! SigV4-verified against the access keys of Sprout's environments. A key reaches the queues
-//! of its environment's application. Errors are SQS's: `{"__type": …, "message": …}` with a
-//! 4xx status and the `x-amzn-query-error` header older SDKs read.
+//! of its environment's application; queue names are the application's own. Errors are
+//! SQS's: `{"__type": …, "message": …}` with a 4xx status and the `x-amzn-query-error`
+//! header older SDKs read.
+//!
+//! Nothing is read past the head of a request whose key is unknown, whose date is off or
+//! (when it declares `X-Amz-Content-Sha256`) whose signature does not match; the body is then
+//! read within `MAX_REQUEST_BYTES` and the body timeout, and must hash to what was signed
+//! before anything is done.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Deserialize;
@@ -21,12 +27,23 @@ use std::time::Duration;
 const AMZ_JSON: &str = "application/x-amz-json-1.0";
 const ACCOUNT: &str = "000000000000";
 
+/// Largest request body: SQS's largest payload (a 256 KiB batch) as JSON, where escaping can
+/// triple it (`\u00e9` for a 2-byte character), with room for the envelope.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct SqsState {
+    control: Control,
+    /// How long a client has to send a whole body.
+    body_timeout: Duration,
+}
+
 /// The endpoint's router (served on its own listener, reachable from instances).
-pub fn router(control: Control) -> Router {
-    Router::new()
-        .fallback(handle)
-        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
-        .with_state(control)
+pub fn router(control: Control, body_timeout: Duration) -> Router {
+    Router::new().fallback(handle).with_state(SqsState {
+        control,
+        body_timeout,
+    })
 }
 
 #[derive(Debug)]
@@ -86,9 +103,12 @@ impl SqsError {
     fn auth(e: SigV4Error) -> Self {
         let code = match e {
             SigV4Error::Missing => "MissingAuthenticationToken",
-            SigV4Error::Malformed(_) | SigV4Error::BadDate => "IncompleteSignature",
+            SigV4Error::Malformed(_) | SigV4Error::BadDate | SigV4Error::UnsignedPayload => {
+                "IncompleteSignature"
+            }
             SigV4Error::Skewed => "RequestExpired",
             SigV4Error::Mismatch => "SignatureDoesNotMatch",
+            SigV4Error::BodyMismatch => "XAmzContentSHA256Mismatch",
         };
         Self::new(StatusCode::FORBIDDEN, code, code, e.to_string())
     }
@@ -134,6 +154,12 @@ impl From<ControlError> for SqsError {
                 "QueueNameExists",
                 "QueueAlreadyExists",
                 m,
+            ),
+            e @ ControlError::Quota(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "OverLimit",
+                "OverLimit",
+                e.to_string(),
             ),
             other => {
                 tracing::error!(error = %other, "sqs request failed");
@@ -201,14 +227,8 @@ fn input<T: serde::de::DeserializeOwned>(body: &Value) -> SqsResult<T> {
         .map_err(|e| SqsError::invalid(format!("invalid request: {e}")))
 }
 
-async fn handle(
-    State(control): State<Control>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match serve(&control, &method, &uri, &headers, &body).await {
+async fn handle(State(state): State<SqsState>, req: Request) -> Response {
+    match serve(&state, req).await {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_client_error() {
@@ -219,14 +239,30 @@ async fn handle(
     }
 }
 
-async fn serve(
-    control: &Control,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> SqsResult<Response> {
-    let key = authenticate(control, method, uri, headers, body).await?;
+async fn serve(state: &SqsState, req: Request) -> SqsResult<Response> {
+    let control = &state.control;
+    let (parts, body) = req.into_parts();
+    let pairs: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let head = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &pairs,
+    };
+    let signed = authenticate_head(control, &parts, &head).await?;
+    let body = read_body(&parts, body, state.body_timeout).await?;
+    signed.check_body(&head, &body)?;
+    let key = signed.key;
+    let headers = &parts.headers;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -242,7 +278,7 @@ async fn serve(
     let body: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body)
+        serde_json::from_slice(&body)
             .map_err(|e| SqsError::invalid(format!("the body is not JSON: {e}")))?
     };
     let host = headers
@@ -250,7 +286,13 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    let ctx = Ctx { control, key, host };
+    let app = control.store().environment_by_id(key.env_id).await?.app;
+    let ctx = Ctx {
+        control,
+        key,
+        app,
+        host,
+    };
     tracing::debug!(op, access_key = %ctx.key.access_key_id, "sqs request");
     match op {
         "CreateQueue" => ctx.create_queue(&body).await,
@@ -273,14 +315,44 @@ async fn serve(
     }
 }
 
-async fn authenticate(
+/// A request whose head is verified: its key, and what its body must hash to.
+struct SignedHead {
+    key: AccessKeyRow,
+    auth: Authorization,
+    /// The `X-Amz-Content-Sha256` the head was verified with; None when the request does not
+    /// declare one (the signature is then checked with the body's hash).
+    declared: Option<String>,
+}
+
+impl SignedHead {
+    fn check_body(&self, head: &SignedRequest<'_>, body: &[u8]) -> SqsResult<()> {
+        let actual = sigv4::sha256_hex(body);
+        let checked = match &self.declared {
+            Some(declared) => sigv4::check_body(declared, &actual),
+            None => sigv4::verify_head(
+                head,
+                &self.auth,
+                &self.key.secret,
+                chrono::Utc::now(),
+                &actual,
+            ),
+        };
+        checked.map_err(|e| {
+            tracing::info!(access_key = %self.auth.access_key_id, error = %e, "sqs signature refused");
+            SqsError::auth(e)
+        })
+    }
+}
+
+/// Everything that can be checked before the body is read: the key exists, the date is
+/// right, the operation is signed, and the signature itself when the body's hash is declared.
+async fn authenticate_head(
     control: &Control,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> SqsResult<AccessKeyRow> {
-    let header = headers
+    parts: &Parts,
+    head: &SignedRequest<'_>,
+) -> SqsResult<SignedHead> {
+    let header = parts
+        .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| SqsError::auth(SigV4Error::Missing))?;
@@ -297,32 +369,78 @@ async fn authenticate(
                 "The security token included in the request is invalid.",
             )
         })?;
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let req = SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: &pairs,
-        body,
-    };
-    sigv4::verify(&req, &auth, &key.secret, chrono::Utc::now()).map_err(|e| {
+    let now = chrono::Utc::now();
+    let refused = |e: SigV4Error| {
         tracing::info!(access_key = %auth.access_key_id, error = %e, "sqs signature refused");
         SqsError::auth(e)
-    })?;
-    Ok(key)
+    };
+    sigv4::check_head(head, &auth, now).map_err(refused)?;
+    let declared = sigv4::declared_payload_hash(head).map_err(refused)?;
+    if let Some(declared) = &declared {
+        sigv4::verify_head(head, &auth, &key.secret, now, declared).map_err(refused)?;
+    }
+    Ok(SignedHead {
+        key,
+        auth,
+        declared,
+    })
+}
+
+/// The body, at most `MAX_REQUEST_BYTES`, all within `timeout`.
+async fn read_body(
+    parts: &Parts,
+    body: axum::body::Body,
+    timeout: Duration,
+) -> SqsResult<axum::body::Bytes> {
+    let too_large = || {
+        SqsError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "RequestEntityTooLarge",
+            format!("the request body is over {MAX_REQUEST_BYTES} bytes"),
+        )
+    };
+    let declared_len = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    // The body's pauses are bounded by the server (`serve`), its whole time here.
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_REQUEST_BYTES)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if !is_timeout(&e) => Err(too_large()),
+        _ => Err(SqsError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "RequestTimeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 struct Ctx<'a> {
     control: &'a Control,
     key: AccessKeyRow,
+    /// The key's application.
+    app: String,
     host: String,
 }
 
@@ -364,37 +482,33 @@ fn wants(list: &[String], name: &str) -> bool {
 }
 
 impl Ctx<'_> {
-    async fn app_name(&self) -> SqsResult<String> {
-        Ok(self
-            .control
-            .store()
-            .environment_by_id(self.key.env_id)
-            .await?
-            .app)
-    }
-
-    async fn url_of(&self, queue: &QueueRow) -> SqsResult<String> {
+    fn url_of(&self, queue: &QueueRow) -> String {
         let endpoint = format!("http://{}", self.host);
-        Ok(Control::queue_url(
-            &endpoint,
-            &self.app_name().await?,
-            &queue.name,
-        ))
+        Control::queue_url(&endpoint, &self.app, &queue.name)
     }
 
-    /// The queue a URL names (its last path segment), if this key may use it.
+    /// The key's application's queue a URL names (`…/<app>/<queue>`); a URL naming another
+    /// application names no queue of this key's.
     async fn queue(&self, body: &Value) -> SqsResult<QueueRow> {
         let QueueUrlOnly { queue_url } = input(body)?;
         let url = queue_url.ok_or_else(|| SqsError::missing("QueueUrl"))?;
-        let name = url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        match self.control.store().queue_by_name(name).await? {
-            Some(queue) if queue.app_id == self.key.app_id => Ok(queue),
-            _ => Err(SqsError::no_queue()),
+        let path = url.split_once("://").map_or(url.as_str(), |(_, rest)| {
+            rest.find('/').map_or("", |i| &rest[i..])
+        });
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (name, app) = match segments.as_slice() {
+            [.., app, name] => (*name, Some(*app)),
+            [name] => (*name, None),
+            [] => return Err(SqsError::no_queue()),
+        };
+        if app.is_some_and(|a| a != self.app) {
+            return Err(SqsError::no_queue());
         }
+        self.control
+            .store()
+            .queue_by_name(self.key.app_id, name)
+            .await?
+            .ok_or_else(SqsError::no_queue)
     }
 
     async fn create_queue(&self, body: &Value) -> SqsResult<Response> {
@@ -409,7 +523,6 @@ impl Ctx<'_> {
         let name = input
             .queue_name
             .ok_or_else(|| SqsError::missing("QueueName"))?;
-        q::check_queue_name(&name)?;
         for attr in input.attributes.keys() {
             if !matches!(
                 attr.as_str(),
@@ -454,16 +567,10 @@ impl Ctx<'_> {
         };
         let queue = self
             .control
-            .store()
-            .create_queue(
-                self.key.app_id,
-                &name,
-                settings,
-                sprout_control::queues::now_ms(),
-            )
+            .create_queue(self.key.app_id, &name, settings)
             .await?;
         tracing::info!(queue = %queue.name, app_id = self.key.app_id, "queue created (or found)");
-        Ok(ok(json!({ "QueueUrl": self.url_of(&queue).await? })))
+        Ok(ok(json!({ "QueueUrl": self.url_of(&queue) })))
     }
 
     async fn get_queue_url(&self, body: &Value) -> SqsResult<Response> {
@@ -476,11 +583,14 @@ impl Ctx<'_> {
         let name = input
             .queue_name
             .ok_or_else(|| SqsError::missing("QueueName"))?;
-        match self.control.store().queue_by_name(&name).await? {
-            Some(queue) if queue.app_id == self.key.app_id => {
-                Ok(ok(json!({ "QueueUrl": self.url_of(&queue).await? })))
-            }
-            _ => Err(SqsError::no_queue()),
+        match self
+            .control
+            .store()
+            .queue_by_name(self.key.app_id, &name)
+            .await?
+        {
+            Some(queue) => Ok(ok(json!({ "QueueUrl": self.url_of(&queue) }))),
+            None => Err(SqsError::no_queue()),
         }
     }
 
@@ -500,14 +610,8 @@ impl Ctx<'_> {
                 input.queue_name_prefix.as_deref().unwrap_or(""),
             )
             .await?;
-        let app = self.app_name().await?;
-        let endpoint = format!("http://{}", self.host);
         let limit = input.max_results.unwrap_or(1000).clamp(1, 1000) as usize;
-        let urls: Vec<String> = queues
-            .iter()
-            .take(limit)
-            .map(|q| Control::queue_url(&endpoint, &app, &q.name))
-            .collect();
+        let urls: Vec<String> = queues.iter().take(limit).map(|q| self.url_of(q)).collect();
         if urls.is_empty() {
             Ok(ok(json!({})))
         } else {

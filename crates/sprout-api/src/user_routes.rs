@@ -8,7 +8,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use sprout_core::api::{ApiToken, AuditEntry, CreateToken, CreateUser, CreatedToken, User};
+use sprout_core::api::{
+    ApiToken, AuditEntry, ChangePassword, CreateToken, CreateUser, CreatedToken, PasswordChanged,
+    User,
+};
 use sprout_core::auth::Role;
 use sprout_core::Username;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,6 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(list_users, create_user))
         .routes(routes!(remove_user))
+        .routes(routes!(change_password))
+        .routes(routes!(revoke_user_tokens))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(audit))
@@ -78,9 +83,7 @@ async fn create_user(
 ) -> ApiResult<(StatusCode, Json<User>)> {
     c.require_admin()?;
     let name = Username::parse(&req.username).map_err(|e| ApiError::invalid(e.to_string()))?;
-    if req.password.chars().count() < 8 || req.password.len() > 1024 {
-        return Err(ApiError::invalid("a password has 8 to 1024 characters"));
-    }
+    auth::check_password(&req.password)?;
     let password = req.password.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
@@ -111,6 +114,44 @@ async fn remove_user(
     c.require_admin()?;
     s.control.store().delete_user(&name).await?;
     tracing::info!(user = %name, by = %c.username, "user removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}/password",
+    tag = "users",
+    operation_id = "change_password",
+    params(("name" = String, Path, description = "User name")),
+    request_body = ChangePassword,
+    responses((status = 200, description = "Changed; every token of the user is revoked. \
+        Users changing their own password get a new session token in `session`.", body = PasswordChanged))
+)]
+async fn change_password(
+    State(s): State<AppState>,
+    c: Caller,
+    PathParams(name): PathParams<String>,
+    JsonBody(req): JsonBody<ChangePassword>,
+) -> ApiResult<Json<PasswordChanged>> {
+    Ok(Json(
+        auth::change_password(&s, &c, &name, &req.password).await?,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}/tokens",
+    tag = "users",
+    operation_id = "revoke_user_tokens",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 204, description = "Every token of the user (sessions and API tokens) stops working at once"))
+)]
+async fn revoke_user_tokens(
+    State(s): State<AppState>,
+    c: Caller,
+    PathParams(name): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    auth::revoke_all_tokens(&s, &c, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -113,9 +113,10 @@ async fn deploy_figures(server: &Server, app: &str, envs: &[String; 3]) -> Resul
         })
         .await?;
     server.wait_ready(env, Duration::from_secs(180)).await?;
-    let load = Load::start(
+    let load = Load::paced(
         &server.balancer,
         &server.host(env),
+        "/",
         4,
         Duration::from_millis(5),
     );
@@ -250,9 +251,10 @@ async fn heal_figures(server: &Server, app: &str, envs: &[String; 3]) -> Result<
         .into_iter()
         .find_map(|i| i.container)
         .context("no container to kill")?;
-    let load = Load::start(
+    let load = Load::paced(
         &server.balancer,
         &server.host(env),
+        "/",
         4,
         Duration::from_millis(5),
     );
@@ -309,9 +311,10 @@ async fn heal_figures(server: &Server, app: &str, envs: &[String; 3]) -> Result<
         .await?;
     server.wait_ready(env, Duration::from_secs(60)).await?;
     let t0 = Instant::now();
-    let load = Load::start(
+    let load = Load::paced(
         &server.balancer,
         &server.host(env),
+        "/",
         4,
         Duration::from_millis(5),
     );
@@ -353,9 +356,10 @@ async fn heal_figures(server: &Server, app: &str, envs: &[String; 3]) -> Result<
     // Zone b fails → full capacity in zone a.
     let env = &envs[2];
     prod_env(server, app, env, 4, &[]).await?;
-    let load = Load::start(
+    let load = Load::paced(
         &server.balancer,
         &server.host(env),
+        "/",
         4,
         Duration::from_millis(5),
     );

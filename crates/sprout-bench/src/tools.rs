@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sprout_testkit::DockerMissing;
 
 /// The one command that installs what the benchmarks drive.
 pub const INSTALL: &str = "apt-get install wrk nginx-light haproxy";
@@ -38,27 +39,16 @@ pub fn find(tool: &str) -> Option<PathBuf> {
 }
 
 pub fn require_docker() -> Result<()> {
-    let ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        bail!("these parts need a reachable Docker engine (`docker info` failed)");
-    }
     // The bench's apps run on the python platform (same glibc as the build machine).
-    let image = "sprout/platform-python";
-    let present = Command::new("docker")
-        .args(["image", "inspect", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        bail!("platform image {image} is missing: run docker/build-platform.sh python");
+    match sprout_testkit::docker_ready(&["sprout/platform-python"]) {
+        Ok(()) => Ok(()),
+        Err(DockerMissing::Engine) => {
+            bail!("these parts need a reachable Docker engine (`docker info` failed)")
+        }
+        Err(DockerMissing::Image(image)) => {
+            bail!("platform image {image} is missing: run docker/build-platform.sh python")
+        }
     }
-    Ok(())
 }
 
 /// A free loopback port (bound and released; good enough on a quiet machine).
@@ -99,19 +89,7 @@ impl Proc {
 
     pub fn stop(&mut self) {
         // SIGTERM first: nginx's master takes its workers down with it, a SIGKILL would not.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        sprout_testkit::stop_process(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -8,6 +8,7 @@ use sprout_core::api::{
     App, ConfigView, Deployment, Environment, EnvironmentDetail, Event, HealthReport, Metrics,
     Version,
 };
+use sprout_core::properties::is_secret;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -47,11 +48,60 @@ fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "-".to_string())
 }
 
-/// Prints a value as pretty JSON on stdout.
-pub(crate) fn print_json<T: Serialize>(value: &T) {
+/// What a verb shows a person (without `--json`).
+pub(crate) enum View {
+    /// Text for stdout.
+    Text(String),
+    /// Nothing to list: a note for stderr, so stdout stays empty.
+    Empty(String),
+}
+
+impl From<Table> for View {
+    fn from(t: Table) -> View {
+        View::Text(render(&t))
+    }
+}
+
+impl From<String> for View {
+    fn from(s: String) -> View {
+        View::Text(s)
+    }
+}
+
+/// `value` as pretty JSON with `--json`, else as `human` shows it: every verb that takes
+/// `--json` decides here.
+pub(crate) fn view<T: Serialize, V: Into<View>>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> V,
+) -> View {
+    if !json {
+        return human(value).into();
+    }
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("warning: cannot print JSON: {e}"),
+        Ok(s) => View::Text(s),
+        Err(e) => View::Empty(format!("warning: cannot print JSON: {e}")),
+    }
+}
+
+/// Prints [`view`]'s choice: text on stdout, a note on stderr.
+pub(crate) fn show<T: Serialize, V: Into<View>>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> V,
+) {
+    match view(json, value, human) {
+        View::Text(text) => println!("{text}"),
+        View::Empty(note) => eprintln!("{note}"),
+    }
+}
+
+/// A list's table, or `empty` (for stderr) when the list is.
+pub(crate) fn listing<T>(items: &[T], empty: &str, table: impl FnOnce(&[T]) -> Table) -> View {
+    if items.is_empty() {
+        View::Empty(empty.to_string())
+    } else {
+        table(items).into()
     }
 }
 
@@ -252,15 +302,6 @@ pub(crate) fn percent(part: u64, whole: u64) -> String {
 /// Requests per second: `12.3`.
 pub(crate) fn rate(r: f64) -> String {
     format!("{r:.1}")
-}
-
-/// Whether an environment property's value is hidden in human output: its key names a
-/// secret, password, token or key.
-pub(crate) fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "TOKEN", "KEY"]
-        .iter()
-        .any(|w| k.contains(w))
 }
 
 /// A property's value as shown: `****` for secrets.

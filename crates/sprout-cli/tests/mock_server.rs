@@ -645,6 +645,8 @@ async fn client_and_verbs_against_a_mock() {
             env: "web".into(),
             set: vec![("A".into(), "1".into())],
             unset: vec!["OLD".into()],
+            public: vec![],
+            secret: vec![],
             wait: true,
         },
     )

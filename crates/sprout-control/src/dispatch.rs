@@ -3,11 +3,15 @@
 //! flight), POSTs each to the instance with the sqsd headers, deletes it on `200`, and makes
 //! it visible again after the error visibility timeout otherwise. Messages held for an
 //! instance that leaves go back to the queue at once.
+//!
+//! A message cannot steer a request anywhere but its instance: the URL is built from the
+//! instance's address and a checked absolute path (`RequestPath`), redirects are not followed
+//! and no proxy is used. A message whose path is not one goes to the dead-letter queue.
 
 use crate::queues::{attributes_of, ms_to_time, now_ms};
 use crate::Control;
 use sprout_core::queue::{sqsd_request, Delivery, SqsdSettings};
-use sprout_core::Tier;
+use sprout_core::{RequestPath, Tier};
 use sprout_store::{EnvRow, MessageRow, QueueRow};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -46,6 +50,10 @@ impl Control {
         }
         let http = match reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // A 3xx is an answer like any other non-200 (retried), never a new destination;
+            // and the request goes straight to the instance, whatever HTTP_PROXY says.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .pool_max_idle_per_host(100)
             .build()
         {
@@ -236,10 +244,25 @@ impl Job {
             first_received_at: &first,
             attributes: &attributes,
         };
-        let (path, headers) = sqsd_request(&self.settings, &delivery);
+        let url = sqsd_request(&self.settings, &delivery).and_then(|(path, headers)| {
+            let url = instance_url(self.addr, &path).ok_or_else(|| {
+                sprout_core::queue::QueueError::BadAttribute {
+                    name: sprout_core::queue::ATTR_PATH.into(),
+                    reason: format!("'{path}' does not make a URL of the instance"),
+                }
+            })?;
+            Ok((url, headers))
+        });
+        let (url, headers) = match url {
+            Ok(u) => u,
+            Err(e) => {
+                self.undeliverable(&receipt, &e.to_string()).await;
+                return;
+            }
+        };
         let mut req = self
             .http
-            .post(format!("http://{}{}", self.addr, path))
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, &self.settings.mime_type)
             .timeout(Duration::from_secs(u64::from(
                 self.settings.inactivity_timeout_secs,
@@ -292,5 +315,75 @@ impl Job {
             }
         }
         self.control.queue_signals().dispatch.notify_one();
+    }
+
+    /// A message no retry can deliver goes to the dead-letter queue at once, with an event.
+    async fn undeliverable(&self, receipt: &str, why: &str) {
+        tracing::warn!(instance = %self.instance, message = %self.message.message_id, %why, "message cannot be delivered; moved to the dead-letter queue");
+        let store = self.control.store();
+        match store.dead_letter(&self.queue, receipt, now_ms()).await {
+            Ok(true) => {
+                if let Some(env_id) = self.queue.env_id {
+                    let _ = store
+                        .add_event(
+                            env_id,
+                            sprout_core::Severity::Warn,
+                            &format!(
+                                "message {} of queue {} cannot be delivered ({why}); moved to its dead-letter queue",
+                                self.message.message_id, self.queue.name
+                            ),
+                        )
+                        .await;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(message = %self.message.message_id, error = %e, "could not move an undeliverable message")
+            }
+        }
+    }
+}
+
+/// The URL of `path` on the instance at `addr`, built from its parts (never by joining
+/// strings), and only if it names exactly that address.
+fn instance_url(addr: SocketAddr, path: &RequestPath) -> Option<reqwest::Url> {
+    let mut url = reqwest::Url::parse("http://127.0.0.1/").ok()?;
+    url.set_ip_host(addr.ip()).ok()?;
+    url.set_port(Some(addr.port())).ok()?;
+    url.set_path(path.path());
+    url.set_query(path.query());
+    let only_the_instance = url.scheme() == "http"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.socket_addrs(|| None).ok()? == [addr];
+    only_the_instance.then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_instance_only() {
+        let addr: SocketAddr = "172.18.0.3:8080".parse().expect("address");
+        let url = |p: &str| {
+            RequestPath::parse(p)
+                .ok()
+                .and_then(|p| instance_url(addr, &p))
+                .map(|u| u.to_string())
+        };
+        assert_eq!(url("/").as_deref(), Some("http://172.18.0.3:8080/"));
+        assert_eq!(
+            url("/tasks/a@b:c?x=1").as_deref(),
+            Some("http://172.18.0.3:8080/tasks/a@b:c?x=1")
+        );
+        // What used to become `http://172.18.0.3:8080@127.0.0.1:9999/ssrf` is no path at all.
+        assert_eq!(url("@127.0.0.1:9999/ssrf"), None);
+        let v6: SocketAddr = "[::1]:81".parse().expect("address");
+        let p = RequestPath::root();
+        assert_eq!(
+            instance_url(v6, &p).map(|u| u.to_string()).as_deref(),
+            Some("http://[::1]:81/")
+        );
     }
 }

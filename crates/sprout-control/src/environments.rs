@@ -3,6 +3,7 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome};
+use sprout_core::auth::{redact_properties, Role};
 use sprout_core::health::{self, CheckState, Verdict, Window};
 use sprout_core::manifest::BundleManifest;
 use sprout_core::plan::revision;
@@ -72,23 +73,7 @@ impl Control {
 }
 
 fn check_property_key(key: &str) -> Result<()> {
-    let valid = key
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && key.len() <= 128;
-    if !valid {
-        return Err(ControlError::Invalid(format!(
-            "invalid property name '{key}': letters, digits and '_', not starting with a digit"
-        )));
-    }
-    if key == "PORT" || key.starts_with("SPROUT_") {
-        return Err(ControlError::Invalid(format!(
-            "property '{key}' is reserved: Sprout sets it"
-        )));
-    }
-    Ok(())
+    sprout_core::properties::check_key(key).map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
 pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {
@@ -491,12 +476,13 @@ impl Control {
             .await
     }
 
-    pub async fn get_config(&self, env_name: &str) -> Result<api::ConfigView> {
+    /// Every setting and property, as `reader` may see them (values masked for viewers).
+    pub async fn get_config(&self, env_name: &str, reader: Role) -> Result<api::ConfigView> {
         let env = self.live_env(env_name).await?;
         Ok(api::ConfigView {
             environment: env.name.clone(),
             settings: env.settings().to_map(),
-            properties: env.properties(),
+            properties: properties_for(&env, reader),
         })
     }
 
@@ -658,25 +644,69 @@ impl Control {
         by: Option<&str>,
     ) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        if req.set.is_empty() && req.unset.is_empty() {
+        if req.set.is_empty()
+            && req.unset.is_empty()
+            && req.public.is_empty()
+            && req.secret.is_empty()
+        {
             return Err(ControlError::Invalid(
                 "nothing to change: give KEY=VALUE properties".into(),
             ));
         }
-        for key in req.set.keys().chain(req.unset.iter()) {
+        for key in req
+            .set
+            .keys()
+            .chain(&req.unset)
+            .chain(&req.public)
+            .chain(&req.secret)
+        {
             check_property_key(key)?;
+        }
+        if let Some(key) = req.public.iter().find(|k| req.secret.contains(k)) {
+            return Err(ControlError::Invalid(format!(
+                "property '{key}' cannot be made both public and secret"
+            )));
         }
         let mut properties = env.properties();
         for key in &req.unset {
             properties.remove(key);
         }
         properties.extend(req.set.clone());
+        let before = env.settings();
+        let mut settings = before.clone();
+        for key in &req.public {
+            if !properties.contains_key(key) {
+                return Err(ControlError::Invalid(format!(
+                    "no property '{key}' to make public; set it first"
+                )));
+            }
+            settings.public_properties.insert(key.clone());
+        }
+        for key in &req.secret {
+            settings.public_properties.remove(key);
+        }
+        // A removed property is secret again if it comes back.
+        settings
+            .public_properties
+            .retain(|k| properties.contains_key(k));
+        let who = by.unwrap_or("system");
         if properties == env.properties() {
+            if settings != before {
+                let message = format!(
+                    "properties shown to viewers changed by {who}: {}",
+                    list_or_none(&settings.public_properties)
+                );
+                self.begin(&env, EnvOp::Configure).await?;
+                self.store()
+                    .apply_settings(&env, &settings, by, &message)
+                    .await?;
+                return self
+                    .environment_view(&self.store().environment_by_id(env.id).await?)
+                    .await;
+            }
             return self.environment_view(&env).await;
         }
         let (from, to) = self.begin(&env, EnvOp::Configure).await?;
-        let settings = env.settings();
-        let who = by.unwrap_or("system");
         let mut names: Vec<String> = req.set.keys().cloned().collect();
         names.extend(req.unset.iter().map(|k| format!("-{k}")));
         let message = format!(
@@ -692,6 +722,7 @@ impl Control {
                 &OperationStart {
                     kind: "configure",
                     new_properties: Some(&properties),
+                    new_settings: (settings != before).then_some(&settings),
                     policy: Some(settings.policy.to_string()),
                     batch: Some(settings.batch.to_string()),
                     totals: self.totals(&env.name),
@@ -797,9 +828,16 @@ impl Control {
             .collect())
     }
 
-    pub async fn get_environment(&self, name: &str) -> Result<api::EnvironmentDetail> {
+    /// The environment and its instances, as `reader` may see them (property values masked
+    /// for viewers).
+    pub async fn get_environment(
+        &self,
+        name: &str,
+        reader: Role,
+    ) -> Result<api::EnvironmentDetail> {
         let env = self.any_env(name).await?;
-        let environment = self.environment_view(&env).await?;
+        let operation = self.store().current_operation(env.id).await?;
+        let environment = self.environment_view_with(&env, operation.as_ref(), reader)?;
         let instances = self.instance_views(&env).await?;
         Ok(api::EnvironmentDetail {
             environment,
@@ -807,7 +845,12 @@ impl Control {
         })
     }
 
-    pub async fn list_environments(&self, app: Option<&str>) -> Result<Vec<api::Environment>> {
+    /// Environments, as `reader` may see them (property values masked for viewers).
+    pub async fn list_environments(
+        &self,
+        app: Option<&str>,
+        reader: Role,
+    ) -> Result<Vec<api::Environment>> {
         if let Some(app) = app {
             let app = AppName::parse(app)?;
             self.store()
@@ -818,7 +861,7 @@ impl Control {
         let rows = self.store().list_environments(app, false).await?;
         let operations = self.store().latest_operations().await?;
         rows.iter()
-            .map(|env| self.environment_view_with(env, operations.get(&env.id)))
+            .map(|env| self.environment_view_with(env, operations.get(&env.id), reader))
             .collect()
     }
 
@@ -1047,16 +1090,18 @@ impl Control {
         Ok(out)
     }
 
+    /// The view of an environment for the deployer or admin who just changed it.
     pub async fn environment_view(&self, env: &EnvRow) -> Result<api::Environment> {
         let operation = self.store().current_operation(env.id).await?;
-        self.environment_view_with(env, operation.as_ref())
+        self.environment_view_with(env, operation.as_ref(), Role::Deployer)
     }
 
-    /// The API's view of an environment, given its newest operation.
+    /// The API's view of an environment, given its newest operation, as `reader` may see it.
     fn environment_view_with(
         &self,
         env: &EnvRow,
         operation: Option<&OperationRow>,
+        reader: Role,
     ) -> Result<api::Environment> {
         let status = env.status()?;
         let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
@@ -1085,7 +1130,7 @@ impl Control {
             min: settings.min,
             max: settings.max,
             desired: u32::try_from(env.desired).unwrap_or(0),
-            env: env.properties(),
+            env: properties_for(env, reader),
             created_at: env.created_at,
             updated_at: env.updated_at,
             operation,
@@ -1114,5 +1159,21 @@ impl Control {
             tracing::debug!(env = %env.name, "state moved on before the operation could be closed");
         }
         Ok(())
+    }
+}
+
+/// An environment's properties as `reader` may see them: values not marked public are masked
+/// for viewers.
+fn properties_for(env: &EnvRow, reader: Role) -> BTreeMap<String, String> {
+    let mut properties = env.properties();
+    redact_properties(&mut properties, &env.settings().public_properties, reader);
+    properties
+}
+
+fn list_or_none(keys: &std::collections::BTreeSet<String>) -> String {
+    if keys.is_empty() {
+        "none".into()
+    } else {
+        keys.iter().cloned().collect::<Vec<_>>().join(", ")
     }
 }

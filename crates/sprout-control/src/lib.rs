@@ -8,6 +8,7 @@ mod cron;
 mod dataplane;
 mod dispatch;
 mod environments;
+pub mod history;
 mod observe;
 pub mod queues;
 mod reconcile;
@@ -54,6 +55,8 @@ pub struct ControlConfig {
     pub reconcile_interval: Duration,
     /// Where the SQS-compatible endpoint listens (None: not running).
     pub sqs_addr: Option<std::net::SocketAddr>,
+    /// What each application's queues may hold.
+    pub queue_quota: sprout_core::queue::QueueQuota,
 }
 
 impl ControlConfig {
@@ -71,6 +74,7 @@ impl ControlConfig {
             stop_grace: Duration::from_secs(10),
             reconcile_interval: Duration::from_secs(1),
             sqs_addr: None,
+            queue_quota: Default::default(),
         }
     }
 
@@ -93,6 +97,8 @@ pub enum ControlError {
     Bundle(#[from] BundleError),
     #[error("{0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
     #[error("store: {0}")]
     Store(StoreError),
     #[error("{0}")]

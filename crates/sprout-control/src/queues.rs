@@ -15,6 +15,11 @@ use tokio::sync::Notify;
 /// The region Sprout's SQS endpoint names (any SDK wants one).
 pub const REGION: &str = "us-east-1";
 
+/// `sprout queue dlq` lists the oldest dead messages, at most this many and this many bytes
+/// of bodies: a dead-letter queue can hold an application's whole quota, an answer must not.
+pub const DLQ_LIST_MAX: i64 = 1000;
+pub const DLQ_LIST_MAX_BYTES: i64 = 16 * 1024 * 1024;
+
 /// Wakes long polls and the dispatcher when messages arrive or come back.
 #[derive(Default)]
 pub struct QueueSignals {
@@ -239,13 +244,61 @@ impl Control {
         vars
     }
 
-    /// Appends checked messages to a queue (one transaction) and wakes its consumers.
+    /// Appends checked messages to a queue (one transaction) and wakes its consumers, if
+    /// its application's quota has room for all of them.
     pub async fn enqueue(&self, queue: &QueueRow, messages: &[NewMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.check_quota(queue, messages).await?;
         self.store()
             .send_messages(queue, messages, now_ms())
             .await?;
         self.queue_changed();
         Ok(())
+    }
+
+    /// Has the queue's application room for `messages`? (Every way in checks: sends through
+    /// the API and the SQS endpoint, and periodic tasks.)
+    pub(crate) async fn check_quota(
+        &self,
+        queue: &QueueRow,
+        messages: &[NewMessage],
+    ) -> Result<()> {
+        let usage = self.store().queue_usage(queue.app_id).await?;
+        let adding_bytes: usize = messages
+            .iter()
+            .map(|m| m.body.len() + m.attributes.len())
+            .sum();
+        self.config().queue_quota.check_send(
+            usage.messages.max(0) as u64,
+            usage.bytes.max(0) as u64,
+            messages.len() as u64,
+            adding_bytes as u64,
+        )?;
+        Ok(())
+    }
+
+    /// An extra queue of an application (SQS CreateQueue): the existing one of that name, or
+    /// a new one if the application's quota has room.
+    pub async fn create_queue(
+        &self,
+        app_id: i64,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<QueueRow> {
+        q::check_queue_name(name).map_err(invalid)?;
+        if let Some(existing) = self.store().queue_by_name(app_id, name).await? {
+            return Ok(existing);
+        }
+        let usage = self.store().queue_usage(app_id).await?;
+        self.config()
+            .queue_quota
+            .check_new_queue(usage.queues.max(0) as u64)?;
+        Ok(self
+            .store()
+            .create_queue(app_id, name, settings, now_ms())
+            .await?)
     }
 
     /// Receives up to `max` messages, waiting up to `wait` for the first (long poll).
@@ -343,7 +396,10 @@ impl Control {
         let Some(dlq) = queue.dlq_id else {
             return Ok(Vec::new());
         };
-        let rows = self.store().queue_messages(dlq, 10_000).await?;
+        let rows = self
+            .store()
+            .queue_messages(dlq, DLQ_LIST_MAX, DLQ_LIST_MAX_BYTES)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| DeadMessage {

@@ -164,6 +164,12 @@ pub struct SetProperties {
     pub set: BTreeMap<String, String>,
     #[serde(default)]
     pub unset: Vec<String>,
+    /// Keys whose values viewers may read. Values are secret (masked for viewers) by default.
+    #[serde(default)]
+    pub public: Vec<String>,
+    /// Keys made secret again (masked for viewers).
+    #[serde(default)]
+    pub secret: Vec<String>,
 }
 
 /// `POST /environments/{env}/swap`: exchange CNAMEs with another environment.
@@ -345,6 +351,7 @@ pub mod problem_types {
     pub const INTERNAL: &str = "https://sprout.dev/problems/internal";
     pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
     pub const RATE_LIMITED: &str = "https://sprout.dev/problems/rate-limited";
+    pub const QUOTA_EXCEEDED: &str = "https://sprout.dev/problems/quota-exceeded";
 }
 
 /// `GET /zones`.
@@ -390,6 +397,22 @@ pub struct CreateUser {
     pub username: String,
     pub password: String,
     pub role: Role,
+}
+
+/// `PUT /users/{name}/password`: an admin for anyone, or a user for itself.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangePassword {
+    pub password: String,
+}
+
+/// The answer to a password change: every other token of the user is revoked. When users
+/// change their own password, `session` is a new session token that replaces the one the
+/// call came with (which is revoked too).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PasswordChanged {
+    pub username: String,
+    #[serde(default)]
+    pub session: Option<LoginResponse>,
 }
 
 /// A user as the API shows it (never the password hash).

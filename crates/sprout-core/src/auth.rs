@@ -1,9 +1,9 @@
-//! Who may do what: the three roles, the lifetime of API tokens and the login throttle.
-//! Pure: callers pass the clock in.
+//! Who may do what: the three roles, what a viewer may read, the lifetime of API tokens,
+//! the login throttle and the dashboard's cookie names. Pure: callers pass the clock in.
 
 use crate::model::string_enum;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 string_enum!(
@@ -24,6 +24,32 @@ impl Role {
     /// Whether this role may do what `needed` may do.
     pub fn allows(self, needed: Role) -> bool {
         self.rank() >= needed.rank()
+    }
+
+    /// Whether this role reads secrets: property values not marked public, queue credentials.
+    /// Viewers do not; those who may change an environment do.
+    pub fn reads_secrets(self) -> bool {
+        self.allows(Role::Deployer)
+    }
+}
+
+/// What a reader without [`Role::reads_secrets`] sees instead of a property's value.
+pub const MASKED: &str = "********";
+
+/// Masks, for a `reader` who may not read secrets, every property value not in `public`.
+/// Values are secret by default: a key is shown only once it is marked public.
+pub fn redact_properties(
+    properties: &mut BTreeMap<String, String>,
+    public: &BTreeSet<String>,
+    reader: Role,
+) {
+    if reader.reads_secrets() {
+        return;
+    }
+    for (key, value) in properties.iter_mut() {
+        if !public.contains(key) {
+            *value = MASKED.to_string();
+        }
     }
 }
 
@@ -106,6 +132,16 @@ impl LoginThrottle {
         }
     }
 
+    /// Takes back the newest attempt counted for `key` (it turned out to be a success).
+    pub fn forgive_one(&mut self, key: &str) {
+        if let Some(times) = self.failures.get_mut(key) {
+            times.pop_back();
+            if times.is_empty() {
+                self.failures.remove(key);
+            }
+        }
+    }
+
     pub fn record_failure(&mut self, key: &str, now: Instant) {
         self.prune(key, now);
         self.failures
@@ -125,6 +161,77 @@ impl LoginThrottle {
 
     pub fn record_success(&mut self, key: &str) {
         self.failures.remove(key);
+    }
+}
+
+/// The dashboard's session cookie over plain HTTP.
+pub const SESSION_COOKIE: &str = "sprout_session";
+/// The dashboard's session cookie when the server knows it is served over HTTPS: the
+/// `__Host-` prefix makes browsers refuse it unless it is `Secure`, has `Path=/` and no
+/// `Domain`, so no other host (an app under `*.domain`) can set or shadow it.
+pub const SESSION_COOKIE_HTTPS: &str = "__Host-sprout_session";
+/// Every name the session cookie may have: what the balancer strips from requests it
+/// forwards to apps, so an app never sees a dashboard login.
+pub const SESSION_COOKIE_NAMES: [&str; 2] = [SESSION_COOKIE, SESSION_COOKIE_HTTPS];
+
+/// The session cookie's name: [`SESSION_COOKIE_HTTPS`] over HTTPS, else [`SESSION_COOKIE`].
+pub fn session_cookie_name(https: bool) -> &'static str {
+    if https {
+        SESSION_COOKIE_HTTPS
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// Login attempts counted per user name and per client address (several users may share an
+/// address, so it gets four times the tries, but not without bound).
+#[derive(Debug)]
+pub struct LoginThrottles {
+    pub users: LoginThrottle,
+    pub addresses: LoginThrottle,
+}
+
+impl Default for LoginThrottles {
+    fn default() -> Self {
+        let base = LoginThrottle::default();
+        Self {
+            addresses: LoginThrottle::new(4 * base.max_failures, base.window),
+            users: base,
+        }
+    }
+}
+
+impl LoginThrottles {
+    /// Admits a login attempt and counts it as a failure at once, before its password is
+    /// checked: parallel guesses cannot all pass the check before any of them is counted.
+    /// `Err(retry_after)`, and nothing counted, when the user name or the address has used
+    /// up its attempts. A right password then calls [`LoginThrottles::succeeded`].
+    pub fn begin(
+        &mut self,
+        user: &str,
+        address: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let user_wait = self.users.check(user, now).err();
+        let address_wait = address.and_then(|a| self.addresses.check(a, now).err());
+        if let Some(wait) = user_wait.max(address_wait) {
+            return Err(wait);
+        }
+        self.users.record_failure(user, now);
+        if let Some(a) = address {
+            self.addresses.record_failure(a, now);
+        }
+        Ok(())
+    }
+
+    /// The attempt had the right password: the user name's count is cleared, and the address
+    /// gets back only this attempt (one known account must not reset the count of guesses at
+    /// the others).
+    pub fn succeeded(&mut self, user: &str, address: Option<&str>) {
+        self.users.record_success(user);
+        if let Some(a) = address {
+            self.addresses.forgive_one(a);
+        }
     }
 }
 
@@ -183,6 +290,74 @@ mod tests {
             "other users are not affected"
         );
         assert!(t.check("alice", start + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn an_attempt_counts_before_the_password_is_checked() {
+        let now = Instant::now();
+        let mut t = LoginThrottles::default();
+        // 300 attempts begun before any password is checked: only 5 get to a password.
+        let admitted = (0..300)
+            .filter(|_| t.begin("admin", Some("10.0.0.1"), now).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
+        // Refused attempts were not counted against the address.
+        assert!(t.begin("bob", Some("10.0.0.1"), now).is_ok());
+    }
+
+    #[test]
+    fn a_right_password_takes_back_only_its_own_attempt() {
+        let now = Instant::now();
+        let mut t = LoginThrottles::default();
+        for user in ["a", "b", "c", "d"] {
+            for _ in 0..4 {
+                t.begin(user, Some("ip"), now).unwrap();
+            }
+        }
+        // The address has used 16 of its 20; a success gives back one, not all.
+        t.begin("e", Some("ip"), now).unwrap();
+        t.succeeded("e", Some("ip"));
+        for _ in 0..4 {
+            t.begin("f", Some("ip"), now).unwrap();
+        }
+        assert!(t.begin("g", Some("ip"), now).is_err());
+        // The user name's own count is cleared by a success.
+        t.begin("a", None, now).unwrap();
+        t.succeeded("a", None);
+        for _ in 0..5 {
+            t.begin("a", None, now).unwrap();
+        }
+        assert!(t.begin("a", None, now).is_err());
+    }
+
+    #[test]
+    fn viewers_see_only_public_values() {
+        let props: BTreeMap<String, String> =
+            [("DATABASE_URL", "postgres://u:pw@db"), ("MODE", "fast")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let public: BTreeSet<String> = ["MODE".to_string()].into();
+        let mut seen = props.clone();
+        redact_properties(&mut seen, &public, Role::Viewer);
+        assert_eq!(seen["DATABASE_URL"], MASKED);
+        assert_eq!(seen["MODE"], "fast");
+        let mut none_public = props.clone();
+        redact_properties(&mut none_public, &BTreeSet::new(), Role::Viewer);
+        assert!(none_public.values().all(|v| v == MASKED));
+        for role in [Role::Deployer, Role::Admin] {
+            let mut seen = props.clone();
+            redact_properties(&mut seen, &BTreeSet::new(), role);
+            assert_eq!(seen, props);
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_host_prefixed_over_https() {
+        assert_eq!(session_cookie_name(false), "sprout_session");
+        assert_eq!(session_cookie_name(true), "__Host-sprout_session");
+        assert!(SESSION_COOKIE_NAMES.contains(&session_cookie_name(true)));
+        assert!(SESSION_COOKIE_NAMES.contains(&session_cookie_name(false)));
     }
 
     #[test]

@@ -75,8 +75,9 @@ impl CronYaml {
             if !names.insert(task.name.as_str()) {
                 return Err(bad("the name is used twice"));
             }
-            if !task.url.starts_with('/') || task.url.chars().any(|c| c.is_whitespace()) {
-                return Err(bad("url must be a path starting with '/'"));
+            // The dispatcher requests this path from the instance (see `RequestPath`).
+            if let Err(e) = crate::names::RequestPath::parse(&task.url) {
+                return Err(bad(&format!("url must be {}", e.rule)));
             }
             let fields = task.schedule.split_whitespace().count();
             if fields != 5 && fields != 6 {
@@ -116,6 +117,8 @@ mod tests {
     fn refuses_bad_tasks() {
         for bad in [
             "cron:\n - name: a\n   url: nope\n   schedule: \"* * * * *\"\n",
+            "cron:\n - name: a\n   url: \"@127.0.0.1:9999/ssrf\"\n   schedule: \"* * * * *\"\n",
+            "cron:\n - name: a\n   url: \"//127.0.0.1:9999/ssrf\"\n   schedule: \"* * * * *\"\n",
             "cron:\n - name: a\n   url: /a\n   schedule: \"* * *\"\n",
             "cron:\n - name: a\n   url: /a\n   schedule: \"* * * * *\"\n - name: a\n   url: /b\n   schedule: \"* * * * *\"\n",
             "version: 2\n",

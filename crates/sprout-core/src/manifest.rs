@@ -132,9 +132,10 @@ impl SproutYaml {
         let parsed: SproutYaml =
             serde_yaml::from_str(text).map_err(|e| ManifestError::SproutYaml(e.to_string()))?;
         if let Some(path) = &parsed.health_check {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if let Err(e) = crate::names::RequestPath::parse(path) {
                 return Err(ManifestError::SproutYaml(format!(
-                    "health_check must be a path starting with '/', got '{path}'"
+                    "health_check must be {}, got '{path}'",
+                    e.rule
                 )));
             }
         }

@@ -102,6 +102,89 @@ name_type!(
     "1-32 characters: a lowercase letter, then lowercase letters, digits, '_', '.' or '-'"
 );
 
+/// A path (with an optional query) Sprout requests from an instance: the sqsd path, a
+/// periodic task's URL, a health check. Only an absolute path: `/`, then RFC 3986 path and
+/// query characters. Never a scheme, an authority (`//host`, `user@host:port`) nor a fragment,
+/// so whatever an instance's address is joined to, the request goes to that address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestPath(String);
+
+const REQUEST_PATH_RULE: &str =
+    "an absolute path: '/' then letters, digits or -._~!$&'()*+,;=:@/?% \
+     (no scheme, no host, no '//' at the start, no spaces, no '#'; at most 2048 characters)";
+
+impl RequestPath {
+    pub fn parse(value: &str) -> Result<Self, NameError> {
+        let bytes = value.as_bytes();
+        let escapes_ok = bytes.iter().enumerate().all(|(i, b)| {
+            *b != b'%'
+                || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        });
+        let ok = value.starts_with('/')
+            && !value.starts_with("//")
+            && value.len() <= 2048
+            && escapes_ok
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(b));
+        if ok {
+            Ok(Self(value.to_string()))
+        } else {
+            Err(NameError {
+                kind: "request path",
+                value: value.to_string(),
+                rule: REQUEST_PATH_RULE,
+            })
+        }
+    }
+
+    /// `/`.
+    pub fn root() -> Self {
+        Self("/".to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before `?`.
+    pub fn path(&self) -> &str {
+        self.0.split_once('?').map_or(self.0.as_str(), |(p, _)| p)
+    }
+
+    /// The part after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.0.split_once('?').map(|(_, q)| q)
+    }
+}
+
+impl Default for RequestPath {
+    fn default() -> Self {
+        Self::root()
+    }
+}
+
+impl fmt::Display for RequestPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RequestPath {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<RequestPath> for String {
+    fn from(p: RequestPath) -> Self {
+        p.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +229,36 @@ mod tests {
     fn deserialize_validates() {
         assert!(serde_json::from_str::<AppName>("\"ok-name\"").is_ok());
         assert!(serde_json::from_str::<AppName>("\"NO\"").is_err());
+    }
+
+    #[test]
+    fn request_paths_are_absolute_paths_only() {
+        for good in ["/", "/jobs", "/tasks/tick?x=1&y=%2F", "/a@b/c:d", "/~u/-._"] {
+            let p = RequestPath::parse(good);
+            assert!(p.is_ok(), "{good}");
+        }
+        let p = RequestPath::parse("/a/b?q=1").unwrap_or_default();
+        assert_eq!((p.path(), p.query()), ("/a/b", Some("q=1")));
+        for bad in [
+            "",
+            "jobs",
+            "@127.0.0.1:9999/ssrf",
+            "//127.0.0.1:9999/ssrf",
+            "http://127.0.0.1/",
+            "/a b",
+            "/a\nb",
+            "/a#frag",
+            "/a\\b",
+            "/%zz",
+            "/%4",
+            "/caf\u{e9}",
+            &format!("/{}", "a".repeat(2048)),
+        ] {
+            assert!(
+                RequestPath::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        assert!(serde_json::from_str::<RequestPath>("\"@h:1/x\"").is_err());
     }
 }

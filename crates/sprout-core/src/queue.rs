@@ -2,6 +2,7 @@
 //! the sqsd settings of a worker environment, and the request the dispatcher makes for a
 //! message (Beanstalk's `aws-sqsd` headers). Pure: callers pass clocks and randomness in.
 
+use crate::names::RequestPath;
 use base64::Engine as _;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,11 @@ pub fn check_message(body: &str, attributes: &Attributes) -> Result<usize, Queue
             if !value.chars().all(allowed_char) {
                 return Err(bad("StringValue holds characters SQS does not allow"));
             }
+            // The dispatcher requests this path from the instance: refused here, at the
+            // door, rather than found out at delivery.
+            if name == ATTR_PATH {
+                RequestPath::parse(value).map_err(|e| bad(&format!("must be {}", e.rule)))?;
+            }
         }
         size += name.len() + attr.data_type.len() + attr.value_bytes().len();
     }
@@ -261,11 +267,80 @@ pub fn md5_of_attributes(attributes: &Attributes) -> Option<String> {
     Some(md5_hex(&buf))
 }
 
+/// What one application's queues may hold, so a tenant cannot fill the server's disk or
+/// table: queues it makes with CreateQueue, and messages and their bytes (bodies plus
+/// attributes) over all its queues, dead-letter queues included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueQuota {
+    pub max_queues: u64,
+    pub max_messages: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for QueueQuota {
+    fn default() -> Self {
+        Self {
+            max_queues: 100,
+            max_messages: 100_000,
+            max_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("the application has {have} queues; the limit is {max} queues per application")]
+    Queues { have: u64, max: u64 },
+    #[error("the application's queues hold {have} messages; {adding} more would pass the limit of {max} messages per application (receive, delete or purge some first)")]
+    Messages { have: u64, adding: u64, max: u64 },
+    #[error("the application's queues hold {have} bytes; {adding} more would pass the limit of {max} bytes per application (receive, delete or purge some first)")]
+    Bytes { have: u64, adding: u64, max: u64 },
+}
+
+impl QueueQuota {
+    /// May an application that has `queues` queues make one more?
+    pub fn check_new_queue(&self, queues: u64) -> Result<(), QuotaError> {
+        if queues >= self.max_queues {
+            return Err(QuotaError::Queues {
+                have: queues,
+                max: self.max_queues,
+            });
+        }
+        Ok(())
+    }
+
+    /// May an application whose queues hold `messages` messages of `bytes` bytes take
+    /// `adding` more of `adding_bytes`? All or none: a batch is not cut.
+    pub fn check_send(
+        &self,
+        messages: u64,
+        bytes: u64,
+        adding: u64,
+        adding_bytes: u64,
+    ) -> Result<(), QuotaError> {
+        if messages.saturating_add(adding) > self.max_messages {
+            return Err(QuotaError::Messages {
+                have: messages,
+                adding,
+                max: self.max_messages,
+            });
+        }
+        if bytes.saturating_add(adding_bytes) > self.max_bytes {
+            return Err(QuotaError::Bytes {
+                have: bytes,
+                adding: adding_bytes,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// How the dispatcher feeds a worker environment: Beanstalk's `aws:elasticbeanstalk:sqsd`
 /// options, read from the environment's properties (`SQSD_HTTP_PATH`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SqsdSettings {
-    pub http_path: String,
+    pub http_path: RequestPath,
     pub mime_type: String,
     pub http_connections: u32,
     pub inactivity_timeout_secs: u32,
@@ -278,7 +353,7 @@ pub struct SqsdSettings {
 impl Default for SqsdSettings {
     fn default() -> Self {
         Self {
-            http_path: "/".into(),
+            http_path: RequestPath::root(),
             mime_type: "application/json".into(),
             http_connections: 50,
             inactivity_timeout_secs: 299,
@@ -310,13 +385,10 @@ impl SqsdSettings {
             Ok(Some(value))
         };
         if let Some(path) = props.get("SQSD_HTTP_PATH") {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace()) {
-                return Err(QueueError::BadSetting {
-                    key: "SQSD_HTTP_PATH".into(),
-                    reason: "must be a path starting with '/'".into(),
-                });
-            }
-            s.http_path = path.clone();
+            s.http_path = RequestPath::parse(path).map_err(|e| QueueError::BadSetting {
+                key: "SQSD_HTTP_PATH".into(),
+                reason: format!("must be {}", e.rule),
+            })?;
         }
         if let Some(mime) = props.get("SQSD_MIME_TYPE") {
             s.mime_type = mime.clone();
@@ -361,8 +433,13 @@ pub struct Delivery<'a> {
     pub attributes: &'a Attributes,
 }
 
-/// The path and headers of the sqsd POST for a message (besides `Content-Type`).
-pub fn sqsd_request(settings: &SqsdSettings, d: &Delivery<'_>) -> (String, Vec<(String, String)>) {
+/// The path and headers of the sqsd POST for a message (besides `Content-Type`). A periodic
+/// task's message names its own path; one that is not an absolute path is an error (the
+/// message cannot be delivered), never a URL.
+pub fn sqsd_request(
+    settings: &SqsdSettings,
+    d: &Delivery<'_>,
+) -> Result<(RequestPath, Vec<(String, String)>), QueueError> {
     let mut headers = vec![
         (
             "User-Agent".to_string(),
@@ -393,7 +470,10 @@ pub fn sqsd_request(settings: &SqsdSettings, d: &Delivery<'_>) -> (String, Vec<(
             headers.push(("X-Aws-Sqsd-Scheduled-At".to_string(), at));
         }
         if let Some(p) = string_of(ATTR_PATH) {
-            path = p;
+            path = RequestPath::parse(&p).map_err(|e| QueueError::BadAttribute {
+                name: ATTR_PATH.to_string(),
+                reason: format!("must be {}", e.rule),
+            })?;
         }
     }
     for (name, attr) in d.attributes {
@@ -410,7 +490,7 @@ pub fn sqsd_request(settings: &SqsdSettings, d: &Delivery<'_>) -> (String, Vec<(
             headers.push((format!("X-Aws-Sqsd-Attr-{name}"), value.to_string()));
         }
     }
-    (path, headers)
+    Ok((path, headers))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -564,6 +644,11 @@ mod tests {
         p.insert("SQSD_HTTP_PATH".into(), "/jobs".into());
         let s = SqsdSettings::from_properties(&p).unwrap_or_default();
         assert_eq!((s.max_retries, s.http_path.as_str()), (3, "/jobs"));
+        for bad in ["@127.0.0.1:9999/ssrf", "//evil/x", "jobs"] {
+            let mut q = p.clone();
+            q.insert("SQSD_HTTP_PATH".into(), bad.into());
+            assert!(SqsdSettings::from_properties(&q).is_err(), "{bad}");
+        }
         p.insert("SQSD_HTTP_CONNECTIONS".into(), "0".into());
         assert!(SqsdSettings::from_properties(&p).is_err());
     }
@@ -579,8 +664,8 @@ mod tests {
             first_received_at: "2024-01-01T00:00:00Z",
             attributes: &attrs,
         };
-        let (path, h) = sqsd_request(&SqsdSettings::default(), &d);
-        assert_eq!(path, "/");
+        let (path, h) = sqsd_request(&SqsdSettings::default(), &d).unwrap_or_default();
+        assert_eq!(path.as_str(), "/");
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert!(get("User-Agent").is_some_and(|v| v.starts_with("aws-sqsd")));
         assert_eq!(get("X-Aws-Sqsd-Receive-Count").as_deref(), Some("2"));
@@ -600,14 +685,58 @@ mod tests {
             first_received_at: "2024-01-01T00:00:00Z",
             attributes: &attrs,
         };
-        let (path, h) = sqsd_request(&SqsdSettings::default(), &d);
+        let (path, h) = sqsd_request(&SqsdSettings::default(), &d).unwrap_or_default();
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(path, "/backup");
+        assert_eq!(path.as_str(), "/backup");
         assert_eq!(get("X-Aws-Sqsd-Taskname").as_deref(), Some("backup"));
         assert_eq!(
             get("X-Aws-Sqsd-Scheduled-At").as_deref(),
             Some("2024-01-01T00:00:05Z")
         );
         assert!(!h.iter().any(|(n, _)| n.contains("beanstalk")));
+
+        // A task message whose path would make the URL name another host: refused at send,
+        // and undeliverable if one is found in a queue.
+        attrs.insert(
+            ATTR_PATH.into(),
+            MessageAttribute::string("@127.0.0.1:9999/ssrf"),
+        );
+        assert!(matches!(
+            check_message("x", &attrs),
+            Err(QueueError::BadAttribute { .. })
+        ));
+        let d = Delivery {
+            message_id: "m1",
+            queue: "q",
+            receive_count: 1,
+            first_received_at: "2024-01-01T00:00:00Z",
+            attributes: &attrs,
+        };
+        assert!(matches!(
+            sqsd_request(&SqsdSettings::default(), &d),
+            Err(QueueError::BadAttribute { .. })
+        ));
+    }
+
+    #[test]
+    fn quotas() {
+        let q = QueueQuota {
+            max_queues: 2,
+            max_messages: 10,
+            max_bytes: 100,
+        };
+        assert!(q.check_new_queue(1).is_ok());
+        assert_eq!(
+            q.check_new_queue(2),
+            Err(QuotaError::Queues { have: 2, max: 2 })
+        );
+        assert!(q.check_send(8, 0, 2, 10).is_ok());
+        assert!(matches!(
+            q.check_send(9, 0, 2, 10),
+            Err(QuotaError::Messages { .. })
+        ));
+        assert!(q.check_send(0, 90, 1, 10).is_ok());
+        let e = q.check_send(0, 91, 1, 10).map_err(|e| e.to_string());
+        assert!(e.is_err_and(|m| m.contains("100 bytes per application")));
     }
 }

@@ -5,7 +5,7 @@
 use crate::model::{string_enum, InstanceType, Mode};
 use crate::scaling::{Metric, Statistic, Trigger};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 string_enum!(
@@ -177,6 +177,10 @@ pub struct EnvSettings {
     pub lower_increment: u32,
     #[serde(with = "millis")]
     pub cooldown: Duration,
+    /// Property keys whose values viewers may read (`sprout setenv ENV --public KEY`); every
+    /// other value is masked for them. Kept with the settings so saved configurations and
+    /// rollbacks carry it; changed by `setenv`, not `config --set`.
+    pub public_properties: BTreeSet<String>,
 }
 
 mod millis {
@@ -284,6 +288,7 @@ impl EnvSettings {
             upper_increment: 1,
             lower_increment: 1,
             cooldown: Duration::from_secs(360),
+            public_properties: BTreeSet::new(),
         }
     }
 
@@ -384,12 +389,8 @@ impl EnvSettings {
             "health_check_path" => {
                 if value.is_empty() || value == "default" {
                     self.health_check_path = None;
-                } else if !value.starts_with('/')
-                    || value.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(invalid(format!(
-                        "'{value}' is not a path starting with '/'"
-                    )));
+                } else if let Err(e) = crate::names::RequestPath::parse(value) {
+                    return Err(invalid(format!("'{value}' is not {}", e.rule)));
                 } else {
                     self.health_check_path = Some(value.into());
                 }

@@ -1,6 +1,11 @@
 //! AWS Signature Version 4, the server's side: parse the `Authorization` header, rebuild the
 //! canonical request and compare signatures. Pure: the caller passes the request's parts, the
 //! secret it looked up and the current time.
+//!
+//! The body is covered: its SHA-256 is the canonical request's last line. A request that
+//! declares it (`X-Amz-Content-Sha256`) can have its head verified before the body is read
+//! (`verify_head`); the body must then hash to the declared value (`check_body`). Without
+//! the header the verifier hashes the body itself (`verify`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -23,6 +28,10 @@ pub enum SigV4Error {
     Skewed,
     #[error("the signature does not match")]
     Mismatch,
+    #[error("the body does not match the X-Amz-Content-Sha256 it was signed with")]
+    BodyMismatch,
+    #[error("the body must be signed: X-Amz-Content-Sha256 must be its SHA-256 in hex (UNSIGNED-PAYLOAD and streaming payloads are not accepted)")]
+    UnsignedPayload,
 }
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
@@ -93,8 +102,8 @@ impl Authorization {
     }
 }
 
-/// A request as the verifier needs it. Header names may be in any case; a name that repeats
-/// appears once per value, in order.
+/// A request's head as the verifier needs it. Header names may be in any case; a name that
+/// repeats appears once per value, in order.
 #[derive(Debug, Clone)]
 pub struct SignedRequest<'a> {
     pub method: &'a str,
@@ -102,10 +111,13 @@ pub struct SignedRequest<'a> {
     /// The raw query string, without `?`.
     pub query: &'a str,
     pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Headers that must be signed when a request carries them: `host` (checked when parsing)
+/// and the operation, so a captured request cannot be replayed as another operation.
+const MUST_SIGN: &[&str] = &["x-amz-target"];
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -172,8 +184,13 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-/// The canonical request (the first step of SigV4).
-pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> String {
+/// The canonical request (the first step of SigV4), for a body whose SHA-256 (hex) is
+/// `payload_hash`.
+pub fn canonical_request(
+    req: &SignedRequest<'_>,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> String {
     let mut headers = String::new();
     for name in signed_headers {
         let values: Vec<String> = req
@@ -185,12 +202,6 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> 
         headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
     let path = if req.path.is_empty() { "/" } else { req.path };
-    let payload_hash = req
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256"))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| sha256_hex(req.body));
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
@@ -223,13 +234,26 @@ fn header<'a>(req: &'a SignedRequest<'_>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Verifies `req`, signed as `auth` says, with `secret`, at `now`.
-pub fn verify(
-    req: &SignedRequest<'_>,
+/// The body's SHA-256 the request declares in `X-Amz-Content-Sha256`, if it does. A value
+/// that is not a SHA-256 (`UNSIGNED-PAYLOAD`, streaming) is refused: the body must be covered.
+pub fn declared_payload_hash(req: &SignedRequest<'_>) -> Result<Option<String>, SigV4Error> {
+    match header(req, "x-amz-content-sha256") {
+        None => Ok(None),
+        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(v.to_ascii_lowercase()))
+        }
+        Some(_) => Err(SigV4Error::UnsignedPayload),
+    }
+}
+
+/// Checks what can be checked before the signature: the date (present, the credential's,
+/// within `MAX_SKEW_SECONDS` of `now`) and that the headers that must be signed are.
+/// Returns the request's `X-Amz-Date`.
+pub fn check_head<'a>(
+    req: &'a SignedRequest<'_>,
     auth: &Authorization,
-    secret: &str,
     now: DateTime<Utc>,
-) -> Result<(), SigV4Error> {
+) -> Result<&'a str, SigV4Error> {
     let amz_date = header(req, "x-amz-date").ok_or(SigV4Error::BadDate)?;
     let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| SigV4Error::BadDate)?
@@ -242,7 +266,27 @@ pub fn verify(
     if (now - when).num_seconds().abs() > MAX_SKEW_SECONDS {
         return Err(SigV4Error::Skewed);
     }
-    let canonical = canonical_request(req, &auth.signed_headers);
+    for name in MUST_SIGN {
+        if header(req, name).is_some() && !auth.signed_headers.iter().any(|h| h == name) {
+            return Err(SigV4Error::Malformed(format!(
+                "the {name} header must be signed"
+            )));
+        }
+    }
+    Ok(amz_date)
+}
+
+/// Verifies the head of `req`, signed as `auth` says with `secret`, at `now`, for a body
+/// whose SHA-256 is `payload_hash`. The caller must still make sure the body has that hash.
+pub fn verify_head(
+    req: &SignedRequest<'_>,
+    auth: &Authorization,
+    secret: &str,
+    now: DateTime<Utc>,
+    payload_hash: &str,
+) -> Result<(), SigV4Error> {
+    let amz_date = check_head(req, auth, now)?;
+    let canonical = canonical_request(req, &auth.signed_headers, payload_hash);
     let expected = sign(secret, auth, amz_date, &canonical);
     // Compare in constant time.
     let diff = expected
@@ -253,6 +297,33 @@ pub fn verify(
         Ok(())
     } else {
         Err(SigV4Error::Mismatch)
+    }
+}
+
+/// The body's SHA-256 (hex) must be the one the head was verified with.
+pub fn check_body(payload_hash: &str, body_sha256_hex: &str) -> Result<(), SigV4Error> {
+    if payload_hash.eq_ignore_ascii_case(body_sha256_hex) {
+        Ok(())
+    } else {
+        Err(SigV4Error::BodyMismatch)
+    }
+}
+
+/// Verifies a whole request: its head and its body.
+pub fn verify(
+    req: &SignedRequest<'_>,
+    body: &[u8],
+    auth: &Authorization,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SigV4Error> {
+    let actual = sha256_hex(body);
+    match declared_payload_hash(req)? {
+        Some(declared) => {
+            verify_head(req, auth, secret, now, &declared)?;
+            check_body(&declared, &actual)
+        }
+        None => verify_head(req, auth, secret, now, &actual),
     }
 }
 
@@ -280,24 +351,37 @@ mod tests {
 
     const GOOD: &str = "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
 
-    #[test]
-    fn aws_example_verifies() {
-        let headers = example_headers();
-        let req = SignedRequest {
+    fn example_request(headers: &[(String, String)]) -> SignedRequest<'_> {
+        SignedRequest {
             method: "GET",
             path: "/",
             query: "Action=ListUsers&Version=2010-05-08",
-            headers: &headers,
-            body: b"",
-        };
+            headers,
+        }
+    }
+
+    /// Four minutes after the example was signed.
+    fn example_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
+            .expect("date")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn aws_example_verifies() {
+        let headers = example_headers();
+        let req = example_request(&headers);
         let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
         assert_eq!(auth.access_key_id, "AKIDEXAMPLE");
-        let now = DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
-            .expect("date")
-            .with_timezone(&Utc);
-        assert_eq!(verify(&req, &auth, SECRET, now), Ok(()));
+        let now = example_now();
+        assert_eq!(verify(&req, b"", &auth, SECRET, now), Ok(()));
         assert_eq!(
-            verify(&req, &auth, "another secret", now),
+            verify(&req, b"", &auth, "another secret", now),
+            Err(SigV4Error::Mismatch)
+        );
+        // Another body under the same head: the signature covered the body's hash.
+        assert_eq!(
+            verify(&req, b"{}", &auth, SECRET, now),
             Err(SigV4Error::Mismatch)
         );
         let tampered = SignedRequest {
@@ -305,11 +389,66 @@ mod tests {
             ..req.clone()
         };
         assert_eq!(
-            verify(&tampered, &auth, SECRET, now),
+            verify(&tampered, b"", &auth, SECRET, now),
             Err(SigV4Error::Mismatch)
         );
         let later = now + chrono::Duration::hours(1);
-        assert_eq!(verify(&req, &auth, SECRET, later), Err(SigV4Error::Skewed));
+        assert_eq!(
+            verify(&req, b"", &auth, SECRET, later),
+            Err(SigV4Error::Skewed)
+        );
+    }
+
+    #[test]
+    fn a_declared_body_hash_binds_the_body() {
+        let empty = sha256_hex(b"");
+        let mut headers = example_headers();
+        // An unsigned X-Amz-Content-Sha256 naming the signed body's hash: the head verifies
+        // (the hash is the canonical request's last line), the other body does not.
+        headers.push(("X-Amz-Content-Sha256".into(), empty.clone()));
+        let req = example_request(&headers);
+        let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
+        let now = example_now();
+        assert_eq!(declared_payload_hash(&req), Ok(Some(empty.clone())));
+        assert_eq!(verify_head(&req, &auth, SECRET, now, &empty), Ok(()));
+        assert_eq!(verify(&req, b"", &auth, SECRET, now), Ok(()));
+        assert_eq!(
+            verify(&req, b"{\"MessageBody\":\"evil\"}", &auth, SECRET, now),
+            Err(SigV4Error::BodyMismatch)
+        );
+        assert_eq!(
+            check_body(&empty, &sha256_hex(b"x")),
+            Err(SigV4Error::BodyMismatch)
+        );
+        for unsigned in [
+            "UNSIGNED-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "abc",
+        ] {
+            let mut h = example_headers();
+            h.push(("x-amz-content-sha256".into(), unsigned.into()));
+            let r = SignedRequest {
+                headers: &h,
+                ..req.clone()
+            };
+            assert_eq!(
+                verify(&r, b"", &auth, SECRET, now),
+                Err(SigV4Error::UnsignedPayload)
+            );
+        }
+    }
+
+    #[test]
+    fn the_operation_must_be_signed() {
+        let mut headers = example_headers();
+        headers.push(("X-Amz-Target".into(), "AmazonSQS.PurgeQueue".into()));
+        let req = example_request(&headers);
+        let auth = Authorization::parse(&example_auth(GOOD)).expect("parse");
+        let now = example_now();
+        assert!(matches!(
+            verify(&req, b"", &auth, SECRET, now),
+            Err(SigV4Error::Malformed(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,10 @@
 
 mod conn;
 mod error;
+/// Entry points for the fuzz targets (`crates/sprout-fuzz`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod health;
 mod limits;
@@ -28,6 +32,7 @@ use tracing::{info, warn};
 pub use error::ProxyError;
 pub use health::{BackendState, BackendStatus, HealthCheck};
 pub use ipnet::IpNet;
+pub use limits::{ClientConns, ClientSlot};
 pub use metrics::{BackendMetrics, EnvMetrics, Totals};
 pub use server::PerCoreListeners;
 pub use wire::WireError;
@@ -496,14 +501,17 @@ impl Balancer {
     /// Metrics of an environment over the last 10 s, plus its totals; `None` without a route.
     pub fn metrics(&self, env: &str) -> Option<EnvMetrics> {
         let table = self.table.load();
-        table.envs.get(env).map(|r| metrics::env_metrics(r))
+        table
+            .envs
+            .get(env)
+            .map(|r| metrics::env_metrics(&r.stats()))
     }
 
     /// All routes' metrics in the Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let table = self.table.load();
-        let mut routes: Vec<&Route> = table.envs.values().map(|r| r.as_ref()).collect();
-        routes.sort_by(|a, b| a.env.cmp(&b.env));
+        let mut routes: Vec<_> = table.envs.values().map(|r| r.stats()).collect();
+        routes.sort_by(|a, b| a.env.cmp(b.env));
         metrics::prometheus(&routes)
     }
 

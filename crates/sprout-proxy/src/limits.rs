@@ -1,5 +1,6 @@
 //! Guards against clients that hold the balancer's resources: too many connections from one
-//! address, and request bodies trickled slower than a minimum rate.
+//! address, and request bodies trickled slower than a minimum rate. The per-address count is
+//! also the API's and the SQS endpoint's (`sprout_api::serve`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,14 +13,14 @@ type OpenCounts = Arc<Mutex<HashMap<IpAddr, u32>>>;
 /// Open connections per client address, shared by every serving thread. Touched once when a
 /// connection opens and once when it closes, never per request.
 #[derive(Default)]
-pub(crate) struct ClientConns {
+pub struct ClientConns {
     open: OpenCounts,
 }
 
 impl ClientConns {
     /// A slot for one more connection from `ip`, or `None` when it already has `max`
     /// (`max` 0: no cap). The slot gives itself back when dropped.
-    pub(crate) fn admit(&self, ip: IpAddr, max: u32) -> Option<ClientSlot> {
+    pub fn admit(&self, ip: IpAddr, max: u32) -> Option<ClientSlot> {
         if max == 0 {
             return Some(ClientSlot(None));
         }
@@ -40,7 +41,7 @@ impl ClientConns {
 }
 
 /// One open connection counted against its client's address.
-pub(crate) struct ClientSlot(Option<(OpenCounts, IpAddr)>);
+pub struct ClientSlot(Option<(OpenCounts, IpAddr)>);
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {

@@ -433,7 +433,25 @@ pub struct BackendMetrics {
     pub in_flight: u64,
 }
 
-pub(crate) fn env_metrics(route: &crate::table::Route) -> EnvMetrics {
+/// What the metrics read of one route: its environment, its counters and its backends'.
+/// The routing table lends it (`Route::stats`), so this file needs nothing
+/// of the table.
+pub(crate) struct RouteStats<'a> {
+    pub(crate) env: &'a str,
+    pub(crate) stats: &'a EnvStats,
+    pub(crate) backends: Vec<BackendRef<'a>>,
+}
+
+/// One backend of a [`RouteStats`].
+pub(crate) struct BackendRef<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) version: &'a str,
+    /// In rotation (not pending, unhealthy or draining).
+    pub(crate) healthy: bool,
+    pub(crate) stats: &'a BackendStats,
+}
+
+pub(crate) fn env_metrics(route: &RouteStats<'_>) -> EnvMetrics {
     let now = Instant::now();
     let secs = window_secs(route.stats.created, now);
     let snap = route.stats.window.snapshot(now);
@@ -443,8 +461,8 @@ pub(crate) fn env_metrics(route: &crate::table::Route) -> EnvMetrics {
         .map(|b| {
             let s = b.stats.window.snapshot(now);
             BackendMetrics {
-                id: b.id.clone(),
-                version: b.version.clone(),
+                id: b.id.to_string(),
+                version: b.version.to_string(),
                 requests_per_sec: s.count as f64 / secs,
                 count: s.count,
                 status_5xx: s.classes[3],
@@ -495,7 +513,7 @@ fn prom_f64(v: f64) -> String {
 }
 
 /// Prometheus text exposition (format 0.0.4) of all routes, sorted by environment.
-pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
+pub(crate) fn prometheus(routes: &[RouteStats<'_>]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(1024);
     let now = Instant::now();
@@ -506,9 +524,9 @@ pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
     );
     let _ = writeln!(out, "# TYPE sprout_requests_total counter");
     for r in routes {
-        let env = label(&r.env);
+        let env = label(r.env);
         for b in &r.backends {
-            let id = label(&b.id);
+            let id = label(b.id);
             for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
                 let n = b
                     .stats
@@ -539,13 +557,13 @@ pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
     );
     let _ = writeln!(out, "# TYPE sprout_failed_total counter");
     for r in routes {
-        let env = label(&r.env);
+        let env = label(r.env);
         for b in &r.backends {
             let n = b.stats.total_failed.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "sprout_failed_total{{env=\"{env}\",backend=\"{}\"}} {n}",
-                label(&b.id)
+                label(b.id)
             );
         }
         let unrouted = r.stats.unrouted_failed.load(Ordering::Relaxed);
@@ -563,7 +581,7 @@ pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
     );
     let _ = writeln!(out, "# TYPE sprout_request_duration_seconds summary");
     for r in routes {
-        let env = label(&r.env);
+        let env = label(r.env);
         let snap = r.stats.window.snapshot(now);
         let empty = snap.latency_samples() == 0;
         for (q, name) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")] {
@@ -597,13 +615,13 @@ pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
     );
     let _ = writeln!(out, "# TYPE sprout_backend_healthy gauge");
     for r in routes {
-        let env = label(&r.env);
+        let env = label(r.env);
         for b in &r.backends {
             let _ = writeln!(
                 out,
                 "sprout_backend_healthy{{env=\"{env}\",backend=\"{}\"}} {}",
-                label(&b.id),
-                u8::from(b.health.is_healthy())
+                label(b.id),
+                u8::from(b.healthy)
             );
         }
     }
@@ -614,12 +632,12 @@ pub(crate) fn prometheus(routes: &[&crate::table::Route]) -> String {
     );
     let _ = writeln!(out, "# TYPE sprout_in_flight gauge");
     for r in routes {
-        let env = label(&r.env);
+        let env = label(r.env);
         for b in &r.backends {
             let _ = writeln!(
                 out,
                 "sprout_in_flight{{env=\"{env}\",backend=\"{}\"}} {}",
-                label(&b.id),
+                label(b.id),
                 b.stats.in_flight()
             );
         }

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use tracing::warn;
 
 use crate::health::Health;
-use crate::metrics::{BackendStats, EnvStats};
+use crate::metrics::{BackendRef, BackendStats, EnvStats, RouteStats};
 use crate::Split;
 
 /// Name of the stickiness cookie; its value is the backend id.
@@ -97,6 +97,24 @@ impl Route {
             ),
             split_next: AtomicU64::new(prev.map_or(0, |p| p.split_next.load(Ordering::Relaxed))),
             next_retry: AtomicUsize::new(prev.map_or(0, |p| p.next_retry.load(Ordering::Relaxed))),
+        }
+    }
+
+    /// The route's counters and its backends', for the metrics.
+    pub(crate) fn stats(&self) -> RouteStats<'_> {
+        RouteStats {
+            env: &self.env,
+            stats: &self.stats,
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendRef {
+                    id: &b.id,
+                    version: &b.version,
+                    healthy: b.health.is_healthy(),
+                    stats: &b.stats,
+                })
+                .collect(),
         }
     }
 

@@ -544,6 +544,11 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), WireError> {
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..end];
+    // `host[:port]` as RFC 3986 has it; fuzzing against hyper found `a::000` taken (and
+    // routed on `a`).
+    if authority.parse::<http::uri::Authority>().is_err() {
+        return Err(WireError::Malformed);
+    }
     // Drop any userinfo; it is never forwarded.
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     if authority.is_empty() {
@@ -594,6 +599,10 @@ impl<'b> ResponseHead<'b> {
         let (Some(version), Some(status)) = (resp.version, resp.code) else {
             return Err(WireError::Malformed);
         };
+        // httparse takes any three digits; `065` would be written on as `65` (found by fuzzing).
+        if status < 100 {
+            return Err(WireError::Malformed);
+        }
         let headers: &'b [httparse::Header<'b>] = resp.headers;
         let mut conn = ConnectionTokens::default();
         let mut length = None;
@@ -604,12 +613,27 @@ impl<'b> ResponseHead<'b> {
                 RespHeader::Connection => conn.add(h.value),
                 RespHeader::ContentLength => length = Some(content_length(h.value, length)?),
                 RespHeader::TransferEncoding => {
+                    // Codings are ASCII tokens. hyper's client takes a value with other bytes
+                    // as not chunked and reads to close, so relaying it as chunked would
+                    // desync the client's connection (found by fuzzing).
+                    if !h
+                        .value
+                        .iter()
+                        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+                    {
+                        return Err(WireError::UnsupportedCoding);
+                    }
                     // Chunked only if it is the final coding; otherwise the body is read
                     // until close, as RFC 9112 §6.3 says.
                     coding = Some(tokens(h.value).last().is_some_and(|t| is(t, "chunked")));
                 }
                 RespHeader::Pass | RespHeader::Drop | RespHeader::Upgrade => {}
             }
+        }
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing. Refused,
+        // as hyper's client does; it was relayed and the connection reused (found by fuzzing).
+        if version == 0 && coding.is_some() {
+            return Err(WireError::UnsupportedCoding);
         }
         let bodiless =
             to_head_request || (100..200).contains(&status) || matches!(status, 204 | 304);
@@ -902,20 +926,29 @@ impl Chunked {
                 Phase::DataCr if b == b'\r' => Phase::DataLf,
                 Phase::DataLf if b == b'\n' => Phase::SizeStart,
                 Phase::TrailerStart if b == b'\r' => Phase::FinalLf,
-                // A trailer line is `name: value`: a colon after a non-empty name, no CTLs.
+                // A trailer line is `name: value`: a token name (forwarded as it is, so held to
+                // what the instance's parser takes; fuzzing found `5;e: x` passed on), a
+                // colon, a value without CTLs.
                 Phase::TrailerStart => {
                     self.trailer_byte()?;
                     match b {
-                        b'!'..=b'~' if b != b':' => Phase::Trailer(false),
+                        b if is_tchar(b) => Phase::Trailer(false),
                         _ => return Err(WireError::BadChunk),
                     }
                 }
-                Phase::Trailer(colon) => {
+                Phase::Trailer(false) => {
                     self.trailer_byte()?;
                     match b {
-                        b'\r' if colon => Phase::TrailerLf,
                         b':' => Phase::Trailer(true),
-                        b'\t' | 0x20..=0x7e | 0x80..=0xff => Phase::Trailer(colon),
+                        b if is_tchar(b) => Phase::Trailer(false),
+                        _ => return Err(WireError::BadChunk),
+                    }
+                }
+                Phase::Trailer(true) => {
+                    self.trailer_byte()?;
+                    match b {
+                        b'\r' => Phase::TrailerLf,
+                        b'\t' | 0x20..=0x7e | 0x80..=0xff => Phase::Trailer(true),
                         _ => return Err(WireError::BadChunk),
                     }
                 }
@@ -946,6 +979,11 @@ impl Chunked {
         }
         Ok(())
     }
+}
+
+/// RFC 9110 §5.6.2 `tchar`: the bytes of a field name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex(b: u8) -> Option<u64> {
@@ -1164,6 +1202,23 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_form_authority_must_be_host_and_port() {
+        for target in [
+            "http://a::000/",
+            "http://a::1/",
+            "http://[::1/",
+            "http://a]b/",
+        ] {
+            parse_req(&format!("GET {target} HTTP/1.1\r\n\r\n"), |r| {
+                assert_eq!(r.unwrap_err(), WireError::Malformed, "{target}")
+            });
+        }
+        parse_req("GET http://[::1]:8000/x HTTP/1.1\r\n\r\n", |r| {
+            assert_eq!(r.unwrap().unwrap().authority, Some("[::1]:8000"))
+        });
+    }
+
+    #[test]
     fn upgrade_and_cookie_and_request_id() {
         parse_req(
             "GET /chat HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
@@ -1349,6 +1404,46 @@ mod tests {
         assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
     }
 
+    #[test]
+    fn a_status_below_100_is_refused() {
+        // Fuzzing found `HTTP/1.0 065 Ok` relayed as `HTTP/1.1 65 Ok`, which no client reads.
+        for raw in ["HTTP/1.0 065 Ok\r\n\r\n", "HTTP/1.1 000 x\r\n\r\n"] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            assert_eq!(
+                ResponseHead::parse(raw.as_bytes(), &mut headers, false).unwrap_err(),
+                WireError::Malformed,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_from_an_http10_instance_is_refused() {
+        // Fuzzing (against hyper's client) found these relayed, the connection kept for reuse.
+        for raw in [
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            assert_eq!(
+                ResponseHead::parse(raw.as_bytes(), &mut headers, false).unwrap_err(),
+                WireError::UnsupportedCoding,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_encoding_with_non_ascii_bytes_is_refused() {
+        // Found by fuzzing against hyper's client, which reads this body to close.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \xe4\xe4 gzip, chunked\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert_eq!(
+            ResponseHead::parse(raw, &mut headers, false).unwrap_err(),
+            WireError::UnsupportedCoding
+        );
+    }
+
     fn follow(chunks: &[&[u8]]) -> Result<(usize, bool), WireError> {
         let mut c = Chunked::default();
         let mut total = 0;
@@ -1387,6 +1482,9 @@ mod tests {
             b"5;a\x01\r\n",
             b"0\r\nno-colon\r\n\r\n",
             b"0\r\n: empty-name\r\n\r\n",
+            // Found by fuzzing: trailer names that are not tokens, which hyper refuses.
+            b"0\r\n5;e: x\r\n\r\n",
+            b"0\r\nX-T : x\r\n\r\n",
         ] {
             assert_eq!(follow(&[bad]), Err(WireError::BadChunk), "{bad:?}");
         }

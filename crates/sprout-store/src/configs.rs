@@ -1,3 +1,4 @@
+use crate::sealed::PROPERTIES;
 use crate::{now, Result, Store};
 use chrono::{DateTime, Utc};
 
@@ -31,7 +32,7 @@ impl Store {
         bootstrap: &str,
         by: Option<&str>,
     ) -> Result<SavedConfigRow> {
-        Ok(sqlx::query_as::<_, SavedConfigRow>(
+        let row = sqlx::query_as::<_, SavedConfigRow>(
             "INSERT INTO saved_configs (app_id, name, revision, settings, properties, tier, mode, bootstrap, created_by, created_at)
              VALUES (?, ?, (SELECT COALESCE(MAX(revision), 0) + 1 FROM saved_configs WHERE app_id = ? AND name = ?),
                      ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -41,24 +42,33 @@ impl Store {
         .bind(app_id)
         .bind(name)
         .bind(settings)
-        .bind(properties)
+        .bind(self.seal(PROPERTIES, properties)?)
         .bind(tier)
         .bind(mode)
         .bind(bootstrap)
         .bind(by)
         .bind(now())
         .fetch_one(self.pool())
-        .await?)
+        .await?;
+        self.open_config(row)
     }
 
     /// The newest revision of a saved configuration.
     pub async fn saved_config(&self, app_id: i64, name: &str) -> Result<Option<SavedConfigRow>> {
-        Ok(sqlx::query_as::<_, SavedConfigRow>(
+        sqlx::query_as::<_, SavedConfigRow>(
             "SELECT * FROM saved_configs WHERE app_id = ? AND name = ? ORDER BY revision DESC LIMIT 1",
         )
         .bind(app_id)
         .bind(name)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .map(|row| self.open_config(row))
+        .transpose()
+    }
+
+    /// A saved configuration as it leaves the store: its properties opened.
+    fn open_config(&self, mut row: SavedConfigRow) -> Result<SavedConfigRow> {
+        row.properties = self.open_secret(PROPERTIES, &row.properties)?;
+        Ok(row)
     }
 }

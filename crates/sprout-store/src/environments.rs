@@ -1,3 +1,4 @@
+use crate::sealed::PROPERTIES;
 use crate::{now, parse_enum, unique_or, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let properties = serde_json::to_string(&new.properties)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let properties = self.seal(PROPERTIES, &properties)?;
         let settings =
             serde_json::to_string(&new.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now();
@@ -242,21 +244,30 @@ impl Store {
     }
 
     pub async fn environment_by_id(&self, id: i64) -> Result<EnvRow> {
-        sqlx::query_as::<_, EnvRow>(&format!("{ENV_SELECT} WHERE e.id = ?"))
+        let row = sqlx::query_as::<_, EnvRow>(&format!("{ENV_SELECT} WHERE e.id = ?"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("environment {id} not found")))
+            .ok_or_else(|| StoreError::NotFound(format!("environment {id} not found")))?;
+        self.open_env(row)
+    }
+
+    /// An environment row as it leaves the store: its properties opened.
+    fn open_env(&self, mut row: EnvRow) -> Result<EnvRow> {
+        row.properties = self.open_secret(PROPERTIES, &row.properties)?;
+        Ok(row)
     }
 
     /// The live environment of that name, or else the most recently terminated one.
     pub async fn get_environment(&self, name: &str) -> Result<Option<EnvRow>> {
-        Ok(sqlx::query_as::<_, EnvRow>(&format!(
+        sqlx::query_as::<_, EnvRow>(&format!(
             "{ENV_SELECT} WHERE e.name = ? ORDER BY (e.status = 'Terminated'), e.id DESC LIMIT 1"
         ))
         .bind(name)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .map(|row| self.open_env(row))
+        .transpose()
     }
 
     pub async fn list_environments(
@@ -276,7 +287,12 @@ impl Store {
         if let Some(app) = app {
             query = query.bind(app);
         }
-        Ok(query.fetch_all(self.pool()).await?)
+        query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|row| self.open_env(row))
+            .collect()
     }
 
     /// Every environment the control loops must look after.
@@ -302,7 +318,7 @@ impl Store {
             version_id: env.version_id,
             version: env.version.clone(),
             settings: env.settings.clone(),
-            properties: env.properties.clone(),
+            properties: self.seal(PROPERTIES, &env.properties)?,
             desired: env.desired,
         };
         let before_json =
@@ -337,7 +353,7 @@ impl Store {
             let json = serde_json::to_string(properties)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query("UPDATE environments SET properties = ? WHERE id = ?")
-                .bind(json)
+                .bind(self.seal(PROPERTIES, &json)?)
                 .bind(env.id)
                 .execute(&mut *tx)
                 .await?;
@@ -439,7 +455,7 @@ impl Store {
         )
         .bind(before.version_id)
         .bind(&before.settings)
-        .bind(&before.properties)
+        .bind(self.reseal(PROPERTIES, &before.properties)?)
         .bind(before.desired)
         .bind(at)
         .bind(env.id)

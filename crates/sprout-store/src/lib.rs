@@ -8,6 +8,8 @@ mod dataplane;
 mod environments;
 mod events;
 mod queue;
+mod sealed;
+pub mod secret_box;
 mod users;
 mod zones;
 
@@ -25,7 +27,10 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
-pub use queue::{AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings};
+pub use queue::{
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+};
+pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};
 pub use zones::ScheduledActionRow;
 
@@ -43,6 +48,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -67,25 +74,49 @@ where
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    secrets: SecretBox,
 }
 
+/// Name of the key file [`Store::open`] keeps beside the database.
+pub const SECRET_KEY_FILE: &str = "secrets.key";
+
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    /// Opens (creating if needed) the SQLite database at `path`, with the key that seals
+    /// secrets in [`SECRET_KEY_FILE`] beside it (made on first use).
     pub async fn open(path: &Path) -> Result<Self> {
+        let key = path.with_file_name(SECRET_KEY_FILE);
+        Self::open_with(path, SecretBox::load_or_create(&key)?).await
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`, applies migrations, and
+    /// seals what an older Sprout left in plaintext. The file is made private (0600) before
+    /// SQLite first opens it, so its `-wal` and `-shm` files get the same mode.
+    pub async fn open_with(path: &Path, secrets: SecretBox) -> Result<Self> {
+        make_private(path).map_err(|e| {
+            StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            )))
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Deleted and overwritten content is zeroed, so a secret replaced by its sealed
+            // form leaves no plaintext in free pages.
+            .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let store = Self { pool, secrets };
+        store.seal_plaintext_rows().await?;
         tracing::debug!(path = %path.display(), "store opened");
-        Ok(Self { pool })
+        Ok(store)
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -111,6 +142,29 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates the database file with mode 0600, or takes group and other rights away from one
+/// an older Sprout made.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for file in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(file);
+        let p = std::path::PathBuf::from(name);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now() -> DateTime<Utc> {

@@ -3,6 +3,7 @@
 //! message while its visibility timeout holds; it is deleted only by its current receipt.
 //! Times here are Unix milliseconds.
 
+use crate::sealed::SQS_SECRET;
 use crate::{unique_or, Result, Store, StoreError};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -71,6 +72,15 @@ pub struct QueueCounts {
     pub delayed: i64,
 }
 
+/// What an application's queues hold, for its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueUsage {
+    pub queues: i64,
+    pub messages: i64,
+    /// Bodies plus attributes.
+    pub bytes: i64,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccessKeyRow {
     pub access_key_id: String,
@@ -90,7 +100,8 @@ fn receipt_id(receipt: &str) -> Option<i64> {
 
 impl Store {
     /// The queue (and its dead-letter queue) of a worker environment, made on first use and
-    /// kept in line with the environment's settings.
+    /// kept in line with the environment's settings. Names are scoped by application: a
+    /// queue another application made under the same name stays that application's.
     pub async fn ensure_env_queue(
         &self,
         env_id: i64,
@@ -104,7 +115,7 @@ impl Store {
         let dlq: (i64,) = sqlx::query_as(
             "INSERT INTO queues (name, app_id, env_id, is_dlq, retention_seconds, created_at)
              VALUES (?, ?, ?, 1, 1209600, ?)
-             ON CONFLICT(name) DO UPDATE SET env_id = excluded.env_id, app_id = excluded.app_id
+             ON CONFLICT(app_id, name) DO UPDATE SET env_id = excluded.env_id
              RETURNING id",
         )
         .bind(dlq_name)
@@ -117,7 +128,7 @@ impl Store {
             "INSERT INTO queues (name, app_id, env_id, dlq_id, visibility_timeout, delay_seconds,
                  retention_seconds, max_receive_count, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(name) DO UPDATE SET env_id = excluded.env_id, app_id = excluded.app_id,
+             ON CONFLICT(app_id, name) DO UPDATE SET env_id = excluded.env_id,
                  dlq_id = excluded.dlq_id, visibility_timeout = excluded.visibility_timeout,
                  retention_seconds = excluded.retention_seconds,
                  max_receive_count = excluded.max_receive_count, is_dlq = 0
@@ -138,8 +149,8 @@ impl Store {
         Ok(queue)
     }
 
-    /// An extra queue of an application (SQS CreateQueue). Creating a queue that exists in
-    /// the same application returns it; in another application it is a conflict.
+    /// An extra queue of an application (SQS CreateQueue). Creating a queue that exists
+    /// returns it; names of other applications' queues are theirs and do not matter.
     pub async fn create_queue(
         &self,
         app_id: i64,
@@ -147,13 +158,8 @@ impl Store {
         settings: QueueSettings,
         now_ms: i64,
     ) -> Result<QueueRow> {
-        if let Some(existing) = self.queue_by_name(name).await? {
-            if existing.app_id == app_id {
-                return Ok(existing);
-            }
-            return Err(StoreError::Conflict(format!(
-                "queue '{name}' belongs to another application"
-            )));
+        if let Some(existing) = self.queue_by_name(app_id, name).await? {
+            return Ok(existing);
         }
         sqlx::query_as::<_, QueueRow>(&format!(
             "INSERT INTO queues (name, app_id, visibility_timeout, delay_seconds, retention_seconds,
@@ -171,10 +177,12 @@ impl Store {
         .map_err(|e| unique_or(e, || format!("queue '{name}' already exists")))
     }
 
-    pub async fn queue_by_name(&self, name: &str) -> Result<Option<QueueRow>> {
+    /// An application's queue by name.
+    pub async fn queue_by_name(&self, app_id: i64, name: &str) -> Result<Option<QueueRow>> {
         Ok(sqlx::query_as::<_, QueueRow>(&format!(
-            "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+            "SELECT {QUEUE_COLUMNS} FROM queues WHERE app_id = ? AND name = ?"
         ))
+        .bind(app_id)
         .bind(name)
         .fetch_optional(self.pool())
         .await?)
@@ -199,6 +207,23 @@ impl Store {
         .bind(prefix)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// How many queues an application has, and the messages and bytes they hold (the
+    /// counters the triggers of migration 0009 keep).
+    pub async fn queue_usage(&self, app_id: i64) -> Result<QueueUsage> {
+        let (queues, messages, bytes): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(message_count), 0), COALESCE(SUM(message_bytes), 0)
+             FROM queues WHERE app_id = ?",
+        )
+        .bind(app_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(QueueUsage {
+            queues,
+            messages,
+            bytes,
+        })
     }
 
     /// The (non-DLQ) queue a worker environment feeds from, if made.
@@ -262,6 +287,29 @@ impl Store {
         .await?
         .rows_affected();
         Ok(moved)
+    }
+
+    /// Moves one received message to the queue's DLQ at once (it cannot be delivered);
+    /// false when the receipt is not current or the queue has no DLQ.
+    pub async fn dead_letter(&self, queue: &QueueRow, receipt: &str, now_ms: i64) -> Result<bool> {
+        let (Some(dlq), Some(id)) = (queue.dlq_id, receipt_id(receipt)) else {
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "UPDATE messages SET queue_id = ?, receipt = NULL, holder = NULL, visible_at = ?,
+                 expires_at = ? + 1209600000
+             WHERE id = ? AND queue_id = ? AND receipt = ?",
+        )
+        .bind(dlq)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(id)
+        .bind(queue.id)
+        .bind(receipt)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(done == 1)
     }
 
     /// Claims up to `max` visible messages in one statement: each becomes invisible for
@@ -426,12 +474,23 @@ impl Store {
             .rows_affected())
     }
 
-    /// Messages of a queue, oldest first (for listing a DLQ).
-    pub async fn queue_messages(&self, queue_id: i64, limit: i64) -> Result<Vec<MessageRow>> {
+    /// Messages of a queue, oldest first (for listing a DLQ): at most `limit`, and no more
+    /// than `max_bytes` of bodies in all, so a full queue is never loaded whole.
+    pub async fn queue_messages(
+        &self,
+        queue_id: i64,
+        limit: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<MessageRow>> {
         Ok(sqlx::query_as::<_, MessageRow>(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ? ORDER BY id LIMIT ?"
+            "SELECT {MESSAGE_COLUMNS} FROM (
+                 SELECT {MESSAGE_COLUMNS},
+                     SUM(length(CAST(body AS BLOB))) OVER (ORDER BY id) AS running
+                 FROM messages WHERE queue_id = ?)
+             WHERE running <= ? ORDER BY id LIMIT ?"
         ))
         .bind(queue_id)
+        .bind(max_bytes)
         .bind(limit)
         .fetch_all(self.pool())
         .await?)
@@ -476,29 +535,38 @@ impl Store {
              VALUES (?, ?, ?, ?, ?) ON CONFLICT(env_id) DO NOTHING",
         )
         .bind(candidate_id)
-        .bind(candidate_secret)
+        .bind(self.seal(SQS_SECRET, candidate_secret)?)
         .bind(app_id)
         .bind(env_id)
         .bind(now_ms)
         .execute(self.pool())
         .await?;
-        Ok(sqlx::query_as::<_, AccessKeyRow>(
+        let key = sqlx::query_as::<_, AccessKeyRow>(
             "SELECT access_key_id, secret, app_id, env_id FROM access_keys WHERE env_id = ?",
         )
         .bind(env_id)
         .fetch_one(self.pool())
-        .await?)
+        .await?;
+        self.open_access_key(key)
     }
 
     pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>> {
-        Ok(sqlx::query_as::<_, AccessKeyRow>(
+        sqlx::query_as::<_, AccessKeyRow>(
             "SELECT k.access_key_id, k.secret, k.app_id, k.env_id FROM access_keys k
              JOIN environments e ON e.id = k.env_id
              WHERE k.access_key_id = ? AND e.status <> 'Terminated'",
         )
         .bind(access_key_id)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .map(|key| self.open_access_key(key))
+        .transpose()
+    }
+
+    /// An access key as it leaves the store: its secret opened.
+    fn open_access_key(&self, mut key: AccessKeyRow) -> Result<AccessKeyRow> {
+        key.secret = self.open_secret(SQS_SECRET, &key.secret)?;
+        Ok(key)
     }
 
     /// Records a periodic task's tick and enqueues its message in one transaction. False

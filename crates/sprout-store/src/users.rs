@@ -8,6 +8,14 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: DateTime<Utc>,
+    /// Tokens carry it; one that carries another is refused (migration 0010).
+    pub token_epoch: String,
+}
+
+/// A random epoch: never the same twice, so a user added again under an old name does not
+/// accept the old user's tokens.
+fn new_epoch() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl Store {
@@ -18,12 +26,14 @@ impl Store {
         role: &str,
     ) -> Result<UserRow> {
         sqlx::query_as::<_, UserRow>(
-            "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+            "INSERT INTO users (username, password_hash, role, created_at, token_epoch) \
+             VALUES (?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(now())
+        .bind(new_epoch())
         .fetch_one(self.pool())
         .await
         .map_err(|e| unique_or(e, || format!("user '{username}' already exists")))
@@ -72,6 +82,41 @@ impl Store {
                 "'{username}' is the last admin; add another admin first"
             ))),
         }
+    }
+
+    /// Sets a user's password and revokes every token it holds (a new epoch; its named API
+    /// tokens are marked revoked), in one transaction.
+    pub async fn set_password(&self, username: &str, password_hash: &str) -> Result<UserRow> {
+        self.renew_epoch(username, Some(password_hash)).await
+    }
+
+    /// Revokes every token a user holds: sessions and named API tokens alike.
+    pub async fn revoke_all_tokens(&self, username: &str) -> Result<UserRow> {
+        self.renew_epoch(username, None).await
+    }
+
+    async fn renew_epoch(&self, username: &str, password_hash: Option<&str>) -> Result<UserRow> {
+        let mut tx = self.pool().begin().await?;
+        let user = sqlx::query_as::<_, UserRow>(
+            "UPDATE users SET token_epoch = ?1, password_hash = COALESCE(?2, password_hash) \
+             WHERE username = ?3 RETURNING *",
+        )
+        .bind(new_epoch())
+        .bind(password_hash)
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user '{username}' not found")))?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE username = ? AND kind = 'api' \
+             AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     /// Records a token (a named API token, or a session token being revoked).

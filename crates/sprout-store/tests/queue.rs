@@ -41,7 +41,11 @@ async fn queue(store: &Store, max_receive: i64) -> QueueRow {
         .execute(store.pool())
         .await
         .expect("insert");
-    store.queue_by_name("q").await.expect("get").expect("q")
+    store
+        .queue_by_name(app.id, "q")
+        .await
+        .expect("get")
+        .expect("q")
 }
 
 #[tokio::test]
@@ -157,7 +161,7 @@ async fn delay_retention_dead_letters_and_redrive() {
         .expect("claim")
         .is_empty());
     let dlq = q.dlq_id.expect("dlq");
-    let dead = store.queue_messages(dlq, 100).await.expect("dead");
+    let dead = store.queue_messages(dlq, 100, 1 << 20).await.expect("dead");
     assert_eq!(dead.len(), 2);
     assert_eq!(store.redrive(dlq, &q, 91_000).await.expect("redrive"), 2);
     let back = store
@@ -245,4 +249,87 @@ async fn concurrent_receivers_never_share_a_message() {
     let distinct: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 500);
     assert_eq!(distinct.len(), 500);
+}
+
+#[tokio::test]
+async fn queue_names_are_per_application_and_usage_is_counted() {
+    let (_d, store) = open().await;
+    let q = queue(&store, 0).await;
+    let other = store.create_app("other").await.expect("app");
+    // The same name in another application is another queue; the first is untouched.
+    let theirs = store
+        .create_queue(other.id, "q", QueueSettings::default(), 0)
+        .await
+        .expect("same name, other app");
+    assert_ne!(theirs.id, q.id);
+    assert_eq!(theirs.app_id, other.id);
+    let mine = store
+        .queue_by_name(q.app_id, "q")
+        .await
+        .expect("get")
+        .expect("q");
+    assert_eq!((mine.id, mine.dlq_id), (q.id, q.dlq_id));
+
+    let bytes = |n: &[NewMessage]| {
+        n.iter()
+            .map(|m| (m.body.len() + m.attributes.len()) as i64)
+            .sum::<i64>()
+    };
+    let batch: Vec<NewMessage> = (0..3).map(msg).collect();
+    store.send_messages(&q, &batch, 0).await.expect("send");
+    let usage = store.queue_usage(q.app_id).await.expect("usage");
+    // plain, q-dead, q
+    assert_eq!((usage.queues, usage.messages), (3, 3));
+    assert_eq!(usage.bytes, bytes(&batch));
+    assert_eq!(
+        store.queue_usage(other.id).await.expect("usage").messages,
+        0
+    );
+
+    // Moving to the DLQ keeps the application's total; deleting lowers it.
+    let got = store.claim(&q, 2, 30_000, None, 0).await.expect("claim");
+    let receipt = got[0].receipt.clone().expect("receipt");
+    assert!(store
+        .dead_letter(&q, &receipt, 1)
+        .await
+        .expect("dead letter"));
+    assert!(!store.dead_letter(&q, &receipt, 1).await.expect("again"));
+    let dlq = q.dlq_id.expect("dlq");
+    assert_eq!(
+        store
+            .queue_messages(dlq, 10, 1 << 20)
+            .await
+            .expect("dlq")
+            .len(),
+        1
+    );
+    // The listing stops at its byte budget ("body N" is 6 bytes).
+    assert!(store
+        .queue_messages(dlq, 10, 5)
+        .await
+        .expect("dlq")
+        .is_empty());
+    assert_eq!(
+        store.queue_usage(q.app_id).await.expect("usage").messages,
+        3
+    );
+    let r2 = got[1].receipt.clone().expect("receipt");
+    assert!(store.delete_by_receipt(q.id, &r2).await.expect("delete"));
+    let usage = store.queue_usage(q.app_id).await.expect("usage");
+    assert_eq!(usage.messages, 2);
+    assert_eq!(
+        usage.bytes,
+        bytes(&batch[..2]),
+        "the bodies are the same size"
+    );
+    store.purge_queue(q.id).await.expect("purge");
+    store.purge_queue(dlq).await.expect("purge");
+    assert_eq!(
+        store.queue_usage(q.app_id).await.expect("usage"),
+        sprout_store::QueueUsage {
+            queues: 3,
+            messages: 0,
+            bytes: 0
+        }
+    );
 }

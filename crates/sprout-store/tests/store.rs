@@ -271,3 +271,149 @@ async fn server_id_is_stable() {
         .expect("reopen");
     assert_eq!(reopened.server_id().await.expect("id"), first);
 }
+
+/// Files of the database whose raw bytes contain `needle`.
+fn on_disk(dir: &std::path::Path, needle: &str) -> Vec<&'static str> {
+    ["sprout.db", "sprout.db-wal", "sprout.db-shm"]
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(dir.join(f))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed_on_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = open().await;
+    let db = dir.path().join("sprout.db");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&dir.path().join("secrets.key")), 0o600);
+
+    let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
+    let mut new = new_env("web", app_id, v1);
+    new.properties =
+        BTreeMap::from([("DATABASE_URL".into(), "postgres://u:supersecret@db".into())]);
+    let (env, launch) = store.create_environment(&new).await.expect("env");
+    assert_eq!(env.properties(), new.properties, "read back opened");
+    store
+        .finish_operation(
+            &env,
+            EnvStatus::Launching,
+            Some(launch.id),
+            EnvStatus::Ready,
+            OperationOutcome::Succeeded,
+            None,
+            "up",
+        )
+        .await
+        .expect("finish");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    let key = store
+        .ensure_access_key(env.id, app_id, "SPRTTESTKEY", "sqs-secret-0123456789", 0)
+        .await
+        .expect("key");
+    assert_eq!(key.secret, "sqs-secret-0123456789");
+    let saved = store
+        .save_config(
+            app_id,
+            "base",
+            "{}",
+            &env.properties,
+            "web",
+            "dev",
+            "golden",
+            None,
+        )
+        .await
+        .expect("save");
+    assert_eq!(saved.properties, env.properties);
+    // A configure that changes the properties, then fails and rolls back: the old values
+    // come back through the sealed before-state.
+    let changed = BTreeMap::from([(
+        "DATABASE_URL".to_string(),
+        "postgres://u:othersecret@db".to_string(),
+    )]);
+    let op = store
+        .begin_operation(
+            &env,
+            EnvStatus::Ready,
+            EnvStatus::Updating,
+            &OperationStart {
+                kind: "configure",
+                new_properties: Some(&changed),
+                message: "props",
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("configure");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    assert_eq!(env.properties(), changed);
+    store
+        .fail_and_roll_back(&env, &op, None, "failed")
+        .await
+        .expect("roll back");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    assert_eq!(env.properties(), new.properties, "rolled back");
+    store.close().await;
+    for secret in ["supersecret", "othersecret", "sqs-secret-0123456789"] {
+        assert_eq!(on_disk(dir.path(), secret), Vec::<&str>::new(), "{secret}");
+    }
+
+    // An older Sprout wrote plaintext (and left the file readable to all).
+    let store = Store::open(&db).await.expect("reopen");
+    for sql in [
+        r#"UPDATE environments SET properties = '{"DATABASE_URL":"postgres://old:plainsecret@db"}'"#,
+        r#"UPDATE saved_configs SET properties = '{"DATABASE_URL":"postgres://old:plainsecret@db"}'"#,
+        "UPDATE access_keys SET secret = 'plain-sqs-secret-42'",
+        r#"UPDATE operations SET before_state = '{"version_id":1,"version":"v1","settings":"{}","properties":"{\"A\":\"plainsecret-before\"}","desired":1}' WHERE kind = 'configure'"#,
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.expect(sql);
+    }
+    store.close().await;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(
+        !on_disk(dir.path(), "plainsecret").is_empty(),
+        "the old Sprout's plaintext is on disk"
+    );
+
+    // Opening seals it all, and every value still reads back.
+    let store = Store::open(&db).await.expect("upgrade");
+    assert_eq!(mode(&db), 0o600, "narrowed");
+    let env = store.environment_by_id(env.id).await.expect("env");
+    assert_eq!(
+        env.properties()["DATABASE_URL"],
+        "postgres://old:plainsecret@db"
+    );
+    let key = store
+        .access_key("SPRTTESTKEY")
+        .await
+        .expect("key")
+        .expect("found");
+    assert_eq!(key.secret, "plain-sqs-secret-42");
+    let saved = store
+        .saved_config(app_id, "base")
+        .await
+        .expect("saved")
+        .expect("found");
+    assert!(saved.properties.contains("plainsecret"));
+    store.close().await;
+    assert_eq!(on_disk(dir.path(), "plainsecret"), Vec::<&str>::new());
+    assert_eq!(
+        on_disk(dir.path(), "plain-sqs-secret-42"),
+        Vec::<&str>::new()
+    );
+
+    // Without its key, a sealed value is an error, never garbage or plaintext.
+    let store = Store::open_with(&db, sprout_store::SecretBox::ephemeral())
+        .await
+        .expect("open");
+    assert!(matches!(
+        store.environment_by_id(env.id).await,
+        Err(StoreError::Secret(_))
+    ));
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sprout_api::dashboard::history::History;
+use sprout_control::history::History;
 use sprout_control::Control;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

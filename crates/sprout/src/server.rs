@@ -7,21 +7,25 @@
 use crate::handover::{Event, Offer, Predecessor, Sockets};
 use crate::loops::Loops;
 use anyhow::Context;
+use sprout_api::serve::ServeLimits;
 use sprout_api::{auth::Auth, AppState};
 use sprout_control::{Control, ControlConfig};
 use sprout_core::bundle::BundleLimits;
 use sprout_core::model::BuildLimits;
+use sprout_core::queue::QueueQuota;
 use sprout_proxy::{Balancer, BalancerConfig, PerCoreListeners};
 use sprout_runtime::Runtime;
-use sprout_store::Store;
-use std::path::PathBuf;
+use sprout_store::{SecretBox, Store};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// Data directory: SQLite database, bundles, signing key
+    /// Data directory: SQLite database, bundles, signing key, the key that seals secrets.
+    /// Made private to the server's user (0700, files 0600)
     #[arg(long, env = "SPROUT_DATA", default_value = ".sprout")]
     data: PathBuf,
     /// Address of the API and dashboard
@@ -66,11 +70,45 @@ pub struct ServerArgs {
     /// Seconds a version's build step may run before it is stopped and the version fails
     #[arg(long, env = "SPROUT_BUILD_TIMEOUT", default_value_t = BuildLimits::default().timeout.as_secs())]
     build_timeout: u64,
+    /// Seconds a client of the API or the SQS endpoint has to send a request head; an idle
+    /// kept-alive connection is closed after as long
+    #[arg(long, env = "SPROUT_HEADER_TIMEOUT", default_value_t = ServeLimits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a request body may take: on the SQS endpoint the whole body (at most 1 MiB),
+    /// on the API the longest pause in one (uploads can be long)
+    #[arg(long, env = "SPROUT_BODY_TIMEOUT", default_value_t = ServeLimits::default().body_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Open connections the API, and the SQS endpoint, each take at most (more are closed at once)
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections, value_parser = parse_count)]
+    max_connections: usize,
+    /// Open connections from one client address the API, and the SQS endpoint, each take at most
+    #[arg(long, env = "SPROUT_MAX_CONNECTIONS_PER_IP", default_value_t = ServeLimits::default().max_connections_per_ip, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
+    /// Queues an application may have (CreateQueue is refused past it)
+    #[arg(long, env = "SPROUT_APP_MAX_QUEUES", default_value_t = QueueQuota::default().max_queues)]
+    app_max_queues: u64,
+    /// Messages an application's queues may hold in all (sends are refused past it)
+    #[arg(long, env = "SPROUT_APP_MAX_MESSAGES", default_value_t = QueueQuota::default().max_messages)]
+    app_max_messages: u64,
+    /// Bytes (bodies and attributes) an application's queues may hold in all
+    #[arg(long, env = "SPROUT_APP_MAX_QUEUE_BYTES", default_value_t = QueueQuota::default().max_bytes)]
+    app_max_queue_bytes: u64,
+    /// Browsers reach the dashboard over HTTPS (TLS here or at a proxy in front): its session
+    /// cookie becomes `__Host-sprout_session`, Secure
+    #[arg(long, env = "SPROUT_HTTPS")]
+    https: bool,
     /// Seconds a server told to stop (SIGTERM) keeps serving while it waits for a next
     /// `sprout server` on the same data directory to take its sockets over (0: stop at
     /// once; SIGINT always stops at once)
     #[arg(long, env = "SPROUT_HANDOVER_WAIT", default_value_t = 5)]
     handover_wait: u64,
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number above 0")),
+    }
 }
 
 fn init_tracing() {
@@ -121,14 +159,61 @@ fn return_large_blocks_to_the_os() {
     }
 }
 
+/// Makes the data directory private to the server's user: it holds password hashes, the
+/// signing key, the key that seals secrets, and the database. Every file and directory the
+/// server makes from now on is private too (umask 077); what an older Sprout made with wider
+/// modes is narrowed: the directory and `bundles/` to 0700, the files directly in them to
+/// 0600. (Unpacked bundles keep their modes: they become the app's files in its image, and
+/// the 0700 directories above them already keep everyone else out.)
+fn make_data_dir_private(dir: &Path) -> anyhow::Result<()> {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    for sub in [dir.to_path_buf(), dir.join("bundles")] {
+        if !sub.is_dir() {
+            continue;
+        }
+        narrow(&sub, 0o700)?;
+        for entry in std::fs::read_dir(&sub).with_context(|| format!("{}", sub.display()))? {
+            let path = entry?.path();
+            // Not following links: a link's target is not ours to change.
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.is_file() {
+                narrow(&path, 0o600)?;
+            } else if meta.is_dir() {
+                narrow(&path, 0o700)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes group and other rights away from `path`, leaving it `mode` at most.
+fn narrow(path: &Path, mode: u32) -> anyhow::Result<()> {
+    let current = std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+        tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{:o}", current & mode), "made private");
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     return_large_blocks_to_the_os();
     init_tracing();
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    make_data_dir_private(&args.data)?;
     let data = args.data.canonicalize().context("data directory")?;
 
-    let store = Store::open(&data.join("sprout.db"))
+    let secrets = SecretBox::load_or_create(&data.join(sprout_store::SECRET_KEY_FILE))
+        .context("the key that seals secrets at rest")?;
+    let store = Store::open_with(&data.join("sprout.db"), secrets)
         .await
         .context("opening the store")?;
     let configured = std::env::var("SPROUT_ADMIN_PASSWORD").ok();
@@ -173,16 +258,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_addr = api_listener.local_addr()?;
     let balancer_addr = balancer_listener.local_addr();
 
-    use sprout_api::dashboard::session::SESSION_COOKIE;
     let balancer = Balancer::new(BalancerConfig {
         domain: args.domain.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
         max_connections_per_client: args.max_client_connections,
         // The dashboard's session (also as served over HTTPS) never reaches an instance.
-        private_cookies: vec![
-            SESSION_COOKIE.to_string(),
-            format!("__Host-{SESSION_COOKIE}"),
-        ],
+        private_cookies: sprout_core::auth::SESSION_COOKIE_NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
         ..BalancerConfig::default()
     });
     let mut config = ControlConfig::new(data.clone());
@@ -221,6 +305,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.build_limits.timeout = Duration::from_secs(args.build_timeout);
     config.stop_grace = Duration::from_secs(args.stop_grace);
     config.sqs_addr = Some(sqs_addr);
+    config.queue_quota = QueueQuota {
+        max_queues: args.app_max_queues,
+        max_messages: args.app_max_messages,
+        max_bytes: args.app_max_queue_bytes,
+    };
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
     // Before the first accept: every route, and the instances last in rotation back in
     // rotation, so the first requests get neither a 404 nor a 502.
@@ -264,19 +353,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = AppState {
         control: control.clone(),
         auth,
-        dashboard: Default::default(),
+        dashboard: sprout_api::dashboard::Dashboard {
+            cookies: sprout_api::dashboard::session::CookiePolicy { https: args.https },
+            ..Default::default()
+        },
     };
     let history = state.dashboard.history.clone();
     let app = sprout_api::router(state);
+    let limits = ServeLimits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+    };
 
     let api_task = {
         let token = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(
-                api_listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { token.cancelled().await })
+            sprout_api::serve::serve(api_listener, app, limits, "api", async move {
+                token.cancelled().await
+            })
             .await
         })
     };
@@ -293,11 +389,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let sqs_task = {
         let token = shutdown.clone();
-        let app = sprout_api::sqs::router(control.clone());
+        let app = sprout_api::sqs::router(control.clone(), limits.body_timeout);
         tokio::spawn(async move {
-            axum::serve(sqs_listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
+            sprout_api::serve::serve(sqs_listener, app, limits, "sqs", async move {
+                token.cancelled().await
+            })
+            .await
         })
     };
     let mut loops = Some(Loops::start(&control, &history).await?);

@@ -98,11 +98,12 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     fields: Fields,
 ) -> PageResult {
-    let cookie = session::cookie(&headers, session::LOGIN_CSRF_COOKIE);
+    let cookies = state.dashboard.cookies;
+    let cookie = session::cookie(&headers, cookies.login_csrf_name());
     let csrf_ok = matches!((cookie, fields.get("csrf")), (Some(c), Some(f)) if session::constant_time_eq(c.as_bytes(), f.as_bytes()));
     if !csrf_ok {
         return login_form(
-            &headers,
+            cookies,
             Some("The form had expired (missing or wrong CSRF token). Please try again."),
             false,
             StatusCode::FORBIDDEN,
@@ -121,14 +122,8 @@ pub async fn login(
             // Two cookies: AppendHeaders, as a plain array would keep only the last.
             Ok((
                 AppendHeaders([
-                    (
-                        header::SET_COOKIE,
-                        session::session_cookie(&headers, &login.token),
-                    ),
-                    (
-                        header::SET_COOKIE,
-                        session::set_cookie(&headers, session::LOGIN_CSRF_COOKIE, "", "/login", 0),
-                    ),
+                    (header::SET_COOKIE, cookies.session(&login.token)),
+                    (header::SET_COOKIE, cookies.clear_login_csrf()),
                 ]),
                 Redirect::to("/"),
             )
@@ -139,12 +134,12 @@ pub async fn login(
                 "Too many failed attempts. Try again in {} s.",
                 e.retry_after.unwrap_or(60)
             );
-            login_form(&headers, Some(&msg), false, StatusCode::TOO_MANY_REQUESTS)
+            login_form(cookies, Some(&msg), false, StatusCode::TOO_MANY_REQUESTS)
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             // The same words whichever part was wrong.
             login_form(
-                &headers,
+                cookies,
                 Some("Wrong user name or password."),
                 false,
                 StatusCode::UNAUTHORIZED,
@@ -154,19 +149,14 @@ pub async fn login(
     }
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    s: Session,
-    fields: Fields,
-) -> PageResult {
+pub async fn logout(State(state): State<AppState>, s: Session, fields: Fields) -> PageResult {
     if !s.csrf_ok(fields.get("csrf")) {
         return Err(csrf_refused());
     }
     // The session token stops working on the server too, not only in this browser.
     auth::logout(&state, &s.caller).await?;
     Ok((
-        [(header::SET_COOKIE, session::clear_session_cookie(&headers))],
+        [(header::SET_COOKIE, state.dashboard.cookies.clear_session())],
         Redirect::to("/login"),
     )
         .into_response())

@@ -5,7 +5,6 @@
 //! refused them.
 
 mod actions;
-pub mod history;
 mod pages;
 pub mod session;
 pub mod svg;
@@ -16,12 +15,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use sprout_control::history::History;
 use std::sync::{Arc, LazyLock};
 
-/// What the dashboard keeps between requests: the charts' history.
+/// What the dashboard keeps between requests: the charts' history, and how its cookies are
+/// named and flagged.
 #[derive(Clone, Default)]
 pub struct Dashboard {
-    pub history: Arc<history::History>,
+    pub history: Arc<History>,
+    pub cookies: session::CookiePolicy,
 }
 
 const TEMPLATES: &[(&str, &str)] = &[

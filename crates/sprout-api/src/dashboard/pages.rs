@@ -1,6 +1,5 @@
 //! The dashboard's pages (GET). Each reads through `sprout-control` and renders a template.
 
-use super::history::Sample;
 use super::session::{self, Session};
 use super::svg::{self, Architecture, InstanceNode, Series};
 use super::{render, PageResult};
@@ -10,7 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect};
 use serde::{Deserialize, Serialize};
+use sprout_control::history::Sample;
 use sprout_core::api;
+use sprout_core::auth::{Role, MASKED};
+use sprout_core::properties::is_secret;
 use sprout_core::{Policy, Tier};
 use std::time::Instant;
 
@@ -39,13 +41,14 @@ pub async fn login_page(
     headers: HeaderMap,
     Query(flash): Query<Flash>,
 ) -> PageResult {
-    if let Some(token) = session::cookie(&headers, session::SESSION_COOKIE) {
+    let cookies = state.dashboard.cookies;
+    if let Some(token) = session::cookie(&headers, cookies.session_name()) {
         if !token.is_empty() && auth::authenticate(&state, token).await.is_ok() {
             return Ok(Redirect::to("/").into_response());
         }
     }
     login_form(
-        &headers,
+        cookies,
         None,
         flash.expired.is_some(),
         axum::http::StatusCode::OK,
@@ -54,7 +57,7 @@ pub async fn login_page(
 
 /// The login form with a fresh CSRF pair (cookie + hidden field).
 pub fn login_form(
-    headers: &HeaderMap,
+    cookies: session::CookiePolicy,
     error: Option<&str>,
     expired: bool,
     status: axum::http::StatusCode,
@@ -68,8 +71,12 @@ pub fn login_form(
     c.insert("expired", &expired);
     c.insert("version", env!("CARGO_PKG_VERSION"));
     let page = render("login.html", &c)?;
-    let cookie = session::set_cookie(headers, session::LOGIN_CSRF_COOKIE, &token, "/login", 3600);
-    Ok((status, [(header::SET_COOKIE, cookie)], page).into_response())
+    Ok((
+        status,
+        [(header::SET_COOKIE, cookies.login_csrf(&token))],
+        page,
+    )
+        .into_response())
 }
 
 #[derive(Serialize)]
@@ -104,7 +111,7 @@ pub async fn apps(
     Query(flash): Query<Flash>,
 ) -> PageResult {
     let apps = state.control.list_apps().await?;
-    let envs = state.control.list_environments(None).await?;
+    let envs = state.control.list_environments(None, s.caller.role).await?;
     let rows: Vec<AppRow> = apps
         .iter()
         .map(|a| AppRow {
@@ -137,7 +144,10 @@ pub async fn app(
 ) -> PageResult {
     state.control.require_app(&app).await?;
     let versions = state.control.list_versions(&app).await?;
-    let envs = state.control.list_environments(Some(&app)).await?;
+    let envs = state
+        .control
+        .list_environments(Some(&app), s.caller.role)
+        .await?;
     let rows: Vec<VersionRow> = versions
         .iter()
         .map(|v| VersionRow {
@@ -186,9 +196,9 @@ pub async fn environment(
     Query(flash): Query<Flash>,
 ) -> PageResult {
     let mut c = base_context(&s, &flash);
-    env_context(&state, &env, &mut c).await?;
+    env_context(&state, &env, s.caller.role, &mut c).await?;
     // Only the full page has the forms' choices.
-    let detail = state.control.get_environment(&env).await?;
+    let detail = state.control.get_environment(&env, s.caller.role).await?;
     let e = &detail.environment;
     let versions: Vec<String> = state
         .control
@@ -200,13 +210,13 @@ pub async fn environment(
         .collect();
     let others: Vec<String> = state
         .control
-        .list_environments(Some(&e.app))
+        .list_environments(Some(&e.app), s.caller.role)
         .await?
         .into_iter()
         .filter(|o| o.name != e.name && o.tier == e.tier)
         .map(|o| o.name)
         .collect();
-    let config = state.control.get_config(&env).await?;
+    let config = state.control.get_config(&env, s.caller.role).await?;
     c.insert("deployable", &versions);
     c.insert("swap_with", &others);
     c.insert(
@@ -224,7 +234,7 @@ pub async fn environment_live(
     Path(env): Path<String>,
 ) -> PageResult {
     let mut c = base_context(&s, &Flash::default());
-    env_context(&state, &env, &mut c).await?;
+    env_context(&state, &env, s.caller.role, &mut c).await?;
     render("env_live.html", &c)
 }
 
@@ -236,7 +246,7 @@ pub struct LogsQuery {
 /// The last lines of each instance's log, grouped by instance, as plain text.
 pub async fn logs(
     State(state): State<AppState>,
-    _s: Session,
+    s: Session,
     Path(env): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> PageResult {
@@ -247,7 +257,7 @@ pub async fn logs(
     // Every running instance gets its section, even before it printed anything.
     let mut by_instance: Vec<(String, Vec<String>)> = state
         .control
-        .get_environment(&env)
+        .get_environment(&env, s.caller.role)
         .await?
         .instances
         .into_iter()
@@ -342,30 +352,15 @@ struct DeadRow {
     receives: i64,
 }
 
-/// Property names whose values the page masks.
-fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    [
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "PRIVATE",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
-}
-
 /// Everything the environment page and its live part show.
 async fn env_context(
     state: &AppState,
     env: &str,
+    reader: Role,
     c: &mut tera::Context,
 ) -> Result<(), super::DashError> {
     let control = &state.control;
-    let detail = control.get_environment(env).await?;
+    let detail = control.get_environment(env, reader).await?;
     let e = &detail.environment;
     let usage = state.dashboard.history.usage(&e.name);
     let now = chrono::Utc::now();
@@ -414,7 +409,7 @@ async fn env_context(
         .iter()
         .map(|(k, v)| Property {
             key: k.clone(),
-            secret: is_secret(k),
+            secret: is_secret(k) || v == MASKED,
             value: if is_secret(k) {
                 "••••••••".into()
             } else {
@@ -460,7 +455,7 @@ async fn env_context(
 
     // Worker side: this environment's queue, or the worker the web side feeds.
     let is_worker = e.tier == Tier::Worker;
-    let siblings = control.list_environments(Some(&e.app)).await?;
+    let siblings = control.list_environments(Some(&e.app), reader).await?;
     let worker = siblings
         .iter()
         .find(|o| o.tier == Tier::Worker && o.name != e.name && o.status.is_live());
@@ -511,7 +506,7 @@ async fn env_context(
     }
     let worker_count = match worker {
         Some(w) => control
-            .get_environment(&w.name)
+            .get_environment(&w.name, reader)
             .await
             .map(|d| d.instances.len())
             .unwrap_or(0),

@@ -1,5 +1,6 @@
 //! The dashboard's session: a JWT from `Auth::issue` in an HttpOnly, SameSite=Strict cookie
-//! (Secure behind TLS), a CSRF token bound to it on every form, and a limit on failed logins.
+//! (`__Host-` prefixed and Secure when served over HTTPS), a CSRF token bound to it on every
+//! form, and a limit on failed logins.
 
 use crate::auth::{self, Caller};
 use crate::AppState;
@@ -8,12 +9,59 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
+use sprout_core::auth::session_cookie_name;
 
-pub const SESSION_COOKIE: &str = "sprout_session";
-pub const LOGIN_CSRF_COOKIE: &str = "sprout_login_csrf";
 /// Header the upload's XMLHttpRequest carries the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_MAX_AGE_SECS: i64 = 7 * 24 * 3600;
+
+/// How the dashboard's cookies are named and flagged, from what the server knows: whether
+/// browsers reach it over HTTPS (`sprout server --https`, for TLS here or at a proxy in
+/// front). Over HTTPS the session cookie is `__Host-sprout_session` (Secure, Path=/, no
+/// Domain: no other host, an app under the same domain included, can set or shadow it) and
+/// the login form's CSRF cookie `__Secure-sprout_login_csrf`. A request header never decides
+/// this: a client could claim HTTPS over plain HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CookiePolicy {
+    pub https: bool,
+}
+
+impl CookiePolicy {
+    /// The session cookie's name; [`sprout_core::auth::SESSION_COOKIE_NAMES`] lists both.
+    pub fn session_name(self) -> &'static str {
+        session_cookie_name(self.https)
+    }
+
+    pub fn login_csrf_name(self) -> &'static str {
+        if self.https {
+            "__Secure-sprout_login_csrf"
+        } else {
+            "sprout_login_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
+    pub fn set(self, name: &str, value: &str, path: &str, max_age: i64) -> String {
+        let secure = if self.https { "; Secure" } else { "" };
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+    }
+
+    pub fn session(self, token: &str) -> String {
+        self.set(self.session_name(), token, "/", SESSION_MAX_AGE_SECS)
+    }
+
+    pub fn clear_session(self) -> String {
+        self.set(self.session_name(), "", "/", 0)
+    }
+
+    pub fn login_csrf(self, token: &str) -> String {
+        self.set(self.login_csrf_name(), token, "/login", 3600)
+    }
+
+    pub fn clear_login_csrf(self) -> String {
+        self.set(self.login_csrf_name(), "", "/login", 0)
+    }
+}
 
 /// A signed-in user of the dashboard.
 #[derive(Debug, Clone)]
@@ -56,34 +104,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Whether the browser reached us over TLS (directly or through a proxy that says so).
-fn on_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}
-
-/// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
-pub fn set_cookie(
-    headers: &HeaderMap,
-    name: &str,
-    value: &str,
-    path: &str,
-    max_age: i64,
-) -> String {
-    let secure = if on_tls(headers) { "; Secure" } else { "" };
-    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
-}
-
-pub fn session_cookie(headers: &HeaderMap, token: &str) -> String {
-    set_cookie(headers, SESSION_COOKIE, token, "/", SESSION_MAX_AGE_SECS)
-}
-
-pub fn clear_session_cookie(headers: &HeaderMap) -> String {
-    set_cookie(headers, SESSION_COOKIE, "", "/", 0)
-}
-
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
@@ -91,7 +111,9 @@ impl FromRequestParts<AppState> for Session {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+        let cookies = state.dashboard.cookies;
+        let Some(token) = cookie(&parts.headers, cookies.session_name()).filter(|t| !t.is_empty())
+        else {
             return Err(Redirect::to("/login").into_response());
         };
         match auth::authenticate(state, token).await {
@@ -108,7 +130,7 @@ impl FromRequestParts<AppState> for Session {
             Err(e) => {
                 tracing::info!(reason = %e.detail, "dashboard session refused");
                 Err((
-                    [(header::SET_COOKIE, clear_session_cookie(&parts.headers))],
+                    [(header::SET_COOKIE, cookies.clear_session())],
                     Redirect::to("/login?expired=1"),
                 )
                     .into_response())
@@ -128,17 +150,36 @@ mod tests {
             header::COOKIE,
             "a=1; sprout_session=tok; b=2".parse().unwrap(),
         );
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
+        assert_eq!(
+            cookie(&h, CookiePolicy::default().session_name()),
+            Some("tok")
+        );
         assert_eq!(cookie(&h, "c"), None);
     }
 
     #[test]
-    fn session_cookie_is_strict_and_secure_only_on_tls() {
-        let mut h = HeaderMap::new();
-        let c = session_cookie(&h, "t");
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
-        h.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert!(session_cookie(&h, "t").contains("; Secure"));
+    fn over_http_the_session_cookie_is_strict_and_not_secure() {
+        let c = CookiePolicy { https: false }.session("t");
+        assert_eq!(
+            c,
+            "sprout_session=t; Path=/; Max-Age=604800; HttpOnly; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn over_https_the_session_cookie_is_host_prefixed_and_secure() {
+        let https = CookiePolicy { https: true };
+        let c = https.session("t");
+        // What browsers demand of a __Host- cookie: Secure, Path=/, no Domain.
+        assert!(c.starts_with("__Host-sprout_session=t;"), "{c}");
+        assert!(c.contains("; Path=/;") && c.contains("; Secure") && !c.contains("Domain"));
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"));
+        assert!(https.clear_session().starts_with("__Host-sprout_session=;"));
+        assert!(https.clear_session().contains("Max-Age=0"));
+        let csrf = https.login_csrf("x");
+        assert!(csrf.starts_with("__Secure-sprout_login_csrf=x;") && csrf.contains("; Secure"));
+        // A client's claim of HTTPS changes nothing: only the server's setting does.
+        assert!(!CookiePolicy::default().session("t").contains("Secure"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sprout_cli::Client;
 use sprout_core::api::problem_types as types;
 
-async fn status_of(resp: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn status_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()
@@ -24,7 +24,7 @@ async fn status_of(resp: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
-async fn call(
+pub(crate) async fn call(
     server: &TestServer,
     token: Option<&str>,
     method: &str,
@@ -42,7 +42,7 @@ async fn call(
     status_of(req.send().await.expect("answered")).await
 }
 
-async fn login(server: &TestServer, name: &str, password: &str) -> String {
+pub(crate) async fn login(server: &TestServer, name: &str, password: &str) -> String {
     Client::new(&server.api, None)
         .login(name, password)
         .await
@@ -51,7 +51,7 @@ async fn login(server: &TestServer, name: &str, password: &str) -> String {
 }
 
 /// Runs a CLI verb as the holder of `token`.
-fn cli_as(server: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli_as(server: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
         .args(args)
         .env("SPROUT_URL", &server.api)
@@ -381,23 +381,7 @@ async fn api_tokens_expire_and_revoked_tokens_stop_working_at_once() {
 
     // Logout revokes the saved session on the server.
     let config = tempfile::tempdir().expect("dir");
-    let run = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
-            .args(args)
-            .env("SPROUT_URL", &server.api)
-            .env_remove("SPROUT_TOKEN")
-            .env("SPROUT_CONFIG_DIR", config.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run sprout");
-        if let Some(mut pipe) = child.stdin.take() {
-            let _ = pipe.write_all(stdin.as_bytes());
-        }
-        child.wait_with_output().expect("output")
-    };
+    let run = |args: &[&str], stdin: &str| cli_saved(&server, config.path(), args, stdin);
     let out = run(
         &["login", "--user", "cici", "--password-stdin"],
         "cici-password\n",
@@ -466,4 +450,246 @@ async fn wrong_passwords_give_no_hint_and_are_rate_limited() {
     assert!((1..=60).contains(&secs), "{secs}");
     // Other users are not locked out by it.
     assert_eq!(attempt("admin", ADMIN_PASSWORD).await.0, 200);
+}
+
+/// A status code per call: `GET /apps` with each token.
+async fn statuses(server: &TestServer, tokens: &[&str]) -> Vec<u16> {
+    let mut out = Vec::new();
+    for t in tokens {
+        out.push(call(server, Some(t), "GET", "/api/v1/apps", None).await.0);
+    }
+    out
+}
+
+/// A CLI run with its own config directory (a saved login), no SPROUT_TOKEN.
+fn cli_saved(
+    server: &TestServer,
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
+        .args(args)
+        .env("SPROUT_URL", &server.api)
+        .env_remove("SPROUT_TOKEN")
+        .env("SPROUT_CONFIG_DIR", config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sprout");
+    if let Some(mut pipe) = child.stdin.take() {
+        let _ = pipe.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[tokio::test]
+async fn a_user_removed_and_added_again_does_not_get_its_old_tokens_back() {
+    let server = TestServer::start().await;
+    add_user(&server, "bob", "deployer", "bob-password");
+    // T1: logged out. T2: a session never logged out. API: a named token.
+    let t1 = login(&server, "bob", "bob-password").await;
+    let t2 = login(&server, "bob", "bob-password").await;
+    let out = cli_as(&server, &t2, &["token", "create", "ci"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let api = stdout(&out).trim().to_string();
+    assert_eq!(
+        call(&server, Some(&t1), "POST", "/api/v1/logout", None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(statuses(&server, &[&t1, &t2, &api]).await, [401, 200, 200]);
+
+    let out = server.cli(&["user", "remove", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(statuses(&server, &[&t1, &t2, &api]).await, [401, 401, 401]);
+    // The same name, role and password again: a new user, none of the old tokens.
+    add_user(&server, "bob", "deployer", "bob-password");
+    let (s, p) = call(&server, Some(&t1), "GET", "/api/v1/apps", None).await;
+    assert_eq!(s, 401, "the logged-out token came back: {p}");
+    assert!(
+        p["detail"].as_str().unwrap_or_default().contains("revoked"),
+        "{p}"
+    );
+    assert_eq!(statuses(&server, &[&t2, &api]).await, [401, 401]);
+    let fresh = login(&server, "bob", "bob-password").await;
+    assert_eq!(statuses(&server, &[&fresh]).await, [200]);
+}
+
+#[tokio::test]
+async fn passwd_revokes_the_users_other_tokens_and_an_admin_can_revoke_them_all() {
+    let server = TestServer::start().await;
+    add_user(&server, "pat", "viewer", "pat-password");
+    add_user(&server, "quin", "deployer", "quin-password");
+    let config = tempfile::tempdir().expect("dir");
+    let out = cli_saved(
+        &server,
+        config.path(),
+        &["login", "--user", "pat", "--password-stdin"],
+        "pat-password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved_token = |dir: &std::path::Path| -> String {
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("login.json")).expect("saved login"))
+                .expect("json");
+        saved["token"].as_str().expect("token").to_string()
+    };
+    let before = saved_token(config.path());
+    let other = login(&server, "pat", "pat-password").await;
+    let out = cli_as(&server, &other, &["token", "create", "laptop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let api = stdout(&out).trim().to_string();
+    assert_eq!(
+        statuses(&server, &[&before, &other, &api]).await,
+        [200, 200, 200]
+    );
+
+    // A viewer may change its own password, not another user's; bad input changes nothing.
+    let quin = login(&server, "quin", "quin-password").await;
+    let (s, _) = call(
+        &server,
+        Some(&other),
+        "PUT",
+        "/api/v1/users/quin/password",
+        Some(json!({"password": "stolen-password"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let out = cli_saved(
+        &server,
+        config.path(),
+        &["user", "passwd", "pat", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("8 to 1024"), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&server, &[&before, &other, &api, &quin]).await,
+        [200, 200, 200, 200]
+    );
+
+    // Pat changes its own password from the saved login: every other token dies, the saved
+    // login keeps working with its new session token.
+    let out = cli_saved(
+        &server,
+        config.path(),
+        &["user", "passwd", "pat", "--password-stdin"],
+        "pat-new-password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("this login stays"),
+        "{}",
+        stdout(&out)
+    );
+    let after = saved_token(config.path());
+    assert_ne!(after, before);
+    assert_eq!(
+        statuses(&server, &[&before, &other, &api, &after, &quin]).await,
+        [401, 401, 401, 200, 200]
+    );
+    let listed: Value = serde_json::from_str(&stdout(&cli_as(
+        &server,
+        &after,
+        &["token", "list", "--json"],
+    )))
+    .expect("json");
+    assert!(
+        listed[0]["revoked_at"].is_string(),
+        "the API token is listed as revoked: {listed}"
+    );
+    let old = Client::new(&server.api, None)
+        .login("pat", "pat-password")
+        .await;
+    assert!(old.is_err(), "the old password no longer works");
+    let newer = login(&server, "pat", "pat-new-password").await;
+
+    // The admin sets pat's password: all of pat's tokens die, the admin's stay.
+    let out = server.cli_with_stdin(
+        &["user", "passwd", "pat", "--password-stdin"],
+        Some("pat-third-password\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        statuses(&server, &[&after, &newer, &server.token]).await,
+        [401, 401, 200]
+    );
+
+    // The admin revokes everything quin holds, without touching its password.
+    let out = server.cli(&["user", "revoke-tokens", "quin"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(statuses(&server, &[&quin, &server.token]).await, [401, 200]);
+    let quin_again = login(&server, "quin", "quin-password").await;
+    assert_eq!(statuses(&server, &[&quin_again]).await, [200]);
+    // Only an admin revokes another user's tokens; nobody's for a user who does not exist.
+    let (s, _) = call(
+        &server,
+        Some(&quin_again),
+        "DELETE",
+        "/api/v1/users/pat/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = call(
+        &server,
+        Some(&server.token),
+        "DELETE",
+        "/api/v1/users/nobody/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn three_hundred_parallel_wrong_logins_get_at_most_five_answers_of_401() {
+    let server = TestServer::start().await;
+    // Long enough for hundreds of argon2 runs on a small machine, so a server that checks
+    // them all shows up as a count of 401s rather than as timeouts.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .expect("client");
+    let url = format!("{}/api/v1/login", server.api);
+    let attempts = (0..300).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .post(&url)
+                .json(&json!({"username": "admin", "password": format!("guess-{i}")}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let count = |code: u16| answers.iter().filter(|s| **s == code).count();
+    let (unauthorized, throttled) = (count(401), count(429));
+    println!("300 parallel wrong logins: {unauthorized} × 401, {throttled} × 429");
+    assert!(
+        unauthorized <= 5,
+        "{unauthorized} wrong passwords were checked (each an argon2 run); at most 5 may be"
+    );
+    assert_eq!(
+        unauthorized + throttled,
+        300,
+        "every other answer is 429: {answers:?}"
+    );
+    // Even the right password waits out the window now.
+    let (s, _) = status_of(
+        client
+            .post(&url)
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(s, 429);
 }

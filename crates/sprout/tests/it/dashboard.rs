@@ -178,7 +178,7 @@ async fn add_viewer(server: &TestServer, name: &str) {
 }
 
 /// A plain HTTP session: GET /login for the CSRF pair, POST the form; keeps the cookie.
-async fn http_session(
+pub(crate) async fn http_session(
     api: &str,
     user: &str,
     password: &str,
@@ -203,7 +203,7 @@ async fn http_session(
 }
 
 /// A dashboard page's HTML, fetched with the session of `client`.
-async fn page_text(client: &reqwest::Client, url: &str) -> String {
+pub(crate) async fn page_text(client: &reqwest::Client, url: &str) -> String {
     client
         .get(url)
         .send()

@@ -1,7 +1,8 @@
 //! `TestServer`: the real binary, started as production starts it.
 
 use sprout_cli::Client;
-use std::io::{BufRead, BufReader};
+pub use sprout_testkit::{docker_lines, Load};
+use sprout_testkit::{DockerMissing, Started};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,40 +11,20 @@ pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// Fails (never skips) when Docker is missing: these tests exist to prove the Docker path.
 pub fn require_docker() {
-    let ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "these tests need a reachable Docker engine (`docker info` failed); .ci/run starts one"
-    );
-    for image in ["sprout/platform-python", "sprout/platform-static"] {
-        let present = Command::new("docker")
-            .args(["image", "inspect", image])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            present,
-            "platform image {image} is missing: run docker/build-platform.sh (.ci/run does)"
-        );
+    match sprout_testkit::docker_ready(&["sprout/platform-python", "sprout/platform-static"]) {
+        Ok(()) => {}
+        Err(DockerMissing::Engine) => panic!(
+            "these tests need a reachable Docker engine (`docker info` failed); .ci/run starts one"
+        ),
+        Err(DockerMissing::Image(image)) => {
+            panic!("platform image {image} is missing: run docker/build-platform.sh (.ci/run does)")
+        }
     }
 }
 
 /// A name unique to this test run, valid as an app or environment name.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand_u32())
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
-    h.finish() as u32
+    format!("{prefix}-{:08x}", sprout_testkit::random_u32())
 }
 
 pub fn example_dir() -> PathBuf {
@@ -93,62 +74,26 @@ impl TestServer {
         extra_env: Vec<(String, String)>,
         config_dir: tempfile::TempDir,
     ) -> Self {
-        let mut cmd = Command::new(binary);
-        cmd.args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--balancer",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .env("SPROUT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        // A free port per server (0.0.0.0: instances reach it via their network's gateway).
-        .env("SPROUT_SQS", "0.0.0.0:0")
-        .env("RUST_LOG", "info,sqlx=warn,bollard=warn,hyper=warn")
+        let mut cmd = sprout_testkit::server_command(binary, data, ADMIN_PASSWORD);
         // Stop at once on SIGTERM unless a test waits for a hand-over.
-        .env("SPROUT_HANDOVER_WAIT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        cmd.env("SPROUT_HANDOVER_WAIT", "0")
+            .stderr(Stdio::inherit());
         for (k, v) in &extra_env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start sprout server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let (mut api, mut balancer, mut server_id) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || balancer.is_none() || server_id.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("the server did not report its addresses in 30 s");
-            if let Some(rest) = line.strip_prefix("api listening on ") {
-                api = Some(rest.trim().to_string());
-            } else if let Some(rest) = line.strip_prefix("balancer listening on ") {
-                balancer = rest.split_whitespace().next().map(str::to_string);
-            } else if let Some(rest) = line.strip_prefix("server id ") {
-                server_id = Some(rest.trim().to_string());
-            }
-        }
-        let api = api.unwrap_or_default();
-        let login = Client::new(&api, None)
-            .login("admin", ADMIN_PASSWORD)
+        let started = Started::read(&mut child).unwrap_or_else(|e| panic!("{e}"));
+        let (client, token) = started
+            .login_admin(ADMIN_PASSWORD)
             .await
             .expect("admin login");
         Self {
             child: Some(child),
-            client: Client::new(&api, Some(login.token.clone())),
-            token: login.token,
-            api,
-            balancer: balancer.unwrap_or_default(),
-            server_id: server_id.unwrap_or_default(),
+            client,
+            token,
+            api: started.api,
+            balancer: started.balancer,
+            server_id: started.server_id,
             data: data.to_path_buf(),
             _data_guard: None,
             config_dir,
@@ -320,65 +265,25 @@ pub fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-pub fn docker_lines(args: &[&str]) -> Vec<String> {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if self.server_id.is_empty() {
-            return;
-        }
-        let label = format!("label=sprout.server={}", self.server_id);
-        let containers = docker_lines(&["ps", "-a", "-q", "--filter", &label]);
-        if !containers.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&containers)
-                .output();
-        }
-        let networks = docker_lines(&["network", "ls", "-q", "--filter", &label]);
-        if !networks.is_empty() {
-            let _ = Command::new("docker")
-                .args(["network", "rm"])
-                .args(&networks)
-                .output();
-        }
-        let images = docker_lines(&["image", "ls", "-q", "--filter", &label]);
-        if !images.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f"])
-                .args(&images)
-                .output();
+        if !self.server_id.is_empty() {
+            sprout_testkit::remove_server_objects(&self.server_id);
         }
     }
 }
 
 /// Polls `check` until it returns Some or `timeout` passes.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+pub async fn eventually<T, F, Fut>(timeout: Duration, check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sprout_testkit::poll(Duration::from_millis(200), timeout, check).await
 }
 
 #[allow(dead_code)]
@@ -404,94 +309,6 @@ pub fn testapp_with_health(status: u16) -> tempfile::TempDir {
     }
     std::fs::write(dir.path().join("health_status"), status.to_string()).expect("write");
     dir
-}
-
-/// What a steady load saw.
-#[derive(Debug, Default, Clone)]
-pub struct LoadReport {
-    pub ok: u64,
-    pub failed: u64,
-    pub failures: Vec<String>,
-    /// Answers per `X-Sprout-Version`.
-    pub versions: std::collections::BTreeMap<String, u64>,
-    /// Answers per `X-Sprout-Instance`.
-    pub instances: std::collections::BTreeMap<String, u64>,
-}
-
-/// Steady traffic through the balancer from a few concurrent clients, until stopped.
-pub struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
-}
-
-impl Load {
-    pub fn start(balancer: &str, host: &str, path: &str, clients: usize) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let tasks = (0..clients)
-            .map(|_| {
-                let (stop, url, host) =
-                    (stop.clone(), format!("{balancer}{path}"), host.to_string());
-                tokio::spawn(async move {
-                    let client = http_client();
-                    let mut report = LoadReport::default();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        match client.get(&url).header("host", &host).send().await {
-                            Ok(r) if r.status().is_success() => {
-                                report.ok += 1;
-                                let header = |name: &str| {
-                                    r.headers()
-                                        .get(name)
-                                        .and_then(|v| v.to_str().ok())
-                                        .unwrap_or("")
-                                        .to_string()
-                                };
-                                *report
-                                    .versions
-                                    .entry(header("x-sprout-version"))
-                                    .or_default() += 1;
-                                *report
-                                    .instances
-                                    .entry(header("x-sprout-instance"))
-                                    .or_default() += 1;
-                                let _ = r.bytes().await;
-                            }
-                            Ok(r) => {
-                                report.failed += 1;
-                                let status = r.status();
-                                let body = r.text().await.unwrap_or_default();
-                                report.failures.push(format!("{status}: {body}"));
-                            }
-                            Err(e) => {
-                                report.failed += 1;
-                                report.failures.push(e.to_string());
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    report
-                })
-            })
-            .collect();
-        Self { stop, tasks }
-    }
-
-    pub async fn stop(self) -> LoadReport {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut total = LoadReport::default();
-        for task in self.tasks {
-            let r = task.await.expect("load task");
-            total.ok += r.ok;
-            total.failed += r.failed;
-            total.failures.extend(r.failures.into_iter().take(5));
-            for (k, v) in r.versions {
-                *total.versions.entry(k).or_default() += v;
-            }
-            for (k, v) in r.instances {
-                *total.instances.entry(k).or_default() += v;
-            }
-        }
-        total
-    }
 }
 
 /// Waits until the environment leaves Launching/Updating/Terminating; returns its detail.
@@ -644,18 +461,7 @@ impl Drop for SecondEngine {
                 .args(&all)
                 .output();
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        sprout_testkit::stop_process(&mut self.child, Duration::from_secs(15));
         // Mounts under the data root may outlive the daemon for a moment.
         let _ = Command::new("umount")
             .arg("-R")

@@ -11,5 +11,7 @@ mod deploys;
 mod harness;
 mod openapi;
 mod scaling;
+mod secrets;
 mod spine;
+mod sqs_attacks;
 mod worker;

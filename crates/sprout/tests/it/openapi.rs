@@ -199,12 +199,44 @@ async fn schemathesis_finds_no_server_error_and_no_answer_against_the_spec() {
     .map(|s| s.to_string())
     .collect();
 
-    // Every operation, on names that mostly do not exist (logging out would end the run's
-    // own session).
+    // Every operation, on names that mostly do not exist (logging out, or changing the
+    // password or revoking the tokens of `admin`, would end the run's own session).
     let mut args = vec!["run".to_string(), spec.clone()];
     args.extend(common.clone());
-    args.extend(["--exclude-operation-id", "logout", "--max-examples", "25"].map(String::from));
+    args.extend(
+        [
+            "--exclude-operation-id",
+            "logout",
+            "--exclude-operation-id",
+            "change_password",
+            "--exclude-operation-id",
+            "revoke_user_tokens",
+            "--max-examples",
+            "25",
+        ]
+        .map(String::from),
+    );
     run_schemathesis(&st, None, args).await;
+
+    // Those two, on a user of their own.
+    add_user(&server, "fuzzed", "viewer", "fuzzed-password");
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::write(config.path(), "[parameters]\n\"path.name\" = \"fuzzed\"\n")
+        .expect("write config");
+    let mut args = vec!["run".to_string(), spec.clone()];
+    args.extend(common.clone());
+    args.extend(
+        [
+            "--include-operation-id",
+            "change_password",
+            "--include-operation-id",
+            "revoke_user_tokens",
+            "--max-examples",
+            "25",
+        ]
+        .map(String::from),
+    );
+    run_schemathesis(&st, Some(config.path()), args).await;
 
     // Every read, on a real running environment and its application and version, so the
     // rich answers (environment detail, health, config, deployments, events) are checked too.

@@ -63,7 +63,7 @@ pub(crate) async fn launch_worker(
 }
 
 /// Every instance's address (IP:8080), from the API.
-async fn instance_addrs(server: &TestServer, env: &str) -> Vec<(String, String)> {
+pub(crate) async fn instance_addrs(server: &TestServer, env: &str) -> Vec<(String, String)> {
     let detail = server.client.get_environment(env).await.expect("env");
     detail
         .instances
@@ -74,7 +74,7 @@ async fn instance_addrs(server: &TestServer, env: &str) -> Vec<(String, String)>
 }
 
 /// The jobs every running instance processed.
-async fn records(server: &TestServer, env: &str) -> Vec<Value> {
+pub(crate) async fn records(server: &TestServer, env: &str) -> Vec<Value> {
     let mut all = Vec::new();
     for (_, addr) in instance_addrs(server, env).await {
         if let Ok(r) = http_client()
@@ -126,7 +126,7 @@ pub(crate) async fn send_many(server: &TestServer, env: &str, bodies: Vec<String
     ids
 }
 
-fn require_boto3() {
+pub(crate) fn require_boto3() {
     let ok = Command::new("python3")
         .args(["-c", "import boto3"])
         .status()

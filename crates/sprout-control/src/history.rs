@@ -1,8 +1,10 @@
 //! The last hour of each environment's figures, for the dashboard's charts: a sampler reads
 //! the balancer's metrics and control's environment state every [`SAMPLE_EVERY`] and keeps
 //! them in a ring buffer per environment, in memory (a restart starts the charts afresh).
+//! The dashboard only reads it.
 
-use sprout_control::{Control, Usage};
+use crate::{Control, ControlError, Usage};
+use sprout_core::auth::Role;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -92,13 +94,13 @@ impl History {
         tracing::info!("dashboard sampler stopped");
     }
 
-    async fn sample_all(&self, control: &Control) -> Result<(), sprout_control::ControlError> {
-        let envs = control.list_environments(None).await?;
+    async fn sample_all(&self, control: &Control) -> Result<(), ControlError> {
+        let envs = control.list_environments(None, Role::Viewer).await?;
         let names: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
         self.retain(&names);
         let reads = envs.iter().map(|env| async move {
             let metrics = control.balancer().metrics(&env.name);
-            let detail = control.get_environment(&env.name).await.ok();
+            let detail = control.get_environment(&env.name, Role::Viewer).await.ok();
             let usage = control.instance_usage(&env.name).await.unwrap_or_default();
             (env.name.clone(), metrics, detail, usage)
         });
