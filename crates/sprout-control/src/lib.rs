@@ -5,6 +5,7 @@ mod apps;
 mod autoscale;
 mod bundle_io;
 mod cron;
+mod dataplane;
 mod dispatch;
 mod environments;
 pub mod history;

@@ -50,9 +50,15 @@ impl Control {
     /// Runs until `shutdown`; a pass every `reconcile_interval`, or sooner when woken.
     pub async fn run_reconciler(&self, shutdown: CancellationToken) {
         tracing::info!(server = %self.server_id(), "reconciler started");
+        let mut saved = None;
         loop {
             if let Err(e) = self.reconcile_all().await {
                 tracing::warn!(error = %e, "reconcile pass failed");
+            }
+            // What a restarted server starts routing with (see `restore_routes`).
+            match self.checkpoint_health(saved.as_deref()).await {
+                Ok(now) => saved = Some(now),
+                Err(e) => tracing::warn!(error = %e, "could not record backend health"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -744,9 +750,10 @@ impl Control {
             .unwrap_or_default();
         let traffic = || {
             let (requests, failed) = match (self.totals(&env.name), operation.as_ref()) {
+                // Never below zero, should totals have lost a crash's last second.
                 (Some((r, f)), Some(op)) => (
-                    r - op.requests_before.unwrap_or(0),
-                    f - op.failed_before.unwrap_or(0),
+                    (r - op.requests_before.unwrap_or(0)).max(0),
+                    (f - op.failed_before.unwrap_or(0)).max(0),
                 ),
                 _ => (0, 0),
             };

@@ -79,6 +79,18 @@ impl Control {
         Ok(())
     }
 
+    /// Stops running scheduled actions (a next server takes them over); `start_schedules`
+    /// starts them again.
+    pub async fn stop_schedules(&self) {
+        let mut schedules = self.inner.schedules.lock().await;
+        schedules.jobs.clear();
+        if let Some(mut scheduler) = schedules.scheduler.take() {
+            if let Err(e) = scheduler.shutdown().await {
+                tracing::warn!(error = %e, "could not stop the cron scheduler");
+            }
+        }
+    }
+
     pub async fn add_schedule(
         &self,
         env_name: &str,

@@ -30,6 +30,9 @@ use crate::Balancer;
 
 /// A client may wait this long between requests on a kept-alive connection.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a stopping balancer keeps an idle keep-alive connection open for one more
+/// request (see `read_head`).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 /// Drop clients that start a request head and never finish it.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for the client to close its side, so that unread
@@ -152,11 +155,13 @@ impl Conn {
                 return Err(HeadError::Wire(WireError::TooLarge));
             }
             let idle = self.rbuf.is_empty();
-            if idle && *self.stop.borrow() {
-                return Ok(None);
-            }
+            let stopping = *self.stop.borrow();
             let deadline = if idle {
-                tokio::time::Instant::now() + IDLE_TIMEOUT
+                // Stopping (a restart hands the listeners to the next server): an idle
+                // keep-alive connection still gets its next request, answered with
+                // `Connection: close`, rather than a close that could cross a request
+                // the client is sending at that moment. Only a quiet one is closed.
+                tokio::time::Instant::now() + if stopping { DRAIN_IDLE } else { IDLE_TIMEOUT }
             } else {
                 *head_deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT)
             };
@@ -179,9 +184,12 @@ impl Conn {
                         Err(HeadError::Io(io::Error::new(io::ErrorKind::TimedOut, "request head timed out")))
                     };
                 }
-                // A stop (or the server gone) ends an idle connection; a started head is
-                // finished and answered.
-                _ = stop.changed(), if idle => return Ok(None),
+                // A stop shortens an idle connection's wait (the loop starts over with the
+                // drain deadline); a started head is finished and answered.
+                changed = stop.changed(), if idle && !stopping => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return Ok(None),
+                },
             };
             if n == 0 {
                 return if self.rbuf.is_empty() {

@@ -111,6 +111,14 @@ impl Health {
         }
     }
 
+    /// A backend last known healthy (by a previous server, from the store): in rotation at
+    /// once, and out after `unhealthy_threshold` failed checks like any healthy backend.
+    pub(crate) fn known_healthy() -> Health {
+        let health = Health::new();
+        health.checked.store(HEALTHY, Ordering::Relaxed);
+        health
+    }
+
     /// In rotation: passed its checks and not draining. Two relaxed loads, no lock.
     #[inline]
     pub(crate) fn is_healthy(&self) -> bool {

@@ -125,6 +125,9 @@ pub struct Balancer {
 #[derive(Default)]
 struct Control {
     envs: HashMap<String, EnvControl>,
+    /// Backends (id, address) a previous server last saw healthy: they start in rotation
+    /// rather than pending (see [`Balancer::restore_health`]). Each is used once.
+    known_healthy: HashSet<(String, SocketAddr)>,
 }
 
 /// Everything about an environment that outlives a single `set_route`.
@@ -269,15 +272,23 @@ impl Balancer {
                     }
                     c
                 }
-                // New instance (or an id reused for another address): starts pending.
-                _ => Checker::start(
-                    &self.health_client,
-                    &spec.env,
-                    &b.id,
-                    b.addr,
-                    &spec.health,
-                    Arc::new(Health::new()),
-                ),
+                // New instance (or an id reused for another address): starts pending, unless
+                // a previous server last saw it healthy at this address.
+                _ => {
+                    let health = if control.known_healthy.remove(&(b.id.clone(), b.addr)) {
+                        Health::known_healthy()
+                    } else {
+                        Health::new()
+                    };
+                    Checker::start(
+                        &self.health_client,
+                        &spec.env,
+                        &b.id,
+                        b.addr,
+                        &spec.health,
+                        Arc::new(health),
+                    )
+                }
             };
             if env_control.drained.contains(&b.id) {
                 checker.health.set_draining(true);
@@ -318,6 +329,58 @@ impl Balancer {
             env_control.stats.clone(),
             prev,
         ))
+    }
+
+    /// Backends (id, address) that a previous server last saw healthy: when a route next
+    /// lists one of them as new, it joins the pool at once instead of waiting for
+    /// `healthy_threshold` passes, so a restarted server answers from its first request.
+    /// Its checks run as usual from then on.
+    pub fn restore_health(&self, known: impl IntoIterator<Item = (String, SocketAddr)>) {
+        self.lock_control().known_healthy.extend(known);
+    }
+
+    /// Every backend in rotation, as (environment, id, address): what a restarted server
+    /// passes to [`Balancer::restore_health`].
+    pub fn healthy_backends(&self) -> Vec<(String, String, SocketAddr)> {
+        let table = self.table.load();
+        let mut healthy: Vec<(String, String, SocketAddr)> = table
+            .envs
+            .values()
+            .flat_map(|route| {
+                route
+                    .backends
+                    .iter()
+                    .filter(|b| b.health.is_healthy())
+                    .map(|b| (route.env.clone(), b.id.clone(), b.addr))
+            })
+            .collect();
+        healthy.sort();
+        healthy
+    }
+
+    /// Adds the totals counted by previous servers (restored from the store) to an
+    /// environment's, so they stay monotonic across restarts. False if it has no route.
+    pub fn restore_totals(&self, env: &str, earlier: Totals) -> bool {
+        let control = self.lock_control();
+        match control.envs.get(env) {
+            Some(e) => {
+                e.stats.restore(earlier);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Per environment, what its totals grew by since the last call: what to add to the
+    /// store's checkpoint. Environments with nothing new are left out.
+    pub fn take_unsaved_totals(&self) -> Vec<(String, Totals)> {
+        let control = self.lock_control();
+        control
+            .envs
+            .iter()
+            .map(|(env, e)| (env.clone(), e.stats.take_unsaved()))
+            .filter(|(_, t)| *t != Totals::default())
+            .collect()
     }
 
     /// Removes an environment's route, stops its health checks and drops its metrics,

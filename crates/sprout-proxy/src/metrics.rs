@@ -242,6 +242,8 @@ pub(crate) struct EnvStats {
     total_latency_us: AtomicU64,
     /// Proxy-generated failures no backend can be blamed for (no healthy backend).
     unrouted_failed: AtomicU64,
+    /// The totals as last checkpointed to the store (see `take_unsaved`).
+    saved: std::sync::Mutex<Totals>,
 }
 
 impl EnvStats {
@@ -254,7 +256,35 @@ impl EnvStats {
             total_failed: AtomicU64::new(0),
             total_latency_us: AtomicU64::new(0),
             unrouted_failed: AtomicU64::new(0),
+            saved: std::sync::Mutex::new(Totals::default()),
         }
+    }
+
+    /// Adds the counts of previous servers (from the store) to the totals, as saved already.
+    pub(crate) fn restore(&self, earlier: Totals) {
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        self.total_requests
+            .fetch_add(earlier.requests, Ordering::Relaxed);
+        self.total_5xx
+            .fetch_add(earlier.status_5xx, Ordering::Relaxed);
+        self.total_failed
+            .fetch_add(earlier.failed, Ordering::Relaxed);
+        saved.requests += earlier.requests;
+        saved.status_5xx += earlier.status_5xx;
+        saved.failed += earlier.failed;
+    }
+
+    /// What was counted since the last call (or the restore), now marked saved.
+    pub(crate) fn take_unsaved(&self) -> Totals {
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.totals();
+        let unsaved = Totals {
+            requests: now.requests.saturating_sub(saved.requests),
+            status_5xx: now.status_5xx.saturating_sub(saved.status_5xx),
+            failed: now.failed.saturating_sub(saved.failed),
+        };
+        *saved = now;
+        unsaved
     }
 
     /// Records the outcome the client saw. `failed` = the balancer generated the error.

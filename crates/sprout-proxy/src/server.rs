@@ -53,6 +53,35 @@ impl PerCoreListeners {
         Ok(PerCoreListeners { sockets, addr })
     }
 
+    /// Listening sockets bound elsewhere (a previous server's, handed over on restart).
+    /// They must all listen on one address.
+    pub fn from_std(sockets: Vec<std::net::TcpListener>) -> io::Result<PerCoreListeners> {
+        let Some(first) = sockets.first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listening socket",
+            ));
+        };
+        let addr = first.local_addr()?;
+        for socket in &sockets {
+            if socket.local_addr()? != addr {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "listening sockets on different addresses",
+                ));
+            }
+            socket.set_nonblocking(true)?;
+        }
+        Ok(PerCoreListeners { sockets, addr })
+    }
+
+    /// Duplicates of the sockets (the same kernel sockets, new descriptors), to hand to a
+    /// next server while these keep serving: connections waiting in a socket's queue are
+    /// then accepted by whichever process takes them first, never reset.
+    pub fn try_clone_sockets(&self) -> io::Result<Vec<std::net::TcpListener>> {
+        self.sockets.iter().map(|s| s.try_clone()).collect()
+    }
+
     /// The address bound (with the port chosen, if 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -235,7 +264,8 @@ impl Balancer {
         info!(addr = ?local, "balancer stopped accepting; draining connections");
         let _ = stop_tx.send(true);
         drop(stop_rx);
-        // Idle connections close at once and requests under way finish; a stream that
+        // Idle connections close after one more request or a short quiet spell (see
+        // `conn::DRAIN_IDLE`), requests under way finish; a stream that
         // would never end (a long poll, an event stream) is cut at the deadline.
         if tokio::time::timeout(DRAIN_TIMEOUT, stop_tx.closed())
             .await

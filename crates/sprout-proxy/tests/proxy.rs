@@ -1056,3 +1056,66 @@ async fn per_core_listeners_serve_and_refuse_a_taken_port() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A backend a previous server last saw healthy is in rotation from the first request,
+/// where a new one would be pending (502); a backend at another address is not.
+#[tokio::test]
+async fn restored_health_routes_from_the_first_request() {
+    let proxy = TestProxy::start().await;
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let mut spec = route("web", &["app.localhost"], &[&a]);
+    spec.health = HealthCheck {
+        interval: Duration::from_secs(10),
+        ..common::fast_health()
+    };
+    // Recorded healthy: "a" at its address, "b" at an address it no longer has.
+    proxy.balancer.restore_health([
+        ("a".to_string(), a.addr),
+        ("b".to_string(), "127.0.0.1:9".parse().unwrap()),
+    ]);
+    proxy.balancer.set_route(spec.clone());
+    assert_eq!(proxy.get("app.localhost", "/").await.status, StatusCode::OK);
+    assert_eq!(
+        proxy.balancer.healthy_backends(),
+        vec![("web".to_string(), "a".to_string(), a.addr)]
+    );
+
+    let mut spec_b = route("web", &["app.localhost"], &[&b]);
+    spec_b.health = spec.health.clone();
+    proxy.balancer.set_route(spec_b);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(
+        proxy.get("app.localhost", "/").await.status,
+        StatusCode::BAD_GATEWAY,
+        "b moved: pending like any new backend"
+    );
+}
+
+/// Totals restored from the store carry on, and only what was counted since is unsaved.
+#[tokio::test]
+async fn restored_totals_carry_on() {
+    let proxy = TestProxy::start().await;
+    let a = TestBackend::spawn("a").await;
+    proxy
+        .balancer
+        .set_route(route("web", &["app.localhost"], &[&a]));
+    wait_healthy(&proxy.balancer, "web", &["a"]).await;
+    let earlier = sprout_proxy::Totals {
+        requests: 1000,
+        status_5xx: 7,
+        failed: 3,
+    };
+    assert!(proxy.balancer.restore_totals("web", earlier));
+    assert!(!proxy.balancer.restore_totals("gone", earlier));
+    assert!(proxy.balancer.take_unsaved_totals().is_empty());
+    for _ in 0..3 {
+        assert_eq!(proxy.get("app.localhost", "/").await.status, StatusCode::OK);
+    }
+    let totals = proxy.balancer.metrics("web").expect("metrics").totals;
+    assert_eq!(totals.requests, 1003);
+    assert_eq!(totals.status_5xx, 7);
+    let unsaved = proxy.balancer.take_unsaved_totals();
+    assert_eq!(unsaved.len(), 1);
+    assert_eq!(unsaved[0].1.requests, 3);
+    assert!(proxy.balancer.take_unsaved_totals().is_empty());
+}

@@ -130,6 +130,7 @@ impl Store {
             "access_keys",
             "cron_ticks",
             "queues",
+            "request_counters",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE env_id IN (SELECT id FROM environments WHERE app_id = ?)"))
                 .bind(app_id)

@@ -435,7 +435,7 @@ impl Store {
         let at = now();
         let closed = sqlx::query(
             "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ?,
-                requests = ? - COALESCE(requests_before, 0), failed = ? - COALESCE(failed_before, 0)
+                requests = MAX(0, ? - COALESCE(requests_before, 0)), failed = MAX(0, ? - COALESCE(failed_before, 0))
              WHERE id = ? AND outcome = 'running'",
         )
         .bind(at)
@@ -671,7 +671,7 @@ impl Store {
         };
         sqlx::query(
             "UPDATE operations SET outcome = ?, finished_at = ?, message = ?,
-                requests = ? - COALESCE(requests_before, 0), failed = ? - COALESCE(failed_before, 0)
+                requests = MAX(0, ? - COALESCE(requests_before, 0)), failed = MAX(0, ? - COALESCE(failed_before, 0))
              WHERE env_id = ? AND outcome = 'running'",
         )
         .bind(outcome_text)

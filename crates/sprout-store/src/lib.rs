@@ -4,6 +4,7 @@
 
 mod apps;
 mod configs;
+mod dataplane;
 mod environments;
 mod events;
 mod queue;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use apps::{AppRow, NewVersion, VersionRow};
 pub use configs::SavedConfigRow;
+pub use dataplane::{HealthyBackend, RequestCounts};
 pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };

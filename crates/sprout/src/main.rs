@@ -1,5 +1,7 @@
 //! `sprout`: the control plane (`sprout server`) and the CLI (every other verb), one binary.
 
+mod handover;
+mod loops;
 mod server;
 
 use clap::Parser;

@@ -1,7 +1,11 @@
 //! `sprout server`: opens the store, connects to Docker, and runs the API, the balancer and
 //! the reconciler as named tasks until SIGTERM/SIGINT. Stopping leaves instances running;
-//! the next start adopts them.
+//! the next start adopts them. A server started while another runs on the same data
+//! directory takes its listening sockets over (see `handover`): a restart or an upgrade
+//! drops no request.
 
+use crate::handover::{Event, Offer, Predecessor, Sockets};
+use crate::loops::Loops;
 use anyhow::Context;
 use sprout_api::serve::ServeLimits;
 use sprout_api::{auth::Auth, AppState};
@@ -93,6 +97,11 @@ pub struct ServerArgs {
     /// cookie becomes `__Host-sprout_session`, Secure
     #[arg(long, env = "SPROUT_HTTPS")]
     https: bool,
+    /// Seconds a server told to stop (SIGTERM) keeps serving while it waits for a next
+    /// `sprout server` on the same data directory to take its sockets over (0: stop at
+    /// once; SIGINT always stops at once)
+    #[arg(long, env = "SPROUT_HANDOVER_WAIT", default_value_t = 5)]
+    handover_wait: u64,
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -112,24 +121,29 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+/// Which stop signal arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: wait a little for a next server to take over.
+    Term,
+    /// SIGINT (Ctrl-C): stop at once.
+    Interrupt,
+}
+
+async fn shutdown_signal() -> Stop {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => Stop::Interrupt,
+                _ = term.recv() => Stop::Term,
             }
         }
+        Err(_) => {
+            let _ = ctrl_c.await;
+            Stop::Interrupt
+        }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// glibc raises its mmap threshold after a large block is freed, so from then on the 19 MiB
@@ -211,13 +225,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("cannot reach the Docker engine (is dockerd running and is DOCKER_HOST right?)")?;
 
-    let api_listener = TcpListener::bind(&args.listen)
+    // A server already running on this data directory (a restart or an upgrade) hands its
+    // listening sockets over; it keeps accepting until this one has its routes back.
+    let mut predecessor = Predecessor::find(&data)
+        .await
+        .context("looking for a running server on this data directory")?;
+    let handed = match predecessor.as_mut() {
+        Some(running) => {
+            let sockets = running
+                .sockets()
+                .await
+                .context("taking the sockets over from the running server")?;
+            tracing::info!("a server runs on this data directory: taking its sockets over");
+            Some(sockets)
+        }
+        None => None,
+    };
+    let (handed_api, handed_sqs, handed_balancer) = match handed {
+        Some(s) => (Some(s.api), Some(s.sqs), s.balancer),
+        None => (None, None, Vec::new()),
+    };
+    let api_listener = listen(&args.listen, handed_api)
         .await
         .with_context(|| format!("cannot listen on {} (API)", args.listen))?;
-    let balancer_listener = bind_balancer(&args.balancer)
+    let balancer_listener = bind_balancer(&args.balancer, handed_balancer)
         .await
         .with_context(|| format!("cannot listen on {} (balancer)", args.balancer))?;
-    let sqs_listener = TcpListener::bind(&args.sqs)
+    let sqs_listener = listen(&args.sqs, handed_sqs)
         .await
         .with_context(|| format!("cannot listen on {} (SQS endpoint)", args.sqs))?;
     let sqs_addr = sqs_listener.local_addr()?;
@@ -277,8 +311,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_bytes: args.app_max_queue_bytes,
     };
     let control = Control::new(store.clone(), runtime, balancer.clone(), config).await?;
+    // Before the first accept: every route, and the instances last in rotation back in
+    // rotation, so the first requests get neither a 404 nor a 502.
+    match control.restore_routes().await {
+        Ok(routes) => tracing::info!(routes, "routes restored"),
+        Err(e) => tracing::warn!(error = %e, "could not restore the routes before serving"),
+    }
+    if let Some(running) = predecessor {
+        running
+            .taken()
+            .await
+            .context("the running server did not hand over")?;
+        tracing::info!("took over from the running server");
+    }
+    let handover_sockets = Sockets::try_clone(&api_listener, &sqs_listener, &balancer_listener)
+        .context("keeping the sockets for a next server")?;
+    let offer = Offer::listen(&data).context("hand-over socket")?;
+    let offer_path = offer.path().to_path_buf();
     control.resume_builds().await?;
-    control.start_schedules().await?;
     // Build missing platform images now, so the first push does not wait for debootstrap.
     {
         let runtime = control.runtime().clone();
@@ -308,11 +358,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     };
-    let sampler_task = {
-        let token = shutdown.clone();
-        let (control, history) = (control.clone(), state.dashboard.history.clone());
-        tokio::spawn(async move { history.run(control, token).await })
-    };
+    let history = state.dashboard.history.clone();
     let app = sprout_api::router(state);
     let limits = ServeLimits {
         header_timeout: Duration::from_secs(args.header_timeout),
@@ -341,17 +387,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .await
         })
     };
-    let reconciler_task = {
-        let token = shutdown.clone();
-        let control = control.clone();
-        tokio::spawn(async move { control.run_reconciler(token).await })
-    };
-    let autoscaler_task = {
-        let token = shutdown.clone();
-        let control = control.clone();
-        tokio::spawn(async move { control.run_autoscaler(token).await })
-    };
-
     let sqs_task = {
         let token = shutdown.clone();
         let app = sprout_api::sqs::router(control.clone(), limits.body_timeout);
@@ -362,16 +397,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
         })
     };
-    let dispatcher_task = {
-        let token = shutdown.clone();
-        let control = control.clone();
-        tokio::spawn(async move { control.run_dispatcher(token).await })
-    };
-    let cron_task = {
-        let token = shutdown.clone();
-        let control = control.clone();
-        tokio::spawn(async move { control.run_cron(token).await })
-    };
+    let mut loops = Some(Loops::start(&control, &history).await?);
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(4);
+    let offer_task = tokio::spawn(offer.serve(handover_sockets, events_tx));
 
     tracing::info!(sqs = %sqs_addr, api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
     // Tests and scripts read these two lines to find the ports.
@@ -383,30 +411,121 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("sqs listening on http://{sqs_addr}");
     println!("server id {}", control.server_id());
 
-    shutdown_signal().await;
-    tracing::info!("stopping: instances keep running and will be adopted at the next start");
+    // Serve until a stop signal (SIGTERM: after waiting `handover_wait` for a next server)
+    // or until a next server has taken the sockets over.
+    let wait = Duration::from_secs(args.handover_wait);
+    let mut signal = Box::pin(shutdown_signal());
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut handed_over = false;
+    loop {
+        tokio::select! {
+            stop = &mut signal => {
+                if stop == Stop::Interrupt || wait.is_zero() || deadline.is_some() {
+                    break;
+                }
+                tracing::info!(seconds = wait.as_secs(), "stopping: serving on while a next server may take over");
+                deadline = Some(tokio::time::Instant::now() + wait);
+                signal = Box::pin(shutdown_signal());
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => break,
+            event = events.recv() => match event {
+                Some(Event::Prepare(done)) => {
+                    if let Some(running) = loops.take() {
+                        running.stop().await;
+                    }
+                    if let Err(e) = control.checkpoint_health(None).await {
+                        tracing::warn!(error = %e, "could not record backend health for the next server");
+                    }
+                    if let Err(e) = control.checkpoint_counts().await {
+                        tracing::warn!(error = %e, "could not record request counts for the next server");
+                    }
+                    let _ = done.send(());
+                }
+                Some(Event::Gone) => {
+                    if loops.is_none() {
+                        loops = Some(Loops::start(&control, &history).await?);
+                    }
+                }
+                Some(Event::Taken) | None => {
+                    handed_over = true;
+                    break;
+                }
+            },
+        }
+    }
+    offer_task.abort();
+    if handed_over {
+        tracing::info!("a next server serves now: finishing the requests under way");
+    } else {
+        // The next server (if any) binds its own; this one is of no use any more.
+        let _ = std::fs::remove_file(&offer_path);
+        tracing::info!("stopping: instances keep running and will be adopted at the next start");
+    }
     shutdown.cancel();
-    let (api, bal, rec, auto) =
-        tokio::join!(api_task, balancer_task, reconciler_task, autoscaler_task);
-    let _ = auto;
+    if let Some(running) = loops.take() {
+        running.stop().await;
+    }
+    let (api, bal, sqs) = tokio::join!(api_task, balancer_task, sqs_task);
     if let Ok(Err(e)) = api {
         tracing::warn!(error = %e, "api stopped with an error");
     }
     if let Ok(Err(e)) = bal {
         tracing::warn!(error = %e, "balancer stopped with an error");
     }
-    let _ = rec;
-    let (sqs, _, _, _) = tokio::join!(sqs_task, dispatcher_task, cron_task, sampler_task);
     if let Ok(Err(e)) = sqs {
         tracing::warn!(error = %e, "sqs endpoint stopped with an error");
+    }
+    // The requests finished since the last checkpoint (after a hand-over, those the next
+    // server's totals do not have) go into the deployment records too.
+    if let Err(e) = control.checkpoint_counts().await {
+        tracing::warn!(error = %e, "could not record request counts");
     }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The balancer's listening sockets, one per core (see `PerCoreListeners`).
-async fn bind_balancer(addr: &str) -> anyhow::Result<PerCoreListeners> {
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `configured` (as given on the command line) names the address `actual` is bound
+/// to; port 0 (any free port) matches any port.
+async fn names(configured: &str, actual: std::net::SocketAddr) -> bool {
+    match tokio::net::lookup_host(configured).await {
+        Ok(mut addrs) => {
+            addrs.any(|a| a.ip() == actual.ip() && (a.port() == 0 || a.port() == actual.port()))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A listener on `addr`: the one handed over by the previous server if it listens there,
+/// else a new one (an upgrade may move a port; the previous server closes the old one).
+async fn listen(addr: &str, handed: Option<std::net::TcpListener>) -> anyhow::Result<TcpListener> {
+    if let Some(socket) = handed {
+        if names(addr, socket.local_addr()?).await {
+            socket.set_nonblocking(true)?;
+            return Ok(TcpListener::from_std(socket)?);
+        }
+    }
+    Ok(TcpListener::bind(addr).await?)
+}
+
+/// The balancer's listening sockets, one per core (see `PerCoreListeners`): the previous
+/// server's if they listen on `addr`.
+async fn bind_balancer(
+    addr: &str,
+    handed: Vec<std::net::TcpListener>,
+) -> anyhow::Result<PerCoreListeners> {
+    if let Some(first) = handed.first() {
+        if names(addr, first.local_addr()?).await {
+            return Ok(PerCoreListeners::from_std(handed)?);
+        }
+    }
     let resolved = tokio::net::lookup_host(addr)
         .await?
         .next()

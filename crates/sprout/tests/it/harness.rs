@@ -58,6 +58,7 @@ impl TestServer {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut server = Self::spawn(
+            Path::new(env!("CARGO_BIN_EXE_sprout")),
             &data,
             extra_env.clone(),
             tempfile::tempdir().expect("temp dir"),
@@ -68,16 +69,15 @@ impl TestServer {
     }
 
     async fn spawn(
+        binary: &Path,
         data: &Path,
         extra_env: Vec<(String, String)>,
         config_dir: tempfile::TempDir,
     ) -> Self {
-        let mut cmd = sprout_testkit::server_command(
-            Path::new(env!("CARGO_BIN_EXE_sprout")),
-            data,
-            ADMIN_PASSWORD,
-        );
-        cmd.stderr(Stdio::inherit());
+        let mut cmd = sprout_testkit::server_command(binary, data, ADMIN_PASSWORD);
+        // Stop at once on SIGTERM unless a test waits for a hand-over.
+        cmd.env("SPROUT_HANDOVER_WAIT", "0")
+            .stderr(Stdio::inherit());
         for (k, v) in &extra_env {
             cmd.env(k, v);
         }
@@ -143,10 +143,52 @@ impl TestServer {
         let config_dir =
             std::mem::replace(&mut self.config_dir, tempfile::tempdir().expect("temp dir"));
         let guard = self._data_guard.take();
-        let mut next = Self::spawn(&self.data, self.extra_env.clone(), config_dir).await;
+        let mut next = Self::spawn(
+            Path::new(env!("CARGO_BIN_EXE_sprout")),
+            &self.data,
+            self.extra_env.clone(),
+            config_dir,
+        )
+        .await;
         next._data_guard = guard;
         let old = std::mem::replace(self, next);
         std::mem::forget(old); // its child is gone and its guards moved; nothing left to drop
+    }
+
+    /// Starts `binary` as a next server on the same data directory while this one runs
+    /// (after a SIGTERM to it first, with `sigterm_first`): the next one takes the sockets
+    /// over. Returns once the next one reports its addresses and the old one has exited;
+    /// panics if the old one exits with an error or does not exit within 60 s.
+    pub async fn take_over(&mut self, binary: &Path, sigterm_first: bool) {
+        let mut old = self.child.take().expect("a running server");
+        if sigterm_first {
+            let _ = Command::new("kill")
+                .args(["-TERM", &old.id().to_string()])
+                .status();
+        }
+        let config_dir =
+            std::mem::replace(&mut self.config_dir, tempfile::tempdir().expect("temp dir"));
+        let guard = self._data_guard.take();
+        let mut next = Self::spawn(binary, &self.data, self.extra_env.clone(), config_dir).await;
+        next._data_guard = guard;
+        let previous = std::mem::replace(self, next);
+        std::mem::forget(previous); // its child is taken and its guards moved
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match old.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "the previous server exited with {status}");
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => {
+                    let _ = old.kill();
+                    panic!("the previous server did not exit within 60 s of the hand-over");
+                }
+            }
+        }
     }
 
     /// Runs a CLI verb of the real binary against this server.

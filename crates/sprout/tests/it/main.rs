@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod confinement;
 mod dashboard;
+mod dataplane;
 mod deploys;
 mod harness;
 mod openapi;
