@@ -79,7 +79,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, WireError> {
         return Ok(None);
     };
     let mut upstream_head = Vec::new();
-    head.write_upstream(&mut upstream_head, "127.0.0.1", b"fuzz-id");
+    head.write_upstream(&mut upstream_head, "127.0.0.1", false, b"fuzz-id", &[]);
     Ok(Some(Request {
         method: head.method.to_string(),
         path: head.path.to_string(),
