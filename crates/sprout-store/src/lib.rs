@@ -50,6 +50,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
