@@ -11,6 +11,7 @@ use sprout_core::queue::{
     Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME,
 };
 use sprout_core::Tier;
+use sprout_store::Tick;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -148,9 +149,11 @@ impl Control {
             let sent = self
                 .store()
                 .send_tick(
-                    env_id,
-                    &task.name,
-                    &scheduled,
+                    &Tick {
+                        env_id,
+                        task: &task.name,
+                        scheduled_at: &scheduled,
+                    },
                     &queue,
                     &out.row,
                     now_ms(),

@@ -28,7 +28,7 @@ pub use environments::{
 };
 pub use events::EventRow;
 pub use queue::{
-    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
 pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};

@@ -571,47 +571,41 @@ impl Store {
     /// before.
     pub async fn send_tick(
         &self,
-        env_id: i64,
-        task: &str,
-        scheduled_at: &str,
+        tick: &Tick<'_>,
         queue: &QueueRow,
         message: &NewMessage,
         now_ms: i64,
         quota: &QueueQuota,
     ) -> Result<bool> {
+        let message = std::slice::from_ref(message);
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        admit(&mut tx, queue.app_id, quota, std::slice::from_ref(message)).await?;
+        admit(&mut tx, queue.app_id, quota, message).await?;
         let recorded = sqlx::query(
             "INSERT INTO cron_ticks (env_id, task, scheduled_at, message_id) VALUES (?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
         )
-        .bind(env_id)
-        .bind(task)
-        .bind(scheduled_at)
-        .bind(&message.message_id)
+        .bind(tick.env_id)
+        .bind(tick.task)
+        .bind(tick.scheduled_at)
+        .bind(&message[0].message_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if recorded == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO messages (queue_id, message_id, body, md5, attributes, sent_at, visible_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(queue.id)
-        .bind(&message.message_id)
-        .bind(&message.body)
-        .bind(&message.md5)
-        .bind(&message.attributes)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms + queue.retention_seconds * 1000)
-        .execute(&mut *tx)
-        .await?;
+        insert_messages(&mut tx, queue, message, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// One tick of a periodic task: which environment's task, and when it was due.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick<'a> {
+    pub env_id: i64,
+    pub task: &'a str,
+    pub scheduled_at: &'a str,
 }
 
 async fn queue_usage(conn: &mut SqliteConnection, app_id: i64) -> Result<QueueUsage> {
