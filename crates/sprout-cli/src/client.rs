@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprout_core::api::{
     App, ConfigUpdate, ConfigView, CreateApp, CreateEnvironment, DeployRequest, Deployment,
-    Environment, EnvironmentDetail, Event, HealthReport, LoginRequest, LoginResponse, OperationStatus, Problem,
-    SaveConfig, SavedConfig, SetProperties, SwapRequest, Version, API_PREFIX, HEALTHZ,
+    Environment, EnvironmentDetail, Event, HealthReport, LoginRequest, LoginResponse,
+    OperationStatus, Problem, SaveConfig, SavedConfig, SetProperties, SwapRequest, Version,
+    API_PREFIX, HEALTHZ,
 };
 use std::collections::BTreeMap;
 use std::path::Path;

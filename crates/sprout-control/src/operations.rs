@@ -18,7 +18,9 @@ impl Control {
     /// How long any operation may run: the server's `--operation-timeout`, or the
     /// environment's `command_timeout` when that is shorter.
     pub(crate) fn time_limit(&self, settings: &EnvSettings) -> Duration {
-        settings.command_timeout.min(self.config().operation_timeout)
+        settings
+            .command_timeout
+            .min(self.config().operation_timeout)
     }
 
     /// Why `op` has run out of time, if it has.

@@ -495,7 +495,12 @@ impl Control {
         started.map(|()| true)
     }
 
-    async fn try_start_instances(&self, env: &EnvRow, target: &str, zones: &[String]) -> Result<()> {
+    async fn try_start_instances(
+        &self,
+        env: &EnvRow,
+        target: &str,
+        zones: &[String],
+    ) -> Result<()> {
         let network = self.network_of(env);
         let labels = HashMap::from([
             ("sprout.server".to_string(), self.server_id().to_string()),
@@ -661,7 +666,12 @@ impl Control {
 
     /// Why the running operation has failed, if it has: out of time, instances that keep
     /// exiting, a new instance that does not pass its checks in time, a sick canary.
-    fn failure(&self, seen: &Seen<'_>, op: &OperationRow, state: &OperationState) -> Option<String> {
+    fn failure(
+        &self,
+        seen: &Seen<'_>,
+        op: &OperationRow,
+        state: &OperationState,
+    ) -> Option<String> {
         let exits = state.exits;
         if exits > 2 * seen.env.desired.max(1) {
             return Some(format!(

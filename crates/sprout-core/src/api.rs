@@ -580,7 +580,10 @@ mod tests {
         assert_eq!(OperationPhase::of(Running, true, None), P::Evaluating);
         assert_eq!(OperationPhase::of(Succeeded, true, None), P::Succeeded);
         assert_eq!(OperationPhase::of(Failed, false, None), P::Failed);
-        assert_eq!(OperationPhase::of(Failed, true, Some(Running)), P::RollingBack);
+        assert_eq!(
+            OperationPhase::of(Failed, true, Some(Running)),
+            P::RollingBack
+        );
         assert_eq!(
             OperationPhase::of(Failed, false, Some(Succeeded)),
             P::RolledBack

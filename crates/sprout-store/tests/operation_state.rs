@@ -64,7 +64,10 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
     }
     store.clear_step_failures(launch.id).await.expect("clear");
     assert_eq!(
-        store.record_step_failure(launch.id, "again").await.expect("record"),
+        store
+            .record_step_failure(launch.id, "again")
+            .await
+            .expect("record"),
         Some(1)
     );
     store.record_exit(launch.id).await.expect("exit");
@@ -82,7 +85,11 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
     let store = Store::open(&db).await.expect("reopen");
     let state = store.operation_state(launch.id).await.expect("state");
     assert_eq!(
-        (state.step_failures, state.last_error.as_deref(), state.exits),
+        (
+            state.step_failures,
+            state.last_error.as_deref(),
+            state.exits
+        ),
         (1, Some("again"), 2)
     );
     assert_eq!(state.canary_since, Some(first));
@@ -90,7 +97,10 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
         store.operation_env_name(launch.id).await.expect("name"),
         Some("web".to_string())
     );
-    assert_eq!(store.operation(999).await.expect("none").map(|o| o.id), None);
+    assert_eq!(
+        store.operation(999).await.expect("none").map(|o| o.id),
+        None
+    );
 
     // An operation that ended counts nothing more.
     store
@@ -106,7 +116,10 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
         .await
         .expect("finish");
     assert_eq!(
-        store.record_step_failure(launch.id, "late").await.expect("late"),
+        store
+            .record_step_failure(launch.id, "late")
+            .await
+            .expect("late"),
         None
     );
 

@@ -44,7 +44,10 @@ impl AmbiguousNetwork {
             ids.push(created.id);
         }
         let refused = docker
-            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await;
         assert!(
             refused.is_err(),
@@ -82,7 +85,16 @@ async fn a_step_docker_keeps_refusing_fails_the_operation_with_its_reason() {
 
     let started = Instant::now();
     let out = server.cli(&[
-        "env", "create", &env, "--app", &app, "--version", "v1", "--mode", "prod", "--wait",
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--mode",
+        "prod",
+        "--wait",
     ]);
     let took = started.elapsed();
     let err = stderr(&out);
@@ -135,7 +147,10 @@ async fn a_step_docker_keeps_refusing_fails_the_operation_with_its_reason() {
     assert!(op["progress"].is_null(), "{op}");
     assert!(op["finished_at"].is_string(), "{op}");
     assert!(
-        op["last_error"].as_str().unwrap_or_default().contains("ambiguous"),
+        op["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ambiguous"),
         "{op}"
     );
     assert_eq!(op["message"].as_str(), failed[0].message.as_str().into());
@@ -144,7 +159,10 @@ async fn a_step_docker_keeps_refusing_fails_the_operation_with_its_reason() {
     let out = server.cli(&["terminate", &env, "--wait"]);
     assert!(out.status.success(), "terminate: {}", stderr(&out));
     let ops = server.client.deployments(&env).await.expect("records");
-    let terminate = ops.iter().find(|d| d.kind == "terminate").expect("terminate");
+    let terminate = ops
+        .iter()
+        .find(|d| d.kind == "terminate")
+        .expect("terminate");
     let op = server
         .client
         .get_operation(terminate.id)
@@ -162,16 +180,45 @@ async fn a_step_docker_keeps_refusing_fails_the_operation_with_its_reason() {
     assert!(op.duration_secs.is_some());
 
     // Unknown operations are 404 problems; no token, 401.
-    let (status, p) = call(&server, Some(&vera), "GET", "/api/v1/operations/999999", None).await;
-    assert_eq!((status, p["type"].as_str()), (404, Some(types::NOT_FOUND)), "{p}");
+    let (status, p) = call(
+        &server,
+        Some(&vera),
+        "GET",
+        "/api/v1/operations/999999",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (404, Some(types::NOT_FOUND)),
+        "{p}"
+    );
     assert!(
         p["detail"].as_str().unwrap_or_default().contains("999999"),
         "{p}"
     );
-    let (status, _) = call(&server, None, "GET", &format!("/api/v1/operations/{}", launch.id), None).await;
+    let (status, _) = call(
+        &server,
+        None,
+        "GET",
+        &format!("/api/v1/operations/{}", launch.id),
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
-    let (status, p) = call(&server, Some(&vera), "GET", "/api/v1/operations/seven", None).await;
-    assert_eq!((status, p["type"].as_str()), (400, Some(types::INVALID_INPUT)), "{p}");
+    let (status, p) = call(
+        &server,
+        Some(&vera),
+        "GET",
+        "/api/v1/operations/seven",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (400, Some(types::INVALID_INPUT)),
+        "{p}"
+    );
 
     ambiguous.remove().await;
 }
