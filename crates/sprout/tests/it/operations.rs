@@ -222,3 +222,49 @@ async fn a_step_docker_keeps_refusing_fails_the_operation_with_its_reason() {
 
     ambiguous.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_servers_operation_timeout_ends_a_launch_that_never_gets_healthy() {
+    let server = TestServer::start_with(&[("SPROUT_OPERATION_TIMEOUT", "6")]).await;
+    let app = unique("opstime");
+    let env = unique("web");
+    let out = server.cli(&["app", "create", &app]);
+    assert!(out.status.success(), "app create: {}", stderr(&out));
+    let sick = testapp_with_health(500);
+    push(&server, sick.path(), &app, "v1");
+
+    // Its instances would have ten minutes to pass their checks; the server allows 6 s.
+    let started = Instant::now();
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--set",
+        "health_grace=10m",
+        "--wait",
+    ]);
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "never healthy, so never launched: {err}"
+    );
+    assert!(
+        err.contains("createEnvironment failed: not done within the operation timeout (6 s)"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(
+        events(&server, &env)
+            .await
+            .iter()
+            .any(|e| e.severity == Severity::Error
+                && e.message
+                    .contains("not done within the operation timeout (6 s)")),
+        "the reason is in the events"
+    );
+}
