@@ -172,7 +172,7 @@ async fn follow(
     spinner: &mut Spinner,
 ) -> Result<OperationStatus, CliError> {
     let mut retry = Retry(0);
-    let mut told_rollback = false;
+    let mut rolling_back: Option<OperationStatus> = None;
     let mut newest_event = String::new();
     loop {
         tokio::time::sleep(POLL).await;
@@ -182,10 +182,17 @@ async fn follow(
                 op
             }
             Err(e) if retry.allow(&e) => continue,
-            Err(e) => return Err(e),
+            Err(e) => match rolling_back.take() {
+                // The operation failed already: that is what to report.
+                Some(last) => {
+                    spinner.println(&format!("cannot follow the rollback: {e}"));
+                    return Ok(last);
+                }
+                None => return Err(e),
+            },
         };
-        if op.phase == OperationPhase::RollingBack && !told_rollback {
-            told_rollback = true;
+        if op.phase == OperationPhase::RollingBack && rolling_back.is_none() {
+            rolling_back = Some(op.clone());
             let why = op.message.as_deref().unwrap_or("the operation failed");
             spinner.println(&format!("{why}; rolling back"));
         }
