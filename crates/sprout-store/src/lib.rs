@@ -7,6 +7,7 @@ mod configs;
 mod dataplane;
 mod environments;
 mod events;
+mod operations;
 mod queue;
 mod sealed;
 pub mod secret_box;
@@ -27,6 +28,7 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
+pub use operations::OperationState;
 pub use queue::{
     AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
