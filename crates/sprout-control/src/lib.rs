@@ -99,10 +99,19 @@ pub enum ControlError {
     Unavailable(String),
     #[error(transparent)]
     Quota(#[from] sprout_core::queue::QuotaError),
+    /// A stored record that does not parse, named (the control plane leaves it alone).
+    #[error("{0}")]
+    Corrupt(String),
     #[error("store: {0}")]
     Store(StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<sprout_core::LifecycleError> for ControlError {
+    fn from(e: sprout_core::LifecycleError) -> Self {
+        ControlError::Conflict(e.to_string())
+    }
 }
 
 impl From<StoreError> for ControlError {
@@ -110,6 +119,7 @@ impl From<StoreError> for ControlError {
         match e {
             StoreError::Conflict(m) => ControlError::Conflict(m),
             StoreError::NotFound(m) => ControlError::NotFound(m),
+            e @ StoreError::Corrupt { .. } => ControlError::Corrupt(e.to_string()),
             other => ControlError::Store(other),
         }
     }
@@ -157,6 +167,8 @@ struct Inner {
     exits: std::sync::Mutex<std::collections::HashMap<i64, u32>>,
     /// Per traffic-splitting operation: when the whole new set first served.
     canary_since: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
+    /// Environments whose row cannot be read, already reported (event once).
+    corrupt: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Instances being drained and removed by a background task.
     removing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while an upload moves its bundle into place and records its version, so two
@@ -211,6 +223,7 @@ impl Control {
                 exits: Default::default(),
                 canary_since: Default::default(),
                 removing: Default::default(),
+                corrupt: Default::default(),
                 placing: Default::default(),
                 queues: Default::default(),
             }),
