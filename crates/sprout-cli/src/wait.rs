@@ -4,7 +4,7 @@ use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{tail_lines, Spinner};
 use sprout_core::api::{Environment, Operation, OperationOutcome, Version};
-use sprout_core::{EnvStatus, VersionStatus};
+use sprout_core::{EnvStatus, OpKind, VersionStatus};
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(500);
@@ -259,7 +259,7 @@ pub(crate) async fn operation(
                     .current
                     .operation
                     .as_ref()
-                    .is_some_and(|o| o.kind == "rollback");
+                    .is_some_and(|o| o.kind == OpKind::Rollback.as_str());
                 match record {
                     Some(d) if d.outcome == OperationOutcome::Failed => {
                         break d
@@ -302,7 +302,7 @@ pub(crate) fn rollback_outcome(e: &Environment, op_id: i64) -> Option<String> {
     let rb = e
         .operation
         .as_ref()
-        .filter(|o| o.id > op_id && o.kind == "rollback")?;
+        .filter(|o| o.id > op_id && o.kind == OpKind::Rollback.as_str())?;
     Some(match rb.outcome {
         OperationOutcome::Succeeded => format!(
             "rolled back: environment {} is {} ({}), running version {}",

@@ -4,7 +4,7 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::plan::RemoveReason;
-use sprout_core::{EnvOp, LifecycleError, Severity, Tier};
+use sprout_core::{EnvOp, Severity, Tier};
 use sprout_store::EnvRow;
 use sprout_store::EnvironmentStore as _;
 use std::time::{Duration, Instant};
@@ -12,14 +12,11 @@ use std::time::{Duration, Instant};
 impl Control {
     pub async fn restart(&self, env_name: &str, by: Option<&str>) -> Result<usize> {
         let env = self.live_env(env_name).await?;
-        if let Err(e) = env.status.begin(EnvOp::Restart) {
-            return Err(ControlError::Conflict(match e {
-                LifecycleError::Busy { status, .. } => format!(
-                    "environment '{}' is {status}; restart it once that ends",
-                    env.name
-                ),
-                other => other.to_string(),
-            }));
+        if !env.status.allows(EnvOp::Restart) {
+            return Err(ControlError::Conflict(format!(
+                "environment '{}' is {}; restart it once that ends",
+                env.name, env.status
+            )));
         }
         let ids: Vec<String> = self
             .env_containers(&env)

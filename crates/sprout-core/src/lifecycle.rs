@@ -104,7 +104,7 @@ pub const RULES: &[(EnvOp, OpRule)] = &[
     (EnvOp::Abort,        rule(&[Updating], Some(Updating), Some(Ready),     Some(Ready),      false, false, Some(OpKind::Rollback))),
     (EnvOp::Terminate,    rule(LIVE,    Some(Terminating), Some(Terminated), Some(Terminated), true,  false, Some(OpKind::Terminate))),
     (EnvOp::Autoscale,    rule(READY,   None,              None,             None,             false, false, None)),
-    (EnvOp::Schedule,     rule(LIVE,    None,              None,             None,             false, false, None)),
+    (EnvOp::Schedule,     rule(LIVE,    None,              None,             None,             false, false, Some(OpKind::Configure))),
 ];
 
 #[allow(clippy::too_many_arguments)]
