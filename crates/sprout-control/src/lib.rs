@@ -120,6 +120,7 @@ impl From<StoreError> for ControlError {
             StoreError::Conflict(m) => ControlError::Conflict(m),
             StoreError::NotFound(m) => ControlError::NotFound(m),
             e @ StoreError::Corrupt { .. } => ControlError::Corrupt(e.to_string()),
+            StoreError::Quota(q) => ControlError::Quota(q),
             other => ControlError::Store(other),
         }
     }

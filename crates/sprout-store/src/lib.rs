@@ -31,7 +31,7 @@ pub use environments::{
 };
 pub use events::EventRow;
 pub use queue::{
-    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
 pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};
@@ -62,6 +62,8 @@ pub enum StoreError {
     Encode(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
