@@ -79,6 +79,9 @@ impl From<ControlError> for ApiError {
             ControlError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, m)
             }
+            ControlError::Corrupt(m) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, types::CORRUPT_RECORD, m)
+            }
             e @ (ControlError::Store(_) | ControlError::Internal(_)) => Self::internal(e),
         }
     }
@@ -110,7 +113,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), error = %self.detail, "request failed");
-            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Unavailable says what to wait for; a corrupt record names the row to mend.
+            if self.status == StatusCode::SERVICE_UNAVAILABLE || self.kind == types::CORRUPT_RECORD
+            {
                 self.detail
             } else {
                 "internal error; the server log has the details".to_string()

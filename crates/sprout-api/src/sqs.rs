@@ -20,7 +20,7 @@ use sprout_control::queues::{attributes_of, prepare, REGION};
 use sprout_control::{Control, ControlError};
 use sprout_core::queue::{self as q, Attributes, QueueError};
 use sprout_core::sigv4::{self, Authorization, SigV4Error, SignedRequest};
-use sprout_store::{AccessKeyRow, QueueRow, QueueSettings};
+use sprout_store::{AccessKeyRow, EnvironmentStore as _, QueueRow, QueueSettings};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

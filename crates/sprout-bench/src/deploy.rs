@@ -148,7 +148,7 @@ async fn deploy_figures(server: &Server, app: &str, envs: &[String; 3]) -> Resul
         .deployments(env)
         .await?
         .into_iter()
-        .find(|d| d.kind == "deploy");
+        .find(|d| d.kind == sprout_core::OpKind::Deploy.as_str());
     table.row(vec![
         "rolling deploy, 4 instances, batch 1 (POST → done)".into(),
         format!("{} ({outcome})", secs(took)),

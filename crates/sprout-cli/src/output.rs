@@ -445,12 +445,7 @@ pub(crate) fn deployments_table(ds: &[Deployment]) -> Table {
 }
 
 pub(crate) fn outcome(o: sprout_core::api::OperationOutcome) -> &'static str {
-    use sprout_core::api::OperationOutcome::*;
-    match o {
-        Running => "running",
-        Succeeded => "succeeded",
-        Failed => "failed",
-    }
+    o.as_str()
 }
 
 pub(crate) fn event_line(e: &Event) -> String {

@@ -4,8 +4,9 @@
 
 use crate::{Control, Result};
 use sprout_core::scaling::{decide, Fleet, Metric, Sample};
-use sprout_core::{EnvSettings, EnvStatus};
+use sprout_core::{EnvOp, EnvSettings};
 use sprout_store::EnvRow;
+use sprout_store::EnvironmentStore as _;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -26,8 +27,8 @@ impl Control {
         tracing::info!("autoscaler started");
         loop {
             match self.store().active_environments().await {
-                Ok(envs) => {
-                    let passes = envs.into_iter().map(|env| async move {
+                Ok(active) => {
+                    let passes = active.envs.into_iter().map(|env| async move {
                         if let Err(e) = self.autoscale_env(&env).await {
                             tracing::warn!(env = %env.name, error = %e, "autoscaling pass failed");
                         }
@@ -48,7 +49,7 @@ impl Control {
         let settings = env.settings();
         let trigger = settings.trigger();
         // Scaling waits while a deployment or another operation runs.
-        if trigger.metric == Metric::None || env.status()? != EnvStatus::Ready {
+        if trigger.metric == Metric::None || !env.status.allows(EnvOp::Autoscale) {
             return Ok(());
         }
         let due = self
@@ -103,8 +104,9 @@ impl Control {
         };
         if let Some(d) = decision {
             tracing::info!(env = %env.name, from = d.from, to = d.to, reason = %d.reason, "autoscaling");
+            let transition = env.status.begin(EnvOp::Autoscale)?;
             self.store()
-                .set_desired(env, i64::from(d.to), &d.reason)
+                .set_desired(env, &transition, i64::from(d.to), &d.reason)
                 .await?;
             self.wake();
         }
@@ -152,7 +154,7 @@ impl Control {
     /// Messages waiting (visible) per serving worker instance, like Beanstalk's
     /// ApproximateNumberOfMessagesVisible trigger.
     async fn queue_backlog_per_instance(&self, env: &EnvRow) -> Option<f64> {
-        if env.tier != sprout_core::Tier::Worker.as_str() {
+        if env.tier != sprout_core::Tier::Worker {
             return None;
         }
         let stats = self.queue_stats(&env.name).await.ok()?;

@@ -6,11 +6,11 @@
 use crate::queues::{now_ms, prepare};
 use crate::Control;
 use sprout_core::cron::CronTask;
-use sprout_core::manifest::BundleManifest;
 use sprout_core::queue::{
     Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME,
 };
 use sprout_core::Tier;
+use sprout_store::EnvironmentStore as _;
 use sprout_store::Tick;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,12 +60,11 @@ impl Control {
         registered: &mut HashMap<i64, (String, Vec<Uuid>)>,
     ) -> crate::Result<()> {
         let mut wanted: HashMap<i64, (String, Vec<CronTask>)> = HashMap::new();
-        for env in self.store().active_environments().await? {
-            let live = env.status().is_ok_and(|s| s.is_live());
-            if !live || env.tier.parse::<Tier>().ok() != Some(Tier::Worker) {
+        for env in self.store().active_environments().await?.envs {
+            if !env.status.is_live() || env.tier != Tier::Worker {
                 continue;
             }
-            let manifest: BundleManifest = serde_json::from_str(&env.manifest).unwrap_or_default();
+            let manifest = env.manifest;
             if manifest.cron.cron.is_empty() {
                 continue;
             }

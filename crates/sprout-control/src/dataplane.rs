@@ -6,6 +6,7 @@
 use crate::{Control, Result};
 use sprout_core::Tier;
 use sprout_runtime::ContainerInfo;
+use sprout_store::EnvironmentStore as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -20,7 +21,7 @@ impl Control {
                 .into_iter()
                 .filter_map(|(_, id, addr)| Some((id, addr.parse::<SocketAddr>().ok()?))),
         );
-        let envs = self.store().active_environments().await?;
+        let envs = self.store().active_environments().await?.envs;
         let mut by_env: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         for c in self
             .list_containers(&[("sprout.server", self.server_id())])
@@ -35,8 +36,8 @@ impl Control {
         for env in &envs {
             let containers = by_env.remove(&env.id.to_string()).unwrap_or_default();
             let all: Vec<&ContainerInfo> = containers.iter().collect();
-            routes.push(self.route_for(env, env.status()?.is_live(), &all));
-            let web = env.tier == Tier::Web.as_str();
+            routes.push(self.route_for(env, env.status.is_live(), &all));
+            let web = env.tier == Tier::Web;
             self.balancer()
                 .set_sticky(&env.name, env.settings().sticky.filter(|_| web));
         }
@@ -69,12 +70,12 @@ impl Control {
         if unsaved.is_empty() {
             return Ok(());
         }
-        let ids: HashMap<String, i64> = self
-            .store()
-            .active_environments()
-            .await?
+        let active = self.store().active_environments().await?;
+        let ids: HashMap<String, i64> = active
+            .envs
             .into_iter()
             .map(|e| (e.name, e.id))
+            .chain(active.corrupt.into_iter().map(|c| (c.name, c.id)))
             .collect();
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let rows: Vec<(i64, sprout_store::RequestCounts)> = unsaved

@@ -12,6 +12,7 @@ use crate::queues::{attributes_of, ms_to_time, now_ms};
 use crate::Control;
 use sprout_core::queue::{sqsd_request, Delivery, SqsdSettings};
 use sprout_core::{RequestPath, Tier};
+use sprout_store::EnvironmentStore as _;
 use sprout_store::{EnvRow, MessageRow, QueueRow};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -105,9 +106,9 @@ impl Control {
             .store()
             .active_environments()
             .await?
+            .envs
             .into_iter()
-            .filter(|e| e.tier.parse::<Tier>().ok() == Some(Tier::Worker))
-            .filter(|e| e.status().is_ok_and(|s| s.is_live()))
+            .filter(|e| e.tier == Tier::Worker && e.status.is_live())
             .collect();
         let mut present: HashSet<String> = HashSet::new();
         for env in &envs {

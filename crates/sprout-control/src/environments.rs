@@ -5,15 +5,17 @@ use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome};
 use sprout_core::auth::Role;
 use sprout_core::health::{self, CheckState, Verdict, Window};
-use sprout_core::manifest::BundleManifest;
 use sprout_core::plan::revision;
 use sprout_core::settings::{parse_duration, SettingError};
 use sprout_core::{
     AppName, BatchSize, Bootstrap, Cname, EnvName, EnvOp, EnvSettings, EnvStatus, HealthStatus,
-    InstanceType, LifecycleError, Mode, Tier, VersionLabel, VersionStatus,
+    InstanceType, LifecycleError, Mode, Tier, Transition, VersionLabel, VersionStatus,
 };
 use sprout_proxy::{BackendState, EnvMetrics};
-use sprout_store::{EnvRow, NewEnvironment, OperationRow, OperationStart, VersionRow};
+use sprout_store::{
+    EnvRow, EnvironmentStore, NewEnvironment, NewSavedConfig, OperationEnd, OperationRow,
+    OperationStart, VersionRow,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// Most instances one environment may ask for (a guard against typos like `--instances 200`).
@@ -79,12 +81,12 @@ fn check_property_key(key: &str) -> Result<()> {
 pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {
     api::Operation {
         id: op.id,
-        kind: op.kind.clone(),
+        kind: op.kind.to_string(),
         version: op.version_label.clone(),
         started_by: op.started_by.clone(),
         started_at: op.started_at,
         finished_at: op.finished_at,
-        outcome: op.outcome(),
+        outcome: op.outcome,
         message: op.message.clone(),
     }
 }
@@ -92,17 +94,17 @@ pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {
 fn deployment_view(op: &OperationRow) -> api::Deployment {
     api::Deployment {
         id: op.id,
-        kind: op.kind.clone(),
+        kind: op.kind.to_string(),
         version: op.version_label.clone(),
-        policy: op.policy.clone(),
-        batch: op.batch.clone(),
+        policy: op.policy.map(|p| p.to_string()),
+        batch: op.batch.map(|b| b.to_string()),
         started_by: op.started_by.clone(),
         started_at: op.started_at,
         finished_at: op.finished_at,
         duration_secs: op
             .finished_at
             .map(|f| (f - op.started_at).num_milliseconds() as f64 / 1000.0),
-        outcome: op.outcome(),
+        outcome: op.outcome,
         message: op.message.clone(),
         requests: op.requests,
         failed: op.failed,
@@ -146,12 +148,11 @@ impl Control {
 
     /// The revision the environment's instances should run.
     pub(crate) fn revision_of(&self, env: &EnvRow) -> String {
-        let settings = env.settings();
         revision(
             &env.version,
-            settings.instance_type.as_str(),
-            &env.bootstrap,
-            &env.properties(),
+            env.settings.instance_type.as_str(),
+            env.bootstrap.as_str(),
+            &env.properties,
         )
     }
 
@@ -179,23 +180,22 @@ impl Control {
             .ok_or_else(|| {
                 ControlError::NotFound(format!("version '{label}' of '{app}' not found"))
             })?;
-        match version.status.parse::<VersionStatus>() {
-            Ok(VersionStatus::Ready) => {}
-            Ok(VersionStatus::Processing) => {
+        match version.status {
+            VersionStatus::Ready => {}
+            VersionStatus::Processing => {
                 return Err(ControlError::Conflict(format!(
                     "version '{label}' is still being built; try again when it is ready"
                 )))
             }
-            _ => {
+            VersionStatus::Failed => {
                 return Err(ControlError::Invalid(format!(
                     "version '{label}' failed to build: {}",
                     version.error.as_deref().unwrap_or("see `sprout versions`")
                 )))
             }
         }
-        let manifest: BundleManifest = serde_json::from_str(&version.manifest)
-            .map_err(|e| ControlError::Internal(e.to_string()))?;
-        manifest
+        version
+            .manifest
             .command_for(tier)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
         Ok(version)
@@ -213,7 +213,7 @@ impl Control {
         keep: impl Fn(EnvStatus) -> bool,
     ) -> Result<EnvRow> {
         let env = self.any_env(name).await?;
-        if keep(env.status()?) {
+        if keep(env.status) {
             Ok(env)
         } else {
             Err(ControlError::NotFound(format!(
@@ -232,27 +232,25 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("environment '{name}' not found")))
     }
 
-    /// Why the environment cannot start another operation now (409), naming what runs.
-    async fn begin(&self, env: &EnvRow, op: EnvOp) -> Result<(EnvStatus, EnvStatus)> {
-        let status = env.status()?;
+    /// The lifecycle's transition for `op`, or why the environment cannot start it now
+    /// (409), naming what runs.
+    pub(crate) async fn begin(&self, env: &EnvRow, op: EnvOp) -> Result<Transition> {
+        let status = env.status;
         match status.begin(op) {
-            Ok(to) => Ok((status, to)),
+            Ok(t) => Ok(t),
             Err(LifecycleError::Busy { .. }) => {
                 let running = self
                     .store()
                     .current_operation(env.id)
                     .await?
-                    .filter(|o| o.outcome() == OperationOutcome::Running);
+                    .filter(OperationRow::is_running);
                 let what = match running {
                     Some(o) => format!(
                         "{} {} ({}{}, started by {}) is running",
                         o.kind,
                         o.id,
                         o.version_label.as_deref().unwrap_or("-"),
-                        o.policy
-                            .as_deref()
-                            .map(|p| format!(", {p}"))
-                            .unwrap_or_default(),
+                        o.policy.map(|p| format!(", {p}")).unwrap_or_default(),
                         o.started_by.as_deref().unwrap_or("sprout")
                     ),
                     None => format!("the environment is {status}"),
@@ -295,27 +293,26 @@ impl Control {
             ),
             None => None,
         };
+        // What the request does not say comes from the saved configuration, else the defaults.
         let tier = req
             .tier
-            .or_else(|| saved.as_ref().and_then(|s| s.tier.parse().ok()))
+            .or(saved.as_ref().map(|s| s.tier))
             .unwrap_or(Tier::Web);
         let mode = req
             .mode
-            .or_else(|| saved.as_ref().and_then(|s| s.mode.parse().ok()))
+            .or(saved.as_ref().map(|s| s.mode))
             .unwrap_or(Mode::Dev);
         let bootstrap = req
             .bootstrap
-            .or_else(|| saved.as_ref().and_then(|s| s.bootstrap.parse().ok()))
+            .or(saved.as_ref().map(|s| s.bootstrap))
             .unwrap_or(Bootstrap::Golden);
         let mut settings = match &saved {
-            Some(s) => {
-                serde_json::from_str(&s.settings).unwrap_or_else(|_| EnvSettings::for_mode(mode))
-            }
+            Some(s) => s.settings.clone(),
             None => EnvSettings::for_mode(mode),
         };
         let mut properties: BTreeMap<String, String> = saved
             .as_ref()
-            .and_then(|s| serde_json::from_str(&s.properties).ok())
+            .map(|s| s.properties.clone())
             .unwrap_or_default();
         properties.extend(req.env.clone());
         match (req.instances, req.min, req.max) {
@@ -355,10 +352,10 @@ impl Control {
             app_id: app_row.id,
             version_id: version.id,
             version_label: label.to_string(),
-            tier: tier.to_string(),
-            mode: mode.to_string(),
+            tier,
+            mode,
             cname: cname.to_string(),
-            bootstrap: bootstrap.to_string(),
+            bootstrap,
             desired: i64::from(settings.min),
             settings,
             properties,
@@ -379,9 +376,8 @@ impl Control {
         let env = self.live_env(env_name).await?;
         let label = VersionLabel::parse(&req.version)?;
         let app = AppName::parse(&env.app)?;
-        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
-        let (from, to) = self.begin(&env, EnvOp::Deploy).await?;
-        let version = self.ready_version(&app, &label, tier).await?;
+        let transition = self.begin(&env, EnvOp::Deploy).await?;
+        let version = self.ready_version(&app, &label, env.tier).await?;
         let mut settings = env.settings();
         let before = settings.clone();
         if let Some(p) = req.canary_percent {
@@ -405,14 +401,12 @@ impl Control {
         self.store()
             .begin_operation(
                 &env,
-                from,
-                to,
+                &transition,
                 &OperationStart {
-                    kind: "deploy",
                     new_version: Some((version.id, &version.label)),
                     new_settings: (settings != before).then_some(&settings),
-                    policy: Some(policy.to_string()),
-                    batch: Some(batch.to_string()),
+                    policy: Some(policy),
+                    batch: Some(batch),
                     totals: self.totals(&env.name),
                     started_by: by,
                     message: &message,
@@ -427,16 +421,17 @@ impl Control {
 
     pub async fn terminate(&self, env_name: &str, by: Option<&str>) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        let (from, to) = self.begin(&env, EnvOp::Terminate).await?;
+        let transition = self.begin(&env, EnvOp::Terminate).await?;
         let who = by.unwrap_or("system");
         let message = format!("terminateEnvironment is starting (by {who})");
         let start = OperationStart {
-            kind: "terminate",
             started_by: by,
             message: &message,
             ..Default::default()
         };
-        self.store().begin_operation(&env, from, to, &start).await?;
+        self.store()
+            .begin_operation(&env, &transition, &start)
+            .await?;
         self.wake();
         self.environment_view(&self.store().environment_by_id(env.id).await?)
             .await
@@ -449,18 +444,22 @@ impl Control {
             .store()
             .current_operation(env.id)
             .await?
-            .filter(|o| o.outcome() == OperationOutcome::Running);
-        let Some(op) = running.filter(|o| matches!(o.kind.as_str(), "deploy" | "configure")) else {
-            return Err(ControlError::Conflict(format!(
+            .filter(OperationRow::is_running);
+        let nothing = || {
+            ControlError::Conflict(format!(
                 "no deployment of '{}' is running; nothing to abort",
                 env.name
-            )));
+            ))
         };
+        let Some(op) = running.filter(|o| o.kind.abortable()) else {
+            return Err(nothing());
+        };
+        let rollback = env.status.begin(EnvOp::Abort).map_err(|_| nothing())?;
         let who = by.unwrap_or("system");
         let message = format!("{} {} aborted by {who}", op.kind, op.id);
         if self
             .store()
-            .fail_and_roll_back(&env, &op, self.totals(&env.name), &message)
+            .fail_and_roll_back(&env, &op, &rollback, self.totals(&env.name), &message)
             .await?
             .is_none()
         {
@@ -480,7 +479,7 @@ impl Control {
         let env = self.live_env(env_name).await?;
         Ok(api::ConfigView {
             environment: env.name.clone(),
-            settings: env.settings().to_map(),
+            settings: env.settings.to_map(),
             properties: properties_for(&env, reader),
         })
     }
@@ -523,18 +522,16 @@ impl Control {
         }
         let message = format!("configuration changed by {who}: {}", changes.join(", "));
         if before.needs_new_instances(&settings) {
-            let (from, to) = self.begin(&env, EnvOp::Configure).await?;
+            let transition = self.begin(&env, EnvOp::Configure).await?;
             self.store()
                 .begin_operation(
                     &env,
-                    from,
-                    to,
+                    &transition,
                     &OperationStart {
-                        kind: "configure",
                         new_settings: Some(&settings),
                         new_desired: Some(desired),
-                        policy: Some(settings.policy.to_string()),
-                        batch: Some(settings.batch.to_string()),
+                        policy: Some(settings.policy),
+                        batch: Some(settings.batch),
                         totals: self.totals(&env.name),
                         started_by: by,
                         message: &format!("{message}; replacing instances ({})", settings.policy),
@@ -543,14 +540,15 @@ impl Control {
                 )
                 .await?;
         } else {
-            self.begin(&env, EnvOp::Configure).await?;
+            let transition = self.begin(&env, EnvOp::ConfigureNow).await?;
             self.store()
-                .apply_settings(&env, &settings, by, &message)
+                .apply_settings(&env, &transition, &settings, by, &message)
                 .await?;
             if desired != env.desired {
                 self.store()
                     .set_desired(
                         &env,
+                        &transition,
                         desired,
                         &format!(
                             "desired instances {} → {desired} (min {}, max {})",
@@ -574,9 +572,15 @@ impl Control {
         by: Option<&str>,
     ) -> Result<api::Environment> {
         let env = self.live_env(env_name).await?;
-        self.begin(&env, EnvOp::Scale).await?;
-        self.scale_to(&env, req, req.instances, by.unwrap_or("system"))
-            .await?;
+        let transition = self.begin(&env, EnvOp::Scale).await?;
+        self.scale_to(
+            &env,
+            &transition,
+            req,
+            req.instances,
+            by.unwrap_or("system"),
+        )
+        .await?;
         self.wake();
         self.environment_view(&self.store().environment_by_id(env.id).await?)
             .await
@@ -585,6 +589,7 @@ impl Control {
     pub(crate) async fn scale_to(
         &self,
         env: &EnvRow,
+        transition: &Transition,
         req: &api::ScaleRequest,
         desired: Option<u32>,
         who: &str,
@@ -623,12 +628,14 @@ impl Control {
                 before.min, settings.min, before.max, settings.max
             );
             self.store()
-                .apply_settings(env, &settings, Some(who), &message)
+                .apply_settings(env, transition, &settings, Some(who), &message)
                 .await?;
         }
         if desired != env.desired {
             let message = format!("desired instances {} → {desired} (by {who})", env.desired);
-            self.store().set_desired(env, desired, &message).await?;
+            self.store()
+                .set_desired(env, transition, desired, &message)
+                .await?;
         }
         self.wake();
         Ok(())
@@ -695,9 +702,9 @@ impl Control {
                     "properties shown to viewers changed by {who}: {}",
                     list_or_none(&settings.public_properties)
                 );
-                self.begin(&env, EnvOp::Configure).await?;
+                let transition = self.begin(&env, EnvOp::ConfigureNow).await?;
                 self.store()
-                    .apply_settings(&env, &settings, by, &message)
+                    .apply_settings(&env, &transition, &settings, by, &message)
                     .await?;
                 return self
                     .environment_view(&self.store().environment_by_id(env.id).await?)
@@ -705,7 +712,7 @@ impl Control {
             }
             return self.environment_view(&env).await;
         }
-        let (from, to) = self.begin(&env, EnvOp::Configure).await?;
+        let transition = self.begin(&env, EnvOp::Configure).await?;
         let mut names: Vec<String> = req.set.keys().cloned().collect();
         names.extend(req.unset.iter().map(|k| format!("-{k}")));
         let message = format!(
@@ -716,14 +723,12 @@ impl Control {
         self.store()
             .begin_operation(
                 &env,
-                from,
-                to,
+                &transition,
                 &OperationStart {
-                    kind: "configure",
                     new_properties: Some(&properties),
                     new_settings: (settings != before).then_some(&settings),
-                    policy: Some(settings.policy.to_string()),
-                    batch: Some(settings.batch.to_string()),
+                    policy: Some(settings.policy),
+                    batch: Some(settings.batch),
                     totals: self.totals(&env.name),
                     started_by: by,
                     message: &message,
@@ -750,20 +755,18 @@ impl Control {
             )
         })?;
         let settings = env.settings();
-        let settings_json =
-            serde_json::to_string(&settings).map_err(|e| ControlError::Internal(e.to_string()))?;
         let row = self
             .store()
-            .save_config(
-                env.app_id,
-                config_name.as_str(),
-                &settings_json,
-                &env.properties,
-                &env.tier,
-                &env.mode,
-                &env.bootstrap,
+            .save_config(&NewSavedConfig {
+                app_id: env.app_id,
+                name: config_name.as_str(),
+                settings: &settings,
+                properties: &env.properties,
+                tier: env.tier,
+                mode: env.mode,
+                bootstrap: env.bootstrap,
                 by,
-            )
+            })
             .await?;
         self.store()
             .add_event(
@@ -794,15 +797,24 @@ impl Control {
             ));
         }
         for env in [&env_a, &env_b] {
-            if env.tier != "web" {
+            if env.tier != Tier::Web {
                 return Err(ControlError::Invalid(format!(
                     "'{}' is a worker environment: it has no CNAME to swap",
                     env.name
                 )));
             }
-            self.begin(env, EnvOp::Configure).await?;
         }
-        self.store().swap_cnames(&env_a, &env_b, by).await?;
+        let transition = self.begin(&env_a, EnvOp::Swap).await?;
+        let other = self.begin(&env_b, EnvOp::Swap).await?;
+        if other.from != transition.from {
+            return Err(ControlError::Conflict(format!(
+                "'{}' is {} and '{}' is {}; swap them when both are Ready",
+                env_a.name, transition.from, env_b.name, other.from
+            )));
+        }
+        self.store()
+            .swap_cnames(&env_a, &env_b, &transition, by)
+            .await?;
         let env_a = self.store().environment_by_id(env_a.id).await?;
         let env_b = self.store().environment_by_id(env_b.id).await?;
         let mut routes = Vec::new();
@@ -875,7 +887,7 @@ impl Control {
             .map(|r| api::Event {
                 id: r.id,
                 time: r.created_at,
-                severity: r.severity.parse().unwrap_or(sprout_core::Severity::Info),
+                severity: r.severity,
                 environment: r.environment,
                 app: r.app,
                 message: r.message,
@@ -996,7 +1008,7 @@ impl Control {
 
     pub async fn health_report(&self, name: &str) -> Result<api::HealthReport> {
         let env = self.live_env(name).await?;
-        let status = env.status()?;
+        let status = env.status;
         let verdict = self.judge_environment(&env, status);
         let judged = self.judge_instances(&env);
         let rows: HashMap<String, sprout_store::InstanceRow> = self
@@ -1102,9 +1114,7 @@ impl Control {
         operation: Option<&OperationRow>,
         reader: Role,
     ) -> Result<api::Environment> {
-        let status = env.status()?;
-        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
-        let settings = env.settings();
+        let (status, tier, settings) = (env.status, env.tier, &env.settings);
         let operation = operation.map(operation_view);
         let port = self.config().balancer_port;
         let url = (tier == Tier::Web).then(|| match port {
@@ -1117,7 +1127,7 @@ impl Control {
             app: env.app.clone(),
             version: env.version.clone(),
             tier,
-            mode: env.mode.parse().unwrap_or(Mode::Dev),
+            mode: env.mode,
             status,
             health: verdict.status.color().to_string(),
             health_status: verdict.status,
@@ -1125,7 +1135,7 @@ impl Control {
             cname: env.cname.clone(),
             url,
             instance_type: settings.instance_type,
-            bootstrap: env.bootstrap.parse().unwrap_or(Bootstrap::Golden),
+            bootstrap: env.bootstrap,
             min: settings.min,
             max: settings.max,
             desired: u32::try_from(env.desired).unwrap_or(0),
@@ -1137,7 +1147,6 @@ impl Control {
     }
 
     /// Closes the running operation if the environment is still where this pass saw it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish(
         &self,
         env: &EnvRow,
@@ -1147,12 +1156,15 @@ impl Control {
         outcome: OperationOutcome,
         message: &str,
     ) -> Result<()> {
-        let totals = self.totals(&env.name);
-        if self
-            .store()
-            .finish_operation(env, from, operation, status, outcome, totals, message)
-            .await?
-        {
+        let end = OperationEnd {
+            from,
+            operation,
+            to: status,
+            outcome,
+            totals: self.totals(&env.name),
+            message,
+        };
+        if self.store().finish_operation(env, &end).await? {
             tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");
         } else {
             tracing::debug!(env = %env.name, "state moved on before the operation could be closed");
@@ -1165,7 +1177,7 @@ impl Control {
 /// for viewers.
 fn properties_for(env: &EnvRow, reader: Role) -> BTreeMap<String, String> {
     let mut properties = env.properties();
-    sprout_core::properties::redact(&mut properties, &env.settings().public_properties, reader);
+    sprout_core::properties::redact(&mut properties, &env.settings.public_properties, reader);
     properties
 }
 

@@ -5,6 +5,7 @@
 
 use crate::{Control, ControlError, Usage};
 use sprout_core::auth::Role;
+use sprout_store::EnvironmentStore as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -95,14 +96,21 @@ impl History {
     }
 
     async fn sample_all(&self, control: &Control) -> Result<(), ControlError> {
-        let envs = control.list_environments(None, Role::Viewer).await?;
-        let names: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
+        // Readable environments only: a corrupt one must not stop the others' charts.
+        let names: Vec<String> = control
+            .store()
+            .active_environments()
+            .await?
+            .envs
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         self.retain(&names);
-        let reads = envs.iter().map(|env| async move {
-            let metrics = control.balancer().metrics(&env.name);
-            let detail = control.get_environment(&env.name, Role::Viewer).await.ok();
-            let usage = control.instance_usage(&env.name).await.unwrap_or_default();
-            (env.name.clone(), metrics, detail, usage)
+        let reads = names.iter().map(|name| async move {
+            let metrics = control.balancer().metrics(name);
+            let detail = control.get_environment(name, Role::Viewer).await.ok();
+            let usage = control.instance_usage(name).await.unwrap_or_default();
+            (name.clone(), metrics, detail, usage)
         });
         let now = Instant::now();
         for (name, metrics, detail, usage) in futures_util::future::join_all(reads).await {

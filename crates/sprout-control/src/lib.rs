@@ -101,10 +101,19 @@ pub enum ControlError {
     Unavailable(String),
     #[error(transparent)]
     Quota(#[from] sprout_core::queue::QuotaError),
+    /// A stored record that does not parse, named (the control plane leaves it alone).
+    #[error("{0}")]
+    Corrupt(String),
     #[error("store: {0}")]
     Store(StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<sprout_core::LifecycleError> for ControlError {
+    fn from(e: sprout_core::LifecycleError) -> Self {
+        ControlError::Conflict(e.to_string())
+    }
 }
 
 impl From<StoreError> for ControlError {
@@ -112,6 +121,7 @@ impl From<StoreError> for ControlError {
         match e {
             StoreError::Conflict(m) => ControlError::Conflict(m),
             StoreError::NotFound(m) => ControlError::NotFound(m),
+            e @ StoreError::Corrupt { .. } => ControlError::Corrupt(e.to_string()),
             StoreError::Quota(q) => ControlError::Quota(q),
             other => ControlError::Store(other),
         }
@@ -156,6 +166,8 @@ struct Inner {
     wake: Notify,
     /// Per environment: no new start before this instant (after a failed start).
     start_backoff: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
+    /// Environments whose row cannot be read, already reported (event once).
+    corrupt: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Instances being drained and removed by a background task.
     removing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while an upload moves its bundle into place and records its version, so two
@@ -208,6 +220,7 @@ impl Control {
                 wake: Notify::new(),
                 start_backoff: Default::default(),
                 removing: Default::default(),
+                corrupt: Default::default(),
                 placing: Default::default(),
                 queues: Default::default(),
             }),

@@ -3,7 +3,6 @@
 
 use crate::{Control, Result};
 use sprout_core::cron::CronTask;
-use sprout_core::manifest::BundleManifest;
 use std::collections::HashMap;
 
 /// CPU (in cores, 1.0 = one full core) and memory (bytes) of one instance.
@@ -45,7 +44,6 @@ impl Control {
     /// The periodic tasks (`cron.yaml`) of the version an environment runs.
     pub async fn cron_tasks(&self, env_name: &str) -> Result<Vec<CronTask>> {
         let env = self.live_env(env_name).await?;
-        let manifest: BundleManifest = serde_json::from_str(&env.manifest).unwrap_or_default();
-        Ok(manifest.cron.cron)
+        Ok(env.manifest.cron.cron)
     }
 }

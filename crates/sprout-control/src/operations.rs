@@ -10,8 +10,8 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome, OperationPhase, STEP_ATTEMPTS};
-use sprout_core::{EnvSettings, EnvStatus, Tier};
-use sprout_store::{EnvRow, OperationRow};
+use sprout_core::{EnvOp, EnvSettings, EnvStatus, OpKind, Tier};
+use sprout_store::{EnvRow, EnvironmentStore, OperationRow};
 use std::time::Duration;
 
 impl Control {
@@ -45,7 +45,7 @@ impl Control {
             .store()
             .current_operation(env.id)
             .await?
-            .filter(|op| op.outcome() == OperationOutcome::Running)
+            .filter(OperationRow::is_running)
         else {
             tracing::warn!(env = %env.name, error = %error, "reconcile of environment failed");
             return Ok(());
@@ -63,14 +63,14 @@ impl Control {
         } else {
             return Ok(());
         };
-        self.fail_operation(env, env.status()?, &op, &settings, &why)
+        self.fail_operation(env, env.status, &op, &settings, &why)
             .await
     }
 
-    /// Fails the running operation `op` because of `why`. A deployment or configuration
-    /// change rolls back (if the environment says so); a terminate fails but the
-    /// environment stays Terminating (its instances are still removed); anything else
-    /// ends with the environment Ready.
+    /// Fails the running operation `op` because of `why`. The lifecycle says whether it
+    /// rolls back (a deployment or configuration change, if the environment says so) and
+    /// where it ends otherwise (a terminate stays Terminating: its instances are still
+    /// removed; anything else ends Ready).
     pub(crate) async fn fail_operation(
         &self,
         env: &EnvRow,
@@ -80,29 +80,28 @@ impl Control {
         why: &str,
     ) -> Result<()> {
         self.balancer().set_split(&env.name, None);
-        let kind = op.kind.as_str();
-        if status == EnvStatus::Updating
-            && matches!(kind, "deploy" | "configure")
-            && settings.rollback
-        {
+        let kind = op.kind;
+        let rollback = status
+            .begin(EnvOp::Rollback)
+            .ok()
+            .filter(|_| kind.op().rule().rolls_back && settings.rollback);
+        if let Some(rollback) = rollback {
             let message = format!("{kind} {} failed: {why}", op.id);
             self.store()
-                .fail_and_roll_back(env, op, self.totals(&env.name), &message)
+                .fail_and_roll_back(env, op, &rollback, self.totals(&env.name), &message)
                 .await?;
         } else {
-            let (what, to) = match (status, kind) {
-                (EnvStatus::Launching, _) => ("createEnvironment".to_string(), EnvStatus::Ready),
-                (EnvStatus::Terminating, _) => {
-                    ("terminateEnvironment".to_string(), EnvStatus::Terminating)
-                }
-                (_, k) => (format!("{k} {}", op.id), EnvStatus::Ready),
+            let what = match (status, kind) {
+                (EnvStatus::Launching, _) => "createEnvironment".to_string(),
+                (_, OpKind::Terminate) => "terminateEnvironment".to_string(),
+                (_, k) => format!("{k} {}", op.id),
             };
             let message = format!("{what} failed: {why}");
             self.finish(
                 env,
                 status,
                 Some(op.id),
-                to,
+                status.failure(Some(kind)),
                 OperationOutcome::Failed,
                 &message,
             )
@@ -146,10 +145,10 @@ impl Control {
         Ok(api::OperationStatus {
             id: op.id,
             environment: env.name.clone(),
-            kind: op.kind.clone(),
+            kind: op.kind.to_string(),
             version: op.version_label.clone(),
-            policy: op.policy.clone(),
-            batch: op.batch.clone(),
+            policy: op.policy.map(|p| p.to_string()),
+            batch: op.batch.map(|b| b.to_string()),
             started_by: op.started_by.clone(),
             started_at: op.started_at,
             finished_at: op.finished_at,
@@ -158,7 +157,7 @@ impl Control {
                 .map(|f| (f - op.started_at).num_milliseconds() as f64 / 1000.0),
             outcome,
             phase: OperationPhase::of(outcome, state.canary_since.is_some(), rollback),
-            environment_status: env.status()?,
+            environment_status: env.status,
             message: op.message.clone(),
             progress,
             rolled_back_by: state.rolled_back_by,
@@ -176,7 +175,7 @@ impl Control {
             .iter()
             .filter(|i| i.version == env.version && i.state == "running")
             .collect();
-        let web = env.tier == Tier::Web.as_str();
+        let web = env.tier == Tier::Web;
         let healthy = on_version.iter().filter(|i| !web || i.healthy).count();
         Ok(api::OperationProgress {
             desired: u32::try_from(env.desired).unwrap_or(0),

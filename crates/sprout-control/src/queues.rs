@@ -8,6 +8,7 @@ use sprout_core::queue::{
     SendResponse, SqsdSettings,
 };
 use sprout_core::Tier;
+use sprout_store::EnvironmentStore as _;
 use sprout_store::{AccessKeyRow, EnvRow, MessageRow, NewMessage, QueueRow, QueueSettings};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -143,14 +144,16 @@ impl Control {
     /// The worker environment whose queue `env` uses: itself if a worker, else its
     /// application's first live worker environment.
     pub async fn queue_env_of(&self, env: &EnvRow) -> Result<EnvRow> {
-        if env.tier.parse::<Tier>().ok() == Some(Tier::Worker) {
+        if env.tier == Tier::Worker {
             return Ok(env.clone());
         }
+        // Over readable environments only: a corrupt one of the application is no queue.
         self.store()
-            .list_environments(Some(&env.app), false)
+            .active_environments()
             .await?
+            .envs
             .into_iter()
-            .find(|e| e.tier.parse::<Tier>().ok() == Some(Tier::Worker))
+            .find(|e| e.app_id == env.app_id && e.tier == Tier::Worker)
             .ok_or_else(|| {
                 ControlError::NotFound(format!(
                     "application '{}' has no worker environment, so '{}' has no queue (create one with --tier worker)",

@@ -7,12 +7,16 @@
 use crate::environments::instance_labels;
 use crate::{Control, ControlError, Result};
 use sprout_core::api::OperationOutcome;
-use sprout_core::manifest::{platform_image, BundleManifest};
+use sprout_core::manifest::platform_image;
 use sprout_core::plan::{plan, Desired, Observed, RemoveReason, Rollout};
-use sprout_core::{Bootstrap, EnvSettings, EnvStatus, HealthStatus, Policy, Severity, Tier};
+use sprout_core::{
+    Bootstrap, EnvSettings, EnvStatus, HealthStatus, OpKind, Policy, Severity, Tier,
+};
 use sprout_proxy::{BackendSpec, HealthCheck, RouteSpec, Split};
 use sprout_runtime::{ContainerInfo, InstanceSpec};
-use sprout_store::{EnvRow, InstanceRow, OperationRow, OperationState};
+use sprout_store::{
+    CorruptEnv, EnvRow, EnvironmentStore, InstanceRow, OperationRow, OperationState,
+};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -79,7 +83,9 @@ impl Control {
 
     /// One pass over every environment.
     pub async fn reconcile_all(&self) -> Result<()> {
-        let envs = self.store().active_environments().await?;
+        let active = self.store().active_environments().await?;
+        let envs = active.envs;
+        self.report_corrupt(&active.corrupt).await;
         let containers = self
             .list_containers(&[("sprout.server", self.server_id())])
             .await?;
@@ -89,7 +95,13 @@ impl Control {
             by_env.entry(env_id).or_default().push(c);
         }
 
-        let active: HashSet<String> = envs.iter().map(|e| e.id.to_string()).collect();
+        // A corrupt environment is left alone: its containers are not orphans.
+        let active: HashSet<String> = envs
+            .iter()
+            .map(|e| e.id)
+            .chain(active.corrupt.iter().map(|c| c.id))
+            .map(|id| id.to_string())
+            .collect();
         // Containers of environments that no longer exist: a crash mid-terminate, or a
         // store restored from a backup. Never leave an orphan.
         for (env_id, orphans) in by_env.iter().filter(|(id, _)| !active.contains(*id)) {
@@ -121,6 +133,33 @@ impl Control {
         Ok(())
     }
 
+    /// Says once (a warning and an event) that an environment's row cannot be read; the
+    /// reconciler leaves it alone until it is mended.
+    async fn report_corrupt(&self, corrupt: &[CorruptEnv]) {
+        let ids: HashSet<i64> = corrupt.iter().map(|c| c.id).collect();
+        let fresh: Vec<&CorruptEnv> = match self.inner.corrupt.lock() {
+            Ok(mut reported) => {
+                reported.retain(|id| ids.contains(id));
+                corrupt.iter().filter(|c| reported.insert(c.id)).collect()
+            }
+            Err(_) => return,
+        };
+        for c in fresh {
+            tracing::error!(env = %c.name, env_id = c.id, error = %c.error, "environment left alone: its row cannot be read");
+            let message = format!(
+                "the control plane leaves this environment alone until its record is mended: {}",
+                c.error
+            );
+            if let Err(e) = self
+                .store()
+                .add_event(c.id, Severity::Error, &message)
+                .await
+            {
+                tracing::warn!(env = %c.name, error = %e, "could not record the event");
+            }
+        }
+    }
+
     /// The balancer route of an environment: every running instance (draining ones stay
     /// listed until they are gone, so their in-flight requests are tracked).
     pub(crate) fn route_for(
@@ -129,9 +168,8 @@ impl Control {
         live: bool,
         containers: &[&ContainerInfo],
     ) -> RouteSpec {
-        let manifest: BundleManifest = serde_json::from_str(&env.manifest).unwrap_or_default();
-        let settings = env.settings();
-        let web = env.tier == Tier::Web.as_str();
+        let (manifest, settings) = (&env.manifest, &env.settings);
+        let web = env.tier == Tier::Web;
         let hosts = if web && live {
             vec![self.host_of(&env.cname)]
         } else {
@@ -169,7 +207,7 @@ impl Control {
     }
 
     async fn reconcile_env(&self, env: EnvRow, containers: Vec<ContainerInfo>) -> Result<()> {
-        let status = env.status()?;
+        let status = env.status;
         let settings = env.settings();
         let target = self.revision_of(&env);
         let rows: HashMap<String, InstanceRow> = self
@@ -185,7 +223,7 @@ impl Control {
         let all: Vec<&ContainerInfo> = containers.iter().collect();
         self.balancer()
             .set_route(self.route_for(&env, status.is_live(), &all));
-        let web = env.tier == Tier::Web.as_str();
+        let web = env.tier == Tier::Web;
         self.balancer()
             .set_sticky(&env.name, settings.sticky.filter(|_| web));
 
@@ -240,7 +278,7 @@ impl Control {
             .store()
             .current_operation(env.id)
             .await?
-            .filter(|op| op.outcome() == OperationOutcome::Running);
+            .filter(OperationRow::is_running);
         let state = match &operation {
             Some(op) => self.store().operation_state(op.id).await?,
             None => OperationState::default(),
@@ -248,17 +286,10 @@ impl Control {
         let desired_count = u32::try_from(env.desired).unwrap_or(0);
         let rollout = match (&operation, status) {
             (Some(op), EnvStatus::Updating) => {
-                let policy: Policy = op
-                    .policy
-                    .as_deref()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(settings.policy);
-                let batch = op
-                    .batch
-                    .as_deref()
-                    .and_then(|b| sprout_core::BatchSize::parse(b).ok())
-                    .unwrap_or(settings.batch)
-                    .resolve(desired_count);
+                // An operation recorded without a policy (none before deployments had
+                // one) rolls out with the environment's.
+                let policy = op.policy.unwrap_or(settings.policy);
+                let batch = op.batch.unwrap_or(settings.batch).resolve(desired_count);
                 let mut rollout = Rollout::for_policy(policy, batch, desired_count);
                 if policy == Policy::TrafficSplitting {
                     rollout.promote = self
@@ -540,14 +571,11 @@ impl Control {
     }
 
     async fn start_one(&self, env: &EnvRow, target: &str, network: &str, zone: &str) -> Result<()> {
-        let tier: Tier = env.tier.parse().unwrap_or(Tier::Web);
-        let manifest: BundleManifest = serde_json::from_str(&env.manifest)
-            .map_err(|e| ControlError::Internal(format!("manifest: {e}")))?;
+        let manifest = &env.manifest;
         let command = manifest
-            .command_for(tier)
+            .command_for(env.tier)
             .map_err(|e| ControlError::Invalid(e.to_string()))?
             .to_string();
-        let bootstrap: Bootstrap = env.bootstrap.parse().unwrap_or(Bootstrap::Golden);
         let boot = manifest
             .config
             .boot
@@ -560,7 +588,7 @@ impl Control {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(|s| s.to_shell());
-        let (image, bundle_dir, mut script) = match bootstrap {
+        let (image, bundle_dir, mut script) = match env.bootstrap {
             Bootstrap::Golden | Bootstrap::Hybrid => {
                 let image = env.image.clone().ok_or_else(|| {
                     ControlError::Conflict(format!("version {} has no image yet", env.version))
@@ -718,7 +746,7 @@ impl Control {
                 ));
             }
         }
-        let splitting = op.policy.as_deref() == Some(Policy::TrafficSplitting.as_str());
+        let splitting = op.policy == Some(Policy::TrafficSplitting);
         if splitting && seen.status == EnvStatus::Updating {
             for o in seen
                 .observed
@@ -782,10 +810,7 @@ impl Control {
             && (status != EnvStatus::Terminating || seen.containers_left == 0);
         if done {
             let n = env.desired;
-            let kind = operation
-                .as_ref()
-                .map(|op| op.kind.as_str())
-                .unwrap_or("operation");
+            let kind = operation.as_ref().map(|op| op.kind);
             let id = op_id.unwrap_or(0);
             let message = match (status, kind) {
                 (EnvStatus::Terminating, _) => {
@@ -799,12 +824,12 @@ impl Control {
                     "createEnvironment completed successfully: version {} on {n}/{n} healthy instances in {took}",
                     env.version
                 ),
-                (_, "rollback") => format!(
+                (_, Some(OpKind::Rollback)) => format!(
                     "rollback {id} finished: back on {} on {n}/{n} instances in {took}, {}",
                     env.version,
                     traffic()
                 ),
-                (_, "configure") => format!("configuration {id} applied on {n}/{n} instances in {took}, {}", traffic()),
+                (_, Some(OpKind::Configure)) => format!("configuration {id} applied on {n}/{n} instances in {took}, {}", traffic()),
                 _ => format!(
                     "deployment {id} finished: {} on {n}/{n} instances in {took}, {}",
                     env.version,
@@ -817,7 +842,7 @@ impl Control {
                     env,
                     status,
                     op_id,
-                    status.finish(),
+                    status.success(kind),
                     OperationOutcome::Succeeded,
                     &message,
                 )

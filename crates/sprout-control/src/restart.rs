@@ -4,18 +4,18 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::plan::RemoveReason;
-use sprout_core::{Severity, Tier};
+use sprout_core::{EnvOp, Severity, Tier};
 use sprout_store::EnvRow;
+use sprout_store::EnvironmentStore as _;
 use std::time::{Duration, Instant};
 
 impl Control {
     pub async fn restart(&self, env_name: &str, by: Option<&str>) -> Result<usize> {
         let env = self.live_env(env_name).await?;
-        let status = env.status()?;
-        if status.is_transitional() {
+        if !env.status.allows(EnvOp::Restart) {
             return Err(ControlError::Conflict(format!(
-                "environment '{}' is {status}; restart it once that ends",
-                env.name
+                "environment '{}' is {}; restart it once that ends",
+                env.name, env.status
             )));
         }
         let ids: Vec<String> = self
@@ -89,7 +89,7 @@ impl Control {
         loop {
             let fresh = self.store().environment_by_id(env.id).await?;
             let desired = usize::try_from(fresh.desired).unwrap_or(0);
-            let serving = if fresh.tier == Tier::Web.as_str() {
+            let serving = if fresh.tier == Tier::Web {
                 self.balancer()
                     .backends(&fresh.name)
                     .iter()

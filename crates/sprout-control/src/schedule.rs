@@ -3,6 +3,7 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api;
+use sprout_store::EnvironmentStore as _;
 use sprout_store::ScheduledActionRow;
 use std::collections::HashMap;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -182,9 +183,9 @@ impl Control {
 
     async fn run_scheduled(&self, env_id: i64, name: &str) -> Result<()> {
         let env = self.store().environment_by_id(env_id).await?;
-        if !env.status()?.is_live() {
+        let Ok(transition) = env.status.begin(sprout_core::EnvOp::Schedule) else {
             return Ok(());
-        }
+        };
         let Some(row) = self
             .store()
             .scheduled_actions(Some(env_id))
@@ -201,7 +202,7 @@ impl Control {
         };
         let desired = row.desired.and_then(|v| u32::try_from(v).ok());
         let who = format!("scheduled action '{name}'");
-        self.scale_to(&env, &req, desired, &who).await
+        self.scale_to(&env, &transition, &req, desired, &who).await
     }
 }
 

@@ -7,8 +7,8 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use sprout_core::api;
 use sprout_core::bundle::ArchiveFormat;
-use sprout_core::manifest::{platform_image, BundleManifest};
-use sprout_core::{AppName, VersionLabel, VersionStatus};
+use sprout_core::manifest::platform_image;
+use sprout_core::{AppName, VersionLabel};
 use sprout_runtime::BakeSpec;
 use sprout_store::{NewVersion, VersionRow};
 use std::collections::HashMap;
@@ -48,11 +48,11 @@ impl Drop for Cleanup {
 }
 
 pub(crate) fn version_view(row: &VersionRow, with_log: bool) -> api::Version {
-    let manifest: BundleManifest = serde_json::from_str(&row.manifest).unwrap_or_default();
+    let manifest = &row.manifest;
     api::Version {
         app: row.app.clone(),
         label: row.label.clone(),
-        status: row.status.parse().unwrap_or(VersionStatus::Failed),
+        status: row.status,
         sha256: row.sha256.clone(),
         size_bytes: u64::try_from(row.size_bytes).unwrap_or(0),
         platform: row.platform.clone(),
@@ -231,8 +231,7 @@ impl Control {
         image: &str,
         log: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> std::result::Result<(), String> {
-        let manifest: BundleManifest = serde_json::from_str(&row.manifest)
-            .map_err(|e| format!("stored manifest unreadable: {e}"))?;
+        let manifest = &row.manifest;
         let base = platform_image(manifest.config.platform());
         let _ = log.send(format!("--> platform {base}"));
         self.runtime()

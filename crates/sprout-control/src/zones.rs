@@ -4,6 +4,7 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api::Zone as ZoneView;
+use sprout_store::EnvironmentStore as _;
 
 impl Control {
     /// Configured zones that are not marked failed.
@@ -84,9 +85,15 @@ impl Control {
     /// A zone change concerns every live environment: each gets the event.
     async fn zone_event(&self, message: &str) -> Result<()> {
         tracing::warn!(message, "zone change");
-        for env in self.store().active_environments().await? {
+        let active = self.store().active_environments().await?;
+        let ids = active
+            .envs
+            .iter()
+            .map(|e| e.id)
+            .chain(active.corrupt.iter().map(|c| c.id));
+        for id in ids {
             self.store()
-                .add_event(env.id, sprout_core::Severity::Warn, message)
+                .add_event(id, sprout_core::Severity::Warn, message)
                 .await?;
         }
         Ok(())

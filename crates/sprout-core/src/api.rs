@@ -369,6 +369,37 @@ impl OperationPhase {
     }
 }
 
+impl OperationOutcome {
+    pub const ALL: &'static [OperationOutcome] = &[
+        OperationOutcome::Running,
+        OperationOutcome::Succeeded,
+        OperationOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationOutcome::Running => "running",
+            OperationOutcome::Succeeded => "succeeded",
+            OperationOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for OperationOutcome {
+    type Err = crate::model::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OperationOutcome::ALL
+            .iter()
+            .copied()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| crate::model::UnknownValue {
+                kind: "operation outcome",
+                value: s.to_string(),
+                expected: "running succeeded failed",
+            })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Environment {
     pub name: String,
@@ -455,6 +486,8 @@ pub mod problem_types {
     pub const UNAVAILABLE: &str = "https://sprout.dev/problems/unavailable";
     pub const RATE_LIMITED: &str = "https://sprout.dev/problems/rate-limited";
     pub const QUOTA_EXCEEDED: &str = "https://sprout.dev/problems/quota-exceeded";
+    /// A stored record does not parse (500); the detail names the row and the field.
+    pub const CORRUPT_RECORD: &str = "https://sprout.dev/problems/corrupt-record";
 }
 
 /// `GET /zones`.

@@ -18,7 +18,7 @@ pub mod settings;
 pub mod sigv4;
 
 pub use health::HealthStatus;
-pub use lifecycle::{EnvOp, EnvStatus, LifecycleError};
+pub use lifecycle::{EnvOp, EnvStatus, LifecycleError, OpKind, Transition};
 pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
 pub use names::{AppName, Cname, EnvName, NameError, RequestPath, Username, VersionLabel};
 pub use settings::{BatchSize, EnvSettings, Policy};

@@ -68,6 +68,13 @@ impl std::fmt::Display for BatchSize {
     }
 }
 
+impl std::str::FromStr for BatchSize {
+    type Err = SettingError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        BatchSize::parse(text)
+    }
+}
+
 impl TryFrom<String> for BatchSize {
     type Error = SettingError;
     fn try_from(value: String) -> Result<Self, Self::Error> {

@@ -1,5 +1,7 @@
-use crate::{now, unique_or, Result, Store, StoreError};
+use crate::{now, parse_field, parse_json, unique_or, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use sprout_core::manifest::BundleManifest;
+use sprout_core::{EnvStatus, VersionStatus};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppRow {
@@ -10,25 +12,71 @@ pub struct AppRow {
     pub environments: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A version, parsed: a row that does not parse is a [`StoreError::Corrupt`] naming it.
+#[derive(Debug, Clone)]
 pub struct VersionRow {
     pub id: i64,
     pub app_id: i64,
     pub app: String,
     pub label: String,
     pub description: Option<String>,
-    pub status: String,
+    pub status: VersionStatus,
     pub sha256: String,
     pub size_bytes: i64,
     pub format: String,
-    /// JSON of `sprout_core::manifest::BundleManifest`.
-    pub manifest: String,
+    pub manifest: BundleManifest,
     pub platform: String,
     pub image: Option<String>,
     pub error: Option<String>,
     pub build_log: String,
     pub created_at: DateTime<Utc>,
     pub built_at: Option<DateTime<Utc>>,
+}
+
+/// A version row as SQLite holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct VersionRecord {
+    id: i64,
+    app_id: i64,
+    app: String,
+    label: String,
+    description: Option<String>,
+    status: String,
+    sha256: String,
+    size_bytes: i64,
+    format: String,
+    manifest: String,
+    platform: String,
+    image: Option<String>,
+    error: Option<String>,
+    build_log: String,
+    created_at: DateTime<Utc>,
+    built_at: Option<DateTime<Utc>>,
+}
+
+impl VersionRecord {
+    fn parse(self) -> Result<VersionRow> {
+        const VERSIONS: &str = "versions";
+        let id = self.id;
+        Ok(VersionRow {
+            status: parse_field(VERSIONS, id, "status", &self.status)?,
+            manifest: parse_json(VERSIONS, id, "manifest", &self.manifest)?,
+            id,
+            app_id: self.app_id,
+            app: self.app,
+            label: self.label,
+            description: self.description,
+            sha256: self.sha256,
+            size_bytes: self.size_bytes,
+            format: self.format,
+            platform: self.platform,
+            image: self.image,
+            error: self.error,
+            build_log: self.build_log,
+            created_at: self.created_at,
+            built_at: self.built_at,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -43,9 +91,10 @@ pub struct NewVersion<'a> {
     pub platform: &'a str,
 }
 
+/// Binds: the Terminated status.
 const APP_SELECT: &str = "SELECT a.id, a.name, a.created_at,
     (SELECT COUNT(*) FROM versions v WHERE v.app_id = a.id) AS versions,
-    (SELECT COUNT(*) FROM environments e WHERE e.app_id = a.id AND e.status <> 'Terminated') AS environments
+    (SELECT COUNT(*) FROM environments e WHERE e.app_id = a.id AND e.status <> ?) AS environments
     FROM apps a";
 
 const VERSION_SELECT: &str = "SELECT v.id, v.app_id, a.name AS app, v.label, v.description, v.status, v.sha256,
@@ -79,6 +128,7 @@ impl Store {
     pub async fn get_app(&self, name: &str) -> Result<Option<AppRow>> {
         Ok(
             sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} WHERE a.name = ?"))
+                .bind(EnvStatus::Terminated.as_str())
                 .bind(name)
                 .fetch_optional(self.pool())
                 .await?,
@@ -88,6 +138,7 @@ impl Store {
     pub async fn list_apps(&self) -> Result<Vec<AppRow>> {
         Ok(
             sqlx::query_as::<_, AppRow>(&format!("{APP_SELECT} ORDER BY a.name"))
+                .bind(EnvStatus::Terminated.as_str())
                 .fetch_all(self.pool())
                 .await?,
         )
@@ -106,11 +157,13 @@ impl Store {
                 "application '{name}' not found"
             )));
         };
-        let live: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM environments WHERE app_id = ? AND status <> 'Terminated' ORDER BY name")
-                .bind(app_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let live: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM environments WHERE app_id = ? AND status <> ? ORDER BY name",
+        )
+        .bind(app_id)
+        .bind(EnvStatus::Terminated.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
         if !live.is_empty() {
             let names: Vec<String> = live.into_iter().map(|(n,)| n).collect();
             return Err(StoreError::Conflict(format!(
@@ -157,11 +210,12 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO versions (app_id, label, description, status, sha256, size_bytes, format, manifest, platform, created_at)
-             VALUES (?, ?, ?, 'processing', ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(new.app_id)
         .bind(new.label)
         .bind(new.description)
+        .bind(VersionStatus::Processing.as_str())
         .bind(new.sha256)
         .bind(new.size_bytes)
         .bind(new.format)
@@ -187,47 +241,58 @@ impl Store {
     }
 
     pub async fn version_by_id(&self, id: i64) -> Result<VersionRow> {
-        sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE v.id = ?"))
+        sqlx::query_as::<_, VersionRecord>(&format!("{VERSION_SELECT} WHERE v.id = ?"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("version {id} not found")))
+            .ok_or_else(|| StoreError::NotFound(format!("version {id} not found")))?
+            .parse()
     }
 
     pub async fn get_version(&self, app: &str, label: &str) -> Result<Option<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        sqlx::query_as::<_, VersionRecord>(&format!(
             "{VERSION_SELECT} WHERE a.name = ? AND v.label = ?"
         ))
         .bind(app)
         .bind(label)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .map(VersionRecord::parse)
+        .transpose()
     }
 
     pub async fn list_versions(&self, app: &str) -> Result<Vec<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!(
+        sqlx::query_as::<_, VersionRecord>(&format!(
             "{VERSION_SELECT} WHERE a.name = ? ORDER BY v.id"
         ))
         .bind(app)
         .fetch_all(self.pool())
-        .await?)
+        .await?
+        .into_iter()
+        .map(VersionRecord::parse)
+        .collect()
     }
 
     /// Versions left `processing` by a control plane that stopped mid-build.
     pub async fn processing_versions(&self) -> Result<Vec<VersionRow>> {
-        Ok(sqlx::query_as::<_, VersionRow>(&format!(
-            "{VERSION_SELECT} WHERE v.status = 'processing' ORDER BY v.id"
+        sqlx::query_as::<_, VersionRecord>(&format!(
+            "{VERSION_SELECT} WHERE v.status = ? ORDER BY v.id"
         ))
+        .bind(VersionStatus::Processing.as_str())
         .fetch_all(self.pool())
-        .await?)
+        .await?
+        .into_iter()
+        .map(VersionRecord::parse)
+        .collect()
     }
 
     pub async fn version_built(&self, id: i64, image: &str, build_log: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let row: (i64, String) = sqlx::query_as(
-            "UPDATE versions SET status = 'ready', image = ?, build_log = ?, built_at = ?, error = NULL
+            "UPDATE versions SET status = ?, image = ?, build_log = ?, built_at = ?, error = NULL
              WHERE id = ? RETURNING app_id, label",
         )
+        .bind(VersionStatus::Ready.as_str())
         .bind(image)
         .bind(build_log)
         .bind(now())
@@ -249,9 +314,10 @@ impl Store {
     pub async fn version_failed(&self, id: i64, error: &str, build_log: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let row: (i64, String) = sqlx::query_as(
-            "UPDATE versions SET status = 'failed', image = NULL, error = ?, build_log = ?, built_at = ?
+            "UPDATE versions SET status = ?, image = NULL, error = ?, build_log = ?, built_at = ?
              WHERE id = ? RETURNING app_id, label",
         )
+        .bind(VersionStatus::Failed.as_str())
         .bind(error)
         .bind(build_log)
         .bind(now())

@@ -1,13 +1,17 @@
 use crate::sealed::PROPERTIES;
-use crate::{now, parse_enum, unique_or, Result, Store, StoreError};
+use crate::{now, parse_field, parse_json, to_json, unique_or, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sprout_core::api::OperationOutcome;
-use sprout_core::{EnvSettings, EnvStatus, Mode, Severity};
+use sprout_core::manifest::BundleManifest;
+use sprout_core::{
+    BatchSize, Bootstrap, EnvSettings, EnvStatus, Mode, OpKind, Policy, Severity, Tier, Transition,
+};
 use std::collections::BTreeMap;
 
-/// An environment joined with its application and the version it runs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An environment joined with its application and the version it runs, parsed: a row
+/// that does not parse is a [`StoreError::Corrupt`] naming it, never a default.
+#[derive(Debug, Clone)]
 pub struct EnvRow {
     pub id: i64,
     pub name: String,
@@ -18,20 +22,18 @@ pub struct EnvRow {
     /// The golden image of the version (None until built, or for user-data).
     pub image: Option<String>,
     pub platform: String,
-    pub manifest: String,
+    pub manifest: BundleManifest,
     pub previous_version_id: Option<i64>,
-    pub tier: String,
-    pub mode: String,
-    pub status: String,
+    pub tier: Tier,
+    pub mode: Mode,
+    pub status: EnvStatus,
     pub cname: String,
-    pub instance_type: String,
-    pub bootstrap: String,
-    pub min_instances: i64,
-    pub max_instances: i64,
+    pub bootstrap: Bootstrap,
     pub desired: i64,
-    pub properties: String,
-    /// JSON of `sprout_core::EnvSettings`.
-    pub settings: String,
+    /// Every setting (the size columns folded in).
+    pub settings: EnvSettings,
+    /// The properties, opened.
+    pub properties: BTreeMap<String, String>,
     /// The last health verdict (`sprout_core::HealthStatus`).
     pub health: String,
     pub created_at: DateTime<Utc>,
@@ -39,49 +41,121 @@ pub struct EnvRow {
     pub terminated_at: Option<DateTime<Utc>>,
 }
 
-impl EnvRow {
-    /// Every setting; rows from before settings existed get their mode's defaults.
-    pub fn settings(&self) -> EnvSettings {
-        let mode: Mode = self.mode.parse().unwrap_or(Mode::Dev);
-        let mut base = serde_json::to_value(EnvSettings::for_mode(mode)).unwrap_or_default();
-        if let (Some(base), Ok(serde_json::Value::Object(stored))) = (
-            base.as_object_mut(),
-            serde_json::from_str::<serde_json::Value>(&self.settings),
-        ) {
-            base.extend(stored);
+/// An environment row as SQLite holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct EnvRecord {
+    id: i64,
+    name: String,
+    app_id: i64,
+    app: String,
+    version_id: i64,
+    version: String,
+    image: Option<String>,
+    platform: String,
+    manifest: String,
+    previous_version_id: Option<i64>,
+    tier: String,
+    mode: String,
+    status: String,
+    cname: String,
+    instance_type: String,
+    bootstrap: String,
+    min_instances: i64,
+    max_instances: i64,
+    desired: i64,
+    properties: String,
+    settings: String,
+    health: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    terminated_at: Option<DateTime<Utc>>,
+}
+
+const ENVIRONMENTS: &str = "environments";
+
+impl EnvRecord {
+    /// Parses the row once; `properties` is already opened.
+    fn parse(self, properties: &str) -> Result<EnvRow> {
+        let id = self.id;
+        let bad = |field: &'static str, reason: String| StoreError::Corrupt {
+            table: ENVIRONMENTS,
+            id: id.to_string(),
+            field,
+            reason,
+        };
+        let mode: Mode = parse_field(ENVIRONMENTS, id, "mode", &self.mode)?;
+        // Rows from before a setting existed get their mode's default for it.
+        let mut merged = serde_json::to_value(EnvSettings::for_mode(mode))
+            .map_err(|e| StoreError::Encode(format!("settings: {e}")))?;
+        let stored: serde_json::Value = parse_json(ENVIRONMENTS, id, "settings", &self.settings)?;
+        match (merged.as_object_mut(), stored) {
+            (Some(base), serde_json::Value::Object(stored)) => base.extend(stored),
+            _ => return Err(bad("settings", "not a JSON object".into())),
         }
         let mut settings: EnvSettings =
-            serde_json::from_value(base).unwrap_or_else(|_| EnvSettings::for_mode(mode));
-        if let Ok(t) = self.instance_type.parse() {
-            settings.instance_type = t;
+            serde_json::from_value(merged).map_err(|e| bad("settings", e.to_string()))?;
+        settings.instance_type =
+            parse_field(ENVIRONMENTS, id, "instance_type", &self.instance_type)?;
+        settings.min =
+            u32::try_from(self.min_instances).map_err(|e| bad("min_instances", e.to_string()))?;
+        settings.max =
+            u32::try_from(self.max_instances).map_err(|e| bad("max_instances", e.to_string()))?;
+        if self.desired < 0 {
+            return Err(bad("desired", format!("{} is negative", self.desired)));
         }
-        settings.min = u32::try_from(self.min_instances).unwrap_or(settings.min);
-        settings.max = u32::try_from(self.max_instances).unwrap_or(settings.max);
-        settings
-    }
-
-    pub fn status(&self) -> Result<EnvStatus> {
-        parse_enum(&self.status, "environment status")
-    }
-
-    pub fn properties(&self) -> BTreeMap<String, String> {
-        serde_json::from_str(&self.properties).unwrap_or_default()
+        Ok(EnvRow {
+            status: parse_field(ENVIRONMENTS, id, "status", &self.status)?,
+            tier: parse_field(ENVIRONMENTS, id, "tier", &self.tier)?,
+            bootstrap: parse_field(ENVIRONMENTS, id, "bootstrap", &self.bootstrap)?,
+            manifest: parse_json(ENVIRONMENTS, id, "manifest", &self.manifest)?,
+            properties: parse_json(ENVIRONMENTS, id, "properties", properties)?,
+            settings,
+            mode,
+            id,
+            name: self.name,
+            app_id: self.app_id,
+            app: self.app,
+            version_id: self.version_id,
+            version: self.version,
+            image: self.image,
+            platform: self.platform,
+            previous_version_id: self.previous_version_id,
+            cname: self.cname,
+            desired: self.desired,
+            health: self.health,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            terminated_at: self.terminated_at,
+        })
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+impl EnvRow {
+    /// Every setting.
+    pub fn settings(&self) -> EnvSettings {
+        self.settings.clone()
+    }
+
+    /// The properties.
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        self.properties.clone()
+    }
+}
+
+/// An operation, parsed.
+#[derive(Debug, Clone)]
 pub struct OperationRow {
     pub id: i64,
     pub env_id: i64,
-    pub kind: String,
+    pub kind: OpKind,
     pub version_label: Option<String>,
     pub started_by: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: String,
+    pub outcome: OperationOutcome,
     pub message: Option<String>,
-    pub policy: Option<String>,
-    pub batch: Option<String>,
+    pub policy: Option<Policy>,
+    pub batch: Option<BatchSize>,
     pub before_state: Option<String>,
     pub requests_before: Option<i64>,
     pub failed_before: Option<i64>,
@@ -89,16 +163,80 @@ pub struct OperationRow {
     pub failed: Option<i64>,
 }
 
+/// An operation row as SQLite holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct OperationRecord {
+    id: i64,
+    env_id: i64,
+    kind: String,
+    version_label: Option<String>,
+    started_by: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: String,
+    message: Option<String>,
+    policy: Option<String>,
+    batch: Option<String>,
+    before_state: Option<String>,
+    requests_before: Option<i64>,
+    failed_before: Option<i64>,
+    requests: Option<i64>,
+    failed: Option<i64>,
+}
+
+const OPERATIONS: &str = "operations";
+
+impl OperationRecord {
+    pub(crate) fn parse(self) -> Result<OperationRow> {
+        let id = self.id;
+        Ok(OperationRow {
+            kind: parse_field(OPERATIONS, id, "kind", &self.kind)?,
+            outcome: parse_field(OPERATIONS, id, "outcome", &self.outcome)?,
+            policy: self
+                .policy
+                .as_deref()
+                .map(|p| parse_field(OPERATIONS, id, "policy", p))
+                .transpose()?,
+            batch: self
+                .batch
+                .as_deref()
+                .map(|b| parse_field(OPERATIONS, id, "batch", b))
+                .transpose()?,
+            id,
+            env_id: self.env_id,
+            version_label: self.version_label,
+            started_by: self.started_by,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            message: self.message,
+            before_state: self.before_state,
+            requests_before: self.requests_before,
+            failed_before: self.failed_before,
+            requests: self.requests,
+            failed: self.failed,
+        })
+    }
+}
+
+impl OperationRow {
+    pub fn outcome(&self) -> OperationOutcome {
+        self.outcome
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.outcome == OperationOutcome::Running
+    }
+}
+
 /// What an operation changes and what it needs to know to undo itself.
 #[derive(Debug, Clone, Default)]
 pub struct OperationStart<'a> {
-    pub kind: &'a str,
     pub new_version: Option<(i64, &'a str)>,
     pub new_settings: Option<&'a EnvSettings>,
     pub new_properties: Option<&'a BTreeMap<String, String>>,
     pub new_desired: Option<i64>,
-    pub policy: Option<String>,
-    pub batch: Option<String>,
+    pub policy: Option<Policy>,
+    pub batch: Option<BatchSize>,
     /// The balancer's totals when the operation starts (requests, failed).
     pub totals: Option<(i64, i64)>,
     pub started_by: Option<&'a str>,
@@ -113,16 +251,6 @@ pub struct BeforeState {
     pub settings: String,
     pub properties: String,
     pub desired: i64,
-}
-
-impl OperationRow {
-    pub fn outcome(&self) -> OperationOutcome {
-        match self.outcome.as_str() {
-            "succeeded" => OperationOutcome::Succeeded,
-            "failed" => OperationOutcome::Failed,
-            _ => OperationOutcome::Running,
-        }
-    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -146,14 +274,29 @@ pub struct NewEnvironment {
     pub app_id: i64,
     pub version_id: i64,
     pub version_label: String,
-    pub tier: String,
-    pub mode: String,
+    pub tier: Tier,
+    pub mode: Mode,
     pub cname: String,
-    pub bootstrap: String,
+    pub bootstrap: Bootstrap,
     pub settings: EnvSettings,
     pub desired: i64,
     pub properties: BTreeMap<String, String>,
     pub started_by: Option<String>,
+}
+
+/// The live environments the control loops look after, and those whose row does not parse
+/// (left alone, reported, their instances not taken for orphans).
+#[derive(Debug, Default)]
+pub struct ActiveEnvironments {
+    pub envs: Vec<EnvRow>,
+    pub corrupt: Vec<CorruptEnv>,
+}
+
+#[derive(Debug)]
+pub struct CorruptEnv {
+    pub id: i64,
+    pub name: String,
+    pub error: StoreError,
 }
 
 const ENV_SELECT: &str = "SELECT e.id, e.name, e.app_id, a.name AS app, e.version_id, v.label AS version, v.image,
@@ -182,29 +325,78 @@ async fn event(
     Ok(())
 }
 
+const RUNNING: OperationOutcome = OperationOutcome::Running;
+
 impl Store {
-    /// Creates an environment (Launching) with its launch operation and first event, atomically.
-    pub async fn create_environment(&self, new: &NewEnvironment) -> Result<(EnvRow, OperationRow)> {
+    /// An environment row as it leaves the store: its properties opened, every field parsed.
+    fn open_env(&self, row: EnvRecord) -> Result<EnvRow> {
+        let properties = self.open_secret(PROPERTIES, &row.properties)?;
+        row.parse(&properties)
+    }
+
+    fn seal_properties(&self, properties: &BTreeMap<String, String>) -> Result<String> {
+        self.seal(PROPERTIES, &to_json("properties", properties)?)
+    }
+
+    async fn environments_where(
+        &self,
+        app: Option<&str>,
+        include_terminated: bool,
+    ) -> Result<Vec<EnvRecord>> {
+        let mut sql = format!("{ENV_SELECT} WHERE 1 = 1");
+        if app.is_some() {
+            sql.push_str(" AND a.name = ?");
+        }
+        if !include_terminated {
+            sql.push_str(" AND e.status <> ?");
+        }
+        sql.push_str(" ORDER BY e.name, e.id");
+        let mut query = sqlx::query_as::<_, EnvRecord>(&sql);
+        if let Some(app) = app {
+            query = query.bind(app);
+        }
+        if !include_terminated {
+            query = query.bind(EnvStatus::Terminated.as_str());
+        }
+        Ok(query.fetch_all(self.pool()).await?)
+    }
+
+    async fn operations_query(&self, sql: &str, binds: &[i64]) -> Result<Vec<OperationRow>> {
+        let mut query = sqlx::query_as::<_, OperationRecord>(sql);
+        for b in binds {
+            query = query.bind(*b);
+        }
+        query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(OperationRecord::parse)
+            .collect()
+    }
+}
+
+impl crate::EnvironmentStore for Store {
+    async fn create_environment(&self, new: &NewEnvironment) -> Result<(EnvRow, OperationRow)> {
+        let launch = sprout_core::lifecycle::launch();
+        let kind = launch.records.unwrap_or(OpKind::Launch);
         let mut tx = self.pool().begin().await?;
-        let properties = serde_json::to_string(&new.properties)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let properties = self.seal(PROPERTIES, &properties)?;
-        let settings =
-            serde_json::to_string(&new.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let properties = self.seal_properties(&new.properties)?;
+        let settings = to_json("settings", &new.settings)?;
         let at = now();
         let (env_id,): (i64,) = sqlx::query_as(
             "INSERT INTO environments (name, app_id, version_id, tier, mode, status, cname, instance_type, bootstrap,
                 min_instances, max_instances, desired, properties, settings, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'Launching', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.name)
         .bind(new.app_id)
         .bind(new.version_id)
-        .bind(&new.tier)
-        .bind(&new.mode)
+        .bind(new.tier.as_str())
+        .bind(new.mode.as_str())
+        .bind(launch.during.as_str())
         .bind(&new.cname)
         .bind(new.settings.instance_type.as_str())
-        .bind(&new.bootstrap)
+        .bind(new.bootstrap.as_str())
         .bind(i64::from(new.settings.min))
         .bind(i64::from(new.settings.max))
         .bind(new.desired)
@@ -217,16 +409,20 @@ impl Store {
         .map_err(|e| {
             unique_or(e, || format!("an environment named '{}' or with CNAME '{}' already exists", new.name, new.cname))
         })?;
-        let op = sqlx::query_as::<_, OperationRow>(
+        let op = sqlx::query_as::<_, OperationRecord>(
             "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy)
-             VALUES (?, 'launch', ?, ?, ?, 'running', 'all-at-once') RETURNING *",
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(env_id)
+        .bind(kind.as_str())
         .bind(&new.version_label)
         .bind(&new.started_by)
         .bind(at)
+        .bind(RUNNING.as_str())
+        .bind(Policy::AllAtOnce.as_str())
         .fetch_one(&mut *tx)
-        .await?;
+        .await?
+        .parse()?;
         let who = new.started_by.as_deref().unwrap_or("system");
         event(
             &mut tx,
@@ -243,8 +439,8 @@ impl Store {
         Ok((self.environment_by_id(env_id).await?, op))
     }
 
-    pub async fn environment_by_id(&self, id: i64) -> Result<EnvRow> {
-        let row = sqlx::query_as::<_, EnvRow>(&format!("{ENV_SELECT} WHERE e.id = ?"))
+    async fn environment_by_id(&self, id: i64) -> Result<EnvRow> {
+        let row = sqlx::query_as::<_, EnvRecord>(&format!("{ENV_SELECT} WHERE e.id = ?"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -252,84 +448,68 @@ impl Store {
         self.open_env(row)
     }
 
-    /// An environment row as it leaves the store: its properties opened.
-    fn open_env(&self, mut row: EnvRow) -> Result<EnvRow> {
-        row.properties = self.open_secret(PROPERTIES, &row.properties)?;
-        Ok(row)
-    }
-
-    /// The live environment of that name, or else the most recently terminated one.
-    pub async fn get_environment(&self, name: &str) -> Result<Option<EnvRow>> {
-        sqlx::query_as::<_, EnvRow>(&format!(
-            "{ENV_SELECT} WHERE e.name = ? ORDER BY (e.status = 'Terminated'), e.id DESC LIMIT 1"
+    async fn get_environment(&self, name: &str) -> Result<Option<EnvRow>> {
+        sqlx::query_as::<_, EnvRecord>(&format!(
+            "{ENV_SELECT} WHERE e.name = ? ORDER BY (e.status = ?), e.id DESC LIMIT 1"
         ))
         .bind(name)
+        .bind(EnvStatus::Terminated.as_str())
         .fetch_optional(self.pool())
         .await?
         .map(|row| self.open_env(row))
         .transpose()
     }
 
-    pub async fn list_environments(
+    async fn list_environments(
         &self,
         app: Option<&str>,
         include_terminated: bool,
     ) -> Result<Vec<EnvRow>> {
-        let mut sql = format!("{ENV_SELECT} WHERE 1 = 1");
-        if app.is_some() {
-            sql.push_str(" AND a.name = ?");
-        }
-        if !include_terminated {
-            sql.push_str(" AND e.status <> 'Terminated'");
-        }
-        sql.push_str(" ORDER BY e.name, e.id");
-        let mut query = sqlx::query_as::<_, EnvRow>(&sql);
-        if let Some(app) = app {
-            query = query.bind(app);
-        }
-        query
-            .fetch_all(self.pool())
+        self.environments_where(app, include_terminated)
             .await?
             .into_iter()
             .map(|row| self.open_env(row))
             .collect()
     }
 
-    /// Every environment the control loops must look after.
-    pub async fn active_environments(&self) -> Result<Vec<EnvRow>> {
-        self.list_environments(None, false).await
+    async fn active_environments(&self) -> Result<ActiveEnvironments> {
+        let mut active = ActiveEnvironments::default();
+        for row in self.environments_where(None, false).await? {
+            let (id, name) = (row.id, row.name.clone());
+            match self.open_env(row) {
+                Ok(env) => active.envs.push(env),
+                Err(error) => active.corrupt.push(CorruptEnv { id, name, error }),
+            }
+        }
+        Ok(active)
     }
 
-    /// Starts an operation if the environment is still in `from` (optimistic concurrency):
-    /// moves it to `to`, applies what the operation changes (version, settings, properties,
-    /// desired count) while remembering the state before, records the operation and an
-    /// event. A running operation that `to` supersedes (terminate during a deploy) is
-    /// closed as failed.
-    pub async fn begin_operation(
+    async fn begin_operation(
         &self,
         env: &EnvRow,
-        from: EnvStatus,
-        to: EnvStatus,
+        transition: &Transition,
         start: &OperationStart<'_>,
     ) -> Result<OperationRow> {
+        let kind = transition.records.ok_or_else(|| {
+            StoreError::Conflict(format!("{} is not recorded as an operation", transition.op))
+        })?;
         let mut tx = self.pool().begin().await?;
         let at = now();
         let before = BeforeState {
             version_id: env.version_id,
             version: env.version.clone(),
-            settings: env.settings.clone(),
-            properties: self.seal(PROPERTIES, &env.properties)?,
+            settings: to_json("settings", &env.settings)?,
+            properties: self.seal_properties(&env.properties)?,
             desired: env.desired,
         };
-        let before_json =
-            serde_json::to_string(&before).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let before_json = to_json("operation before-state", &before)?;
         let changed = sqlx::query(
             "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
         )
-        .bind(to.as_str())
+        .bind(transition.during.as_str())
         .bind(at)
         .bind(env.id)
-        .bind(from.as_str())
+        .bind(transition.from.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -350,10 +530,8 @@ impl Store {
             write_settings(&mut tx, env.id, settings).await?;
         }
         if let Some(properties) = start.new_properties {
-            let json = serde_json::to_string(properties)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query("UPDATE environments SET properties = ? WHERE id = ?")
-                .bind(self.seal(PROPERTIES, &json)?)
+                .bind(self.seal_properties(properties)?)
                 .bind(env.id)
                 .execute(&mut *tx)
                 .await?;
@@ -365,42 +543,48 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let superseded = sqlx::query(
-            "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ? WHERE env_id = ? AND outcome = 'running'",
-        )
-        .bind(at)
-        .bind(format!("superseded by {}", start.kind))
-        .bind(env.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if superseded > 0 {
-            event(
-                &mut tx,
-                env.id,
-                Some(env.app_id),
-                Severity::Warn,
-                &format!("the running operation was superseded by {}", start.kind),
+        if transition.supersedes {
+            let superseded = sqlx::query(
+                "UPDATE operations SET outcome = ?, finished_at = ?, message = ? WHERE env_id = ? AND outcome = ?",
             )
-            .await?;
+            .bind(OperationOutcome::Failed.as_str())
+            .bind(at)
+            .bind(format!("superseded by {kind}"))
+            .bind(env.id)
+            .bind(RUNNING.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if superseded > 0 {
+                event(
+                    &mut tx,
+                    env.id,
+                    Some(env.app_id),
+                    Severity::Warn,
+                    &format!("the running operation was superseded by {kind}"),
+                )
+                .await?;
+            }
         }
-        let op = sqlx::query_as::<_, OperationRow>(
+        let op = sqlx::query_as::<_, OperationRecord>(
             "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy, batch,
                 before_state, requests_before, failed_before)
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING *",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(env.id)
-        .bind(start.kind)
+        .bind(kind.as_str())
         .bind(start.new_version.map(|(_, label)| label).unwrap_or(&env.version))
         .bind(start.started_by)
         .bind(at)
-        .bind(&start.policy)
-        .bind(&start.batch)
+        .bind(RUNNING.as_str())
+        .bind(start.policy.map(Policy::as_str))
+        .bind(start.batch.map(|b| b.to_string()))
         .bind(&before_json)
         .bind(start.totals.map(|t| t.0))
         .bind(start.totals.map(|t| t.1))
         .fetch_one(&mut *tx)
-        .await?;
+        .await?
+        .parse()?;
         event(
             &mut tx,
             env.id,
@@ -413,75 +597,81 @@ impl Store {
         Ok(op)
     }
 
-    /// Closes a failed operation and starts its rollback in one transaction: the
-    /// environment gets back the version, settings, properties and count it had before,
-    /// stays Updating, and a `rollback` operation (same policy) brings the fleet back.
-    /// Returns None when the state moved on (another pass or a user got there first).
-    pub async fn fail_and_roll_back(
+    async fn fail_and_roll_back(
         &self,
         env: &EnvRow,
         operation: &OperationRow,
+        rollback: &Transition,
         totals: Option<(i64, i64)>,
         message: &str,
     ) -> Result<Option<OperationRow>> {
-        let Some(before) = operation
-            .before_state
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<BeforeState>(b).ok())
-        else {
+        let Some(before) = operation.before_state.as_deref() else {
             return Ok(None);
         };
+        let before: BeforeState = parse_json(OPERATIONS, operation.id, "before_state", before)?;
+        let kind = rollback.records.unwrap_or(OpKind::Rollback);
         let mut tx = self.pool().begin().await?;
         let at = now();
         let closed = sqlx::query(
-            "UPDATE operations SET outcome = 'failed', finished_at = ?, message = ?,
+            "UPDATE operations SET outcome = ?, finished_at = ?, message = ?,
                 requests = MAX(0, ? - COALESCE(requests_before, 0)), failed = MAX(0, ? - COALESCE(failed_before, 0))
-             WHERE id = ? AND outcome = 'running'",
+             WHERE id = ? AND outcome = ?",
         )
+        .bind(OperationOutcome::Failed.as_str())
         .bind(at)
         .bind(message)
         .bind(totals.map(|t| t.0))
         .bind(totals.map(|t| t.1))
         .bind(operation.id)
+        .bind(RUNNING.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if closed == 0 {
             return Ok(None);
         }
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE environments SET version_id = ?, previous_version_id = NULL, settings = ?, properties = ?, desired = ?,
-                status = 'Updating', updated_at = ? WHERE id = ?",
+                status = ?, updated_at = ? WHERE id = ? AND status = ?",
         )
         .bind(before.version_id)
         .bind(&before.settings)
         .bind(self.reseal(PROPERTIES, &before.properties)?)
         .bind(before.desired)
+        .bind(rollback.during.as_str())
         .bind(at)
         .bind(env.id)
+        .bind(rollback.from.as_str())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(None);
+        }
         // Keep the size columns in line with the restored settings.
-        if let Ok(settings) = serde_json::from_str::<EnvSettings>(&before.settings) {
-            if before.settings != "{}" {
-                write_settings(&mut tx, env.id, &settings).await?;
-            }
+        if before.settings != "{}" {
+            let settings: EnvSettings =
+                parse_json(OPERATIONS, operation.id, "before_state", &before.settings)?;
+            write_settings(&mut tx, env.id, &settings).await?;
         }
         event(&mut tx, env.id, Some(env.app_id), Severity::Error, message).await?;
-        let rollback = sqlx::query_as::<_, OperationRow>(
+        let rollback = sqlx::query_as::<_, OperationRecord>(
             "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, outcome, policy, batch,
                 requests_before, failed_before)
-             VALUES (?, 'rollback', ?, 'sprout', ?, 'running', ?, ?, ?, ?) RETURNING *",
+             VALUES (?, ?, ?, 'sprout', ?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(env.id)
+        .bind(kind.as_str())
         .bind(&before.version)
         .bind(at)
-        .bind(&operation.policy)
-        .bind(&operation.batch)
+        .bind(RUNNING.as_str())
+        .bind(operation.policy.map(Policy::as_str))
+        .bind(operation.batch.map(|b| b.to_string()))
         .bind(totals.map(|t| t.0))
         .bind(totals.map(|t| t.1))
         .fetch_one(&mut *tx)
-        .await?;
+        .await?
+        .parse()?;
         sqlx::query("UPDATE operations SET rolled_back_by = ? WHERE id = ?")
             .bind(rollback.id)
             .bind(operation.id)
@@ -502,42 +692,55 @@ impl Store {
         Ok(Some(rollback))
     }
 
-    /// Applies settings that need no new instances (health checks, stickiness, …) at once,
-    /// recorded as a finished `configure` operation and an event.
-    pub async fn apply_settings(
+    async fn apply_settings(
         &self,
         env: &EnvRow,
+        transition: &Transition,
         settings: &EnvSettings,
         by: Option<&str>,
         message: &str,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let at = now();
+        let still = sqlx::query(
+            "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        )
+        .bind(transition.during.as_str())
+        .bind(at)
+        .bind(env.id)
+        .bind(transition.from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if still == 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment '{}' changed while the request was handled; try again",
+                env.name
+            )));
+        }
         write_settings(&mut tx, env.id, settings).await?;
-        sqlx::query("UPDATE environments SET updated_at = ? WHERE id = ?")
-            .bind(at)
+        if let Some(kind) = transition.records {
+            sqlx::query(
+                "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, finished_at, outcome, message)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
             .bind(env.id)
+            .bind(kind.as_str())
+            .bind(&env.version)
+            .bind(by)
+            .bind(at)
+            .bind(at)
+            .bind(OperationOutcome::Succeeded.as_str())
+            .bind(message)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO operations (env_id, kind, version_label, started_by, started_at, finished_at, outcome, message)
-             VALUES (?, 'configure', ?, ?, ?, ?, 'succeeded', ?)",
-        )
-        .bind(env.id)
-        .bind(&env.version)
-        .bind(by)
-        .bind(at)
-        .bind(at)
-        .bind(message)
-        .execute(&mut *tx)
-        .await?;
+        }
         event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records a new health verdict and the event that says so.
-    pub async fn set_health(
+    async fn set_health(
         &self,
         env: &EnvRow,
         health: &str,
@@ -555,8 +758,13 @@ impl Store {
         Ok(())
     }
 
-    /// Exchanges two live environments' CNAMEs in one transaction.
-    pub async fn swap_cnames(&self, a: &EnvRow, b: &EnvRow, by: Option<&str>) -> Result<()> {
+    async fn swap_cnames(
+        &self,
+        a: &EnvRow,
+        b: &EnvRow,
+        transition: &Transition,
+        by: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let at = now();
         // Through a placeholder: the CNAME index is unique among live environments.
@@ -566,13 +774,17 @@ impl Store {
             (b.id, a.cname.as_str()),
             (a.id, b.cname.as_str()),
         ] {
-            let changed = sqlx::query("UPDATE environments SET cname = ?, updated_at = ? WHERE id = ? AND status <> 'Terminated'")
-                .bind(cname)
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let changed = sqlx::query(
+                "UPDATE environments SET cname = ?, status = ?, updated_at = ? WHERE id = ? AND status = ?",
+            )
+            .bind(cname)
+            .bind(transition.during.as_str())
+            .bind(at)
+            .bind(id)
+            .bind(transition.from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if changed == 0 {
                 return Err(StoreError::Conflict(
                     "an environment of the swap changed; try again".into(),
@@ -594,131 +806,138 @@ impl Store {
         Ok(())
     }
 
-    /// An environment's operations, newest first.
-    pub async fn operations(&self, env_id: i64, limit: i64) -> Result<Vec<OperationRow>> {
-        Ok(sqlx::query_as::<_, OperationRow>(
+    async fn operations(&self, env_id: i64, limit: i64) -> Result<Vec<OperationRow>> {
+        self.operations_query(
             "SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT ?",
+            &[env_id, limit],
         )
-        .bind(env_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .await
     }
 
-    /// Changes the desired count (bounded by the caller), with an event.
-    pub async fn set_desired(&self, env: &EnvRow, desired: i64, message: &str) -> Result<()> {
+    async fn set_desired(
+        &self,
+        env: &EnvRow,
+        transition: &Transition,
+        desired: i64,
+        message: &str,
+    ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("UPDATE environments SET desired = ?, updated_at = ? WHERE id = ?")
-            .bind(desired)
-            .bind(now())
-            .bind(env.id)
-            .execute(&mut *tx)
-            .await?;
+        let changed = sqlx::query(
+            "UPDATE environments SET desired = ?, status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        )
+        .bind(desired)
+        .bind(transition.during.as_str())
+        .bind(now())
+        .bind(env.id)
+        .bind(transition.from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment '{}' changed while the request was handled; try again",
+                env.name
+            )));
+        }
         event(&mut tx, env.id, Some(env.app_id), Severity::Info, message).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Ends the running operation: the environment moves to `status`, the operation gets its
-    /// outcome and the requests served and failed while it ran (from the balancer's
-    /// `totals` now, against those at its start), and an event says how it ended.
-    ///
-    /// Conditional on the environment still being in `from` with `operation` running: a pass
-    /// of the control loop that read an older state cannot close a newer operation. Returns
-    /// false (and changes nothing) when the state moved on.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_operation(
-        &self,
-        env: &EnvRow,
-        from: EnvStatus,
-        operation: Option<i64>,
-        status: EnvStatus,
-        outcome: OperationOutcome,
-        totals: Option<(i64, i64)>,
-        message: &str,
-    ) -> Result<bool> {
+    async fn finish_operation(&self, env: &EnvRow, end: &OperationEnd<'_>) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let at = now();
         let still =
             sqlx::query("UPDATE environments SET updated_at = ? WHERE id = ? AND status = ?")
                 .bind(at)
                 .bind(env.id)
-                .bind(from.as_str())
+                .bind(end.from.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
         if still == 0 {
             return Ok(false);
         }
-        if let Some(op) = operation {
-            let (running,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM operations WHERE id = ? AND outcome = 'running'",
-            )
-            .bind(op)
-            .fetch_one(&mut *tx)
-            .await?;
+        if let Some(op) = end.operation {
+            let (running,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM operations WHERE id = ? AND outcome = ?")
+                    .bind(op)
+                    .bind(RUNNING.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
             if running == 0 {
                 return Ok(false);
             }
         }
-        let terminated_at = (status == EnvStatus::Terminated).then_some(at);
+        let terminated_at = (end.to == EnvStatus::Terminated).then_some(at);
         sqlx::query("UPDATE environments SET status = ?, updated_at = ?, terminated_at = COALESCE(?, terminated_at) WHERE id = ?")
-            .bind(status.as_str())
+            .bind(end.to.as_str())
             .bind(at)
             .bind(terminated_at)
             .bind(env.id)
             .execute(&mut *tx)
             .await?;
-        let outcome_text = match outcome {
-            OperationOutcome::Running => "running",
-            OperationOutcome::Succeeded => "succeeded",
-            OperationOutcome::Failed => "failed",
-        };
         sqlx::query(
             "UPDATE operations SET outcome = ?, finished_at = ?, message = ?,
                 requests = MAX(0, ? - COALESCE(requests_before, 0)), failed = MAX(0, ? - COALESCE(failed_before, 0))
-             WHERE env_id = ? AND outcome = 'running'",
+             WHERE env_id = ? AND outcome = ?",
         )
-        .bind(outcome_text)
+        .bind(end.outcome.as_str())
         .bind(at)
-        .bind(message)
-        .bind(totals.map(|t| t.0))
-        .bind(totals.map(|t| t.1))
+        .bind(end.message)
+        .bind(end.totals.map(|t| t.0))
+        .bind(end.totals.map(|t| t.1))
         .bind(env.id)
+        .bind(RUNNING.as_str())
         .execute(&mut *tx)
         .await?;
-        let severity = if outcome == OperationOutcome::Failed {
+        let severity = if end.outcome == OperationOutcome::Failed {
             Severity::Error
         } else {
             Severity::Info
         };
-        event(&mut tx, env.id, Some(env.app_id), severity, message).await?;
+        event(&mut tx, env.id, Some(env.app_id), severity, end.message).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    pub async fn current_operation(&self, env_id: i64) -> Result<Option<OperationRow>> {
-        Ok(sqlx::query_as::<_, OperationRow>(
-            "SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(env_id)
-        .fetch_optional(self.pool())
-        .await?)
+    async fn current_operation(&self, env_id: i64) -> Result<Option<OperationRow>> {
+        Ok(self
+            .operations_query(
+                "SELECT * FROM operations WHERE env_id = ? ORDER BY id DESC LIMIT 1",
+                &[env_id],
+            )
+            .await?
+            .pop())
     }
 
-    /// The newest operation of each environment, by environment id: one query for a listing
-    /// instead of one per environment.
-    pub async fn latest_operations(&self) -> Result<std::collections::HashMap<i64, OperationRow>> {
-        let rows = sqlx::query_as::<_, OperationRow>(
-            "SELECT o.* FROM operations o \
-             JOIN (SELECT env_id, MAX(id) AS id FROM operations GROUP BY env_id) newest \
-             ON newest.id = o.id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+    async fn latest_operations(&self) -> Result<std::collections::HashMap<i64, OperationRow>> {
+        let rows = self
+            .operations_query(
+                "SELECT o.* FROM operations o \
+                 JOIN (SELECT env_id, MAX(id) AS id FROM operations GROUP BY env_id) newest \
+                 ON newest.id = o.id",
+                &[],
+            )
+            .await?;
         Ok(rows.into_iter().map(|r| (r.env_id, r)).collect())
     }
+}
 
+/// How a running operation ends: conditional on the environment still being in `from` and
+/// `operation` still running, so a pass that read an older state cannot close a newer one.
+#[derive(Debug, Clone)]
+pub struct OperationEnd<'a> {
+    pub from: EnvStatus,
+    pub operation: Option<i64>,
+    pub to: EnvStatus,
+    pub outcome: OperationOutcome,
+    /// The balancer's totals now (requests, failed).
+    pub totals: Option<(i64, i64)>,
+    pub message: &'a str,
+}
+
+impl Store {
     pub async fn insert_instance(&self, row: &InstanceRow) -> Result<InstanceRow> {
         Ok(sqlx::query_as::<_, InstanceRow>(
             "INSERT INTO instances (id, env_id, version_label, zone, container_id, address, seq, created_at)
@@ -795,7 +1014,7 @@ async fn write_settings(
     env_id: i64,
     settings: &EnvSettings,
 ) -> Result<()> {
-    let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let json = to_json("settings", settings)?;
     sqlx::query("UPDATE environments SET settings = ?, instance_type = ?, min_instances = ?, max_instances = ? WHERE id = ?")
         .bind(json)
         .bind(settings.instance_type.as_str())

@@ -3,6 +3,7 @@
 //! SQL lives here and nowhere else; the rows are plain structs the other crates map from.
 
 mod apps;
+mod backend;
 mod configs;
 mod dataplane;
 mod environments;
@@ -22,10 +23,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use apps::{AppRow, NewVersion, VersionRow};
-pub use configs::SavedConfigRow;
+pub use backend::EnvironmentStore;
+pub use configs::{NewSavedConfig, SavedConfigRow};
 pub use dataplane::{HealthyBackend, RequestCounts};
 pub use environments::{
-    BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
+    ActiveEnvironments, BeforeState, CorruptEnv, EnvRow, InstanceRow, NewEnvironment, OperationEnd,
+    OperationRow, OperationStart,
 };
 pub use events::EventRow;
 pub use operations::OperationState;
@@ -48,8 +51,17 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
+    /// A stored value that does not parse: the row is named so it can be found and mended.
+    #[error("corrupt row: {table} {id}: bad {field}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        field: &'static str,
+        reason: String,
+    },
+    /// A value that could not be written (serialization).
+    #[error("cannot encode {0}")]
+    Encode(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -66,13 +78,42 @@ pub(crate) fn unique_or(err: sqlx::Error, conflict: impl FnOnce() -> String) -> 
     }
 }
 
-pub(crate) fn parse_enum<T: FromStr>(value: &str, what: &str) -> Result<T>
+/// Parses one stored value of a row, or names the row, the field and why it is bad.
+pub(crate) fn parse_field<T: FromStr>(
+    table: &'static str,
+    id: impl std::fmt::Display,
+    field: &'static str,
+    value: &str,
+) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .parse::<T>()
-        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    value.parse::<T>().map_err(|e| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        field,
+        reason: e.to_string(),
+    })
+}
+
+/// Parses one stored JSON value of a row, or names the row, the field and why it is bad.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    id: impl std::fmt::Display,
+    field: &'static str,
+    value: &str,
+) -> Result<T> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        field,
+        reason: e.to_string(),
+    })
+}
+
+/// JSON of a value about to be written.
+pub(crate) fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
 }
 
 #[derive(Clone)]

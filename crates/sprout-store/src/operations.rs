@@ -3,6 +3,7 @@
 //! rollback followed it: kept on the operation's row, so a restarted control plane (or a
 //! second one) continues where the last pass left off. Migration 0014.
 
+use crate::environments::OperationRecord;
 use crate::{OperationRow, Result, Store};
 use chrono::{DateTime, Utc};
 
@@ -26,12 +27,12 @@ const STATE_COLUMNS: &str = "step_failures, last_error, exits, canary_since, rol
 impl Store {
     /// Operation `id`, if there is one.
     pub async fn operation(&self, id: i64) -> Result<Option<OperationRow>> {
-        Ok(
-            sqlx::query_as::<_, OperationRow>("SELECT * FROM operations WHERE id = ?")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        sqlx::query_as::<_, OperationRecord>("SELECT * FROM operations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(OperationRecord::parse)
+            .transpose()
     }
 
     /// The runtime state of operation `id` (the default state if there is no such row).

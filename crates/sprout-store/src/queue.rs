@@ -551,9 +551,10 @@ impl Store {
         sqlx::query_as::<_, AccessKeyRow>(
             "SELECT k.access_key_id, k.secret, k.app_id, k.env_id FROM access_keys k
              JOIN environments e ON e.id = k.env_id
-             WHERE k.access_key_id = ? AND e.status <> 'Terminated'",
+             WHERE k.access_key_id = ? AND e.status <> ?",
         )
         .bind(access_key_id)
+        .bind(sprout_core::EnvStatus::Terminated.as_str())
         .fetch_optional(self.pool())
         .await?
         .map(|key| self.open_access_key(key))

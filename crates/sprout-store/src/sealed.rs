@@ -7,7 +7,7 @@
 //! `secure_delete` on, the plaintext does not survive in free pages either.
 
 use crate::environments::BeforeState;
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// `environments.properties`, `saved_configs.properties` and the properties inside
 /// `operations.before_state`: the JSON object of an environment's properties.
@@ -65,8 +65,7 @@ impl Store {
                 continue;
             };
             before.properties = self.reseal(PROPERTIES, &before.properties)?;
-            let json =
-                serde_json::to_string(&before).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json = crate::to_json("operation before-state", &before)?;
             sqlx::query("UPDATE operations SET before_state = ? WHERE id = ?")
                 .bind(json)
                 .bind(id)

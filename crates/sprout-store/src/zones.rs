@@ -78,8 +78,9 @@ impl Store {
             None => {
                 sqlx::query_as::<_, ScheduledActionRow>(
                     "SELECT s.* FROM scheduled_actions s JOIN environments e ON e.id = s.env_id
-                 WHERE e.status <> 'Terminated' ORDER BY s.id",
+                 WHERE e.status <> ? ORDER BY s.id",
                 )
+                .bind(sprout_core::EnvStatus::Terminated.as_str())
                 .fetch_all(self.pool())
                 .await?
             }

@@ -2,11 +2,16 @@
 //! counted, the next one (after a restart) reads.
 
 use sprout_core::api::OperationOutcome;
-use sprout_core::{EnvSettings, EnvStatus, Mode};
-use sprout_store::{NewEnvironment, NewVersion, OperationStart, OperationState, Store};
+use sprout_core::manifest::BundleManifest;
+use sprout_core::{Bootstrap, EnvOp, EnvSettings, EnvStatus, Mode, Tier};
+use sprout_store::{
+    EnvironmentStore, NewEnvironment, NewVersion, OperationEnd, OperationStart, OperationState,
+    Store,
+};
 use std::collections::BTreeMap;
 
 async fn version(store: &Store, app_id: i64, label: &str) -> i64 {
+    let manifest = serde_json::to_string(&BundleManifest::default()).expect("manifest");
     store
         .insert_version(&NewVersion {
             app_id,
@@ -15,7 +20,7 @@ async fn version(store: &Store, app_id: i64, label: &str) -> i64 {
             sha256: "00",
             size_bytes: 1,
             format: "tar.gz",
-            manifest: "{}",
+            manifest: &manifest,
             platform: "python",
         })
         .await
@@ -37,10 +42,10 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
             app_id: app.id,
             version_id: v1,
             version_label: "v1".into(),
-            tier: "web".into(),
-            mode: "dev".into(),
+            tier: Tier::Web,
+            mode: Mode::Dev,
             cname: "web".into(),
-            bootstrap: "golden".into(),
+            bootstrap: Bootstrap::Golden,
             settings: EnvSettings::for_mode(Mode::Dev),
             desired: 1,
             properties: BTreeMap::new(),
@@ -106,12 +111,14 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
     store
         .finish_operation(
             &env,
-            EnvStatus::Launching,
-            Some(launch.id),
-            EnvStatus::Ready,
-            OperationOutcome::Failed,
-            None,
-            "createEnvironment failed",
+            &OperationEnd {
+                from: EnvStatus::Launching,
+                operation: Some(launch.id),
+                to: EnvStatus::Ready,
+                outcome: OperationOutcome::Failed,
+                totals: None,
+                message: "createEnvironment failed",
+            },
         )
         .await
         .expect("finish");
@@ -128,10 +135,8 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
     let deploy = store
         .begin_operation(
             &env,
-            EnvStatus::Ready,
-            EnvStatus::Updating,
+            &EnvStatus::Ready.begin(EnvOp::Deploy).expect("allowed"),
             &OperationStart {
-                kind: "deploy",
                 new_version: Some((v2, "v2")),
                 message: "deploying",
                 ..Default::default()
@@ -141,7 +146,13 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
         .expect("deploy");
     let env = store.environment_by_id(env.id).await.expect("env");
     let rollback = store
-        .fail_and_roll_back(&env, &deploy, None, "deploy failed")
+        .fail_and_roll_back(
+            &env,
+            &deploy,
+            &EnvStatus::Updating.begin(EnvOp::Rollback).expect("allowed"),
+            None,
+            "deploy failed",
+        )
         .await
         .expect("roll back")
         .expect("a rollback");
@@ -152,7 +163,7 @@ async fn the_state_of_an_operation_survives_a_restart_and_names_its_rollback() {
             .operation(deploy.id)
             .await
             .expect("deploy")
-            .map(|o| o.outcome()),
+            .map(|o| o.outcome),
         Some(OperationOutcome::Failed)
     );
 }

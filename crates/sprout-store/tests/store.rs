@@ -1,8 +1,12 @@
 //! The store against a real SQLite file.
 
 use sprout_core::api::OperationOutcome;
-use sprout_core::{EnvSettings, EnvStatus, Mode};
-use sprout_store::{NewEnvironment, NewVersion, OperationStart, Store, StoreError};
+use sprout_core::manifest::BundleManifest;
+use sprout_core::{Bootstrap, EnvOp, EnvSettings, EnvStatus, Mode, OpKind, Tier, VersionStatus};
+use sprout_store::{
+    EnvironmentStore, NewEnvironment, NewSavedConfig, NewVersion, OperationEnd, OperationStart,
+    Store, StoreError,
+};
 use std::collections::BTreeMap;
 
 async fn open() -> (tempfile::TempDir, Store) {
@@ -13,11 +17,40 @@ async fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A stored manifest (what an upload records).
+fn manifest() -> String {
+    serde_json::to_string(&BundleManifest::default()).expect("manifest")
+}
+
+/// How a running operation ends, for `finish_operation`.
+fn end(
+    from: EnvStatus,
+    operation: Option<i64>,
+    to: EnvStatus,
+    outcome: OperationOutcome,
+    message: &str,
+) -> OperationEnd<'_> {
+    OperationEnd {
+        from,
+        operation,
+        to,
+        outcome,
+        totals: None,
+        message,
+    }
+}
+
+/// The lifecycle's transition for `op` from `status`.
+fn begin(status: EnvStatus, op: EnvOp) -> sprout_core::Transition {
+    status.begin(op).expect("allowed")
+}
+
 async fn app_with_version(store: &Store, app: &str, label: &str) -> (i64, i64) {
     let app_row = match store.get_app(app).await.expect("get") {
         Some(a) => a,
         None => store.create_app(app).await.expect("app"),
     };
+    let manifest = manifest();
     let v = store
         .insert_version(&NewVersion {
             app_id: app_row.id,
@@ -26,7 +59,7 @@ async fn app_with_version(store: &Store, app: &str, label: &str) -> (i64, i64) {
             sha256: "00",
             size_bytes: 1,
             format: "tar.gz",
-            manifest: "{}",
+            manifest: &manifest,
             platform: "python",
         })
         .await
@@ -40,10 +73,10 @@ fn new_env(name: &str, app_id: i64, version_id: i64) -> NewEnvironment {
         app_id,
         version_id,
         version_label: "v1".into(),
-        tier: "web".into(),
-        mode: "dev".into(),
+        tier: Tier::Web,
+        mode: Mode::Dev,
         cname: name.into(),
-        bootstrap: "golden".into(),
+        bootstrap: Bootstrap::Golden,
         settings: EnvSettings::for_mode(Mode::Dev),
         desired: 1,
         properties: BTreeMap::new(),
@@ -68,7 +101,7 @@ async fn names_are_unique_and_errors_are_conflicts() {
             sha256: "11",
             size_bytes: 2,
             format: "zip",
-            manifest: "{}",
+            manifest: &manifest(),
             platform: "python",
         })
         .await;
@@ -107,34 +140,35 @@ async fn a_terminated_name_can_be_reused_and_delete_app_refuses_live_envs() {
     let closed = store
         .finish_operation(
             &env,
-            EnvStatus::Launching,
-            Some(op.id),
-            EnvStatus::Ready,
-            up,
-            None,
-            "up",
+            &end(
+                EnvStatus::Launching,
+                Some(op.id),
+                EnvStatus::Ready,
+                up,
+                "up",
+            ),
         )
         .await;
     assert!(closed.expect("finish"));
     let env = store.environment_by_id(env.id).await.expect("env");
     let bye = OperationStart {
-        kind: "terminate",
         message: "bye",
         ..Default::default()
     };
     store
-        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Terminating, &bye)
+        .begin_operation(&env, &begin(EnvStatus::Ready, EnvOp::Terminate), &bye)
         .await
         .expect("terminate");
     store
         .finish_operation(
             &env,
-            EnvStatus::Terminating,
-            None,
-            EnvStatus::Terminated,
-            up,
-            None,
-            "gone",
+            &end(
+                EnvStatus::Terminating,
+                None,
+                EnvStatus::Terminated,
+                up,
+                "gone",
+            ),
         )
         .await
         .expect("finish");
@@ -167,36 +201,37 @@ async fn a_stale_pass_cannot_close_a_newer_operation_and_a_failed_deploy_rolls_b
     store
         .finish_operation(
             &env,
-            EnvStatus::Launching,
-            Some(launch.id),
-            EnvStatus::Ready,
-            up,
-            None,
-            "up",
+            &end(
+                EnvStatus::Launching,
+                Some(launch.id),
+                EnvStatus::Ready,
+                up,
+                "up",
+            ),
         )
         .await
         .expect("finish");
     let env = store.environment_by_id(env.id).await.expect("env");
     let start = OperationStart {
-        kind: "deploy",
         new_version: Some((v2, "v2")),
         message: "deploying",
         ..Default::default()
     };
     let deploy = store
-        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Updating, &start)
+        .begin_operation(&env, &begin(EnvStatus::Ready, EnvOp::Deploy), &start)
         .await
         .expect("deploy");
     // A pass that still believes the launch is running must change nothing.
     let stale = store
         .finish_operation(
             &env,
-            EnvStatus::Launching,
-            Some(launch.id),
-            EnvStatus::Ready,
-            up,
-            None,
-            "x",
+            &end(
+                EnvStatus::Launching,
+                Some(launch.id),
+                EnvStatus::Ready,
+                up,
+                "x",
+            ),
         )
         .await
         .expect("stale");
@@ -209,35 +244,46 @@ async fn a_stale_pass_cannot_close_a_newer_operation_and_a_failed_deploy_rolls_b
     assert_eq!(running, Some(OperationOutcome::Running));
     // A second deploy from a Ready it no longer is: refused.
     let again = OperationStart {
-        kind: "deploy",
         new_version: Some((v1, "v1")),
         message: "again",
         ..Default::default()
     };
     let refused = store
-        .begin_operation(&env, EnvStatus::Ready, EnvStatus::Updating, &again)
+        .begin_operation(&env, &begin(EnvStatus::Ready, EnvOp::Deploy), &again)
         .await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))));
     // A failed deploy rolls back to v1: the deploy closes failed, a rollback operation runs.
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(env.version, "v2");
     let rollback = store
-        .fail_and_roll_back(&env, &deploy, Some((100, 0)), "rolled back")
+        .fail_and_roll_back(
+            &env,
+            &deploy,
+            &begin(EnvStatus::Updating, EnvOp::Rollback),
+            Some((100, 0)),
+            "rolled back",
+        )
         .await
         .expect("roll back");
     let rollback = rollback.expect("a rollback operation");
     assert_eq!(
-        (rollback.kind.as_str(), rollback.version_label.as_deref()),
-        ("rollback", Some("v1"))
+        (rollback.kind, rollback.version_label.as_deref()),
+        (OpKind::Rollback, Some("v1"))
     );
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(
-        (env.version.as_str(), env.status.as_str()),
-        ("v1", "Updating")
+        (env.version.as_str(), env.status),
+        ("v1", EnvStatus::Updating)
     );
     assert!(
         store
-            .fail_and_roll_back(&env, &deploy, None, "twice")
+            .fail_and_roll_back(
+                &env,
+                &deploy,
+                &begin(EnvStatus::Updating, EnvOp::Rollback),
+                None,
+                "twice",
+            )
             .await
             .expect("second")
             .is_none(),
@@ -257,7 +303,7 @@ async fn a_stale_pass_cannot_close_a_newer_operation_and_a_failed_deploy_rolls_b
     let events = store.env_events(env.id, 0, 100).await.expect("events");
     assert!(events
         .iter()
-        .any(|e| e.severity == "ERROR" && e.message == "rolled back"));
+        .any(|e| e.severity == sprout_core::Severity::Error && e.message == "rolled back"));
 }
 
 #[tokio::test]
@@ -302,12 +348,13 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
     store
         .finish_operation(
             &env,
-            EnvStatus::Launching,
-            Some(launch.id),
-            EnvStatus::Ready,
-            OperationOutcome::Succeeded,
-            None,
-            "up",
+            &end(
+                EnvStatus::Launching,
+                Some(launch.id),
+                EnvStatus::Ready,
+                OperationOutcome::Succeeded,
+                "up",
+            ),
         )
         .await
         .expect("finish");
@@ -318,16 +365,16 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
         .expect("key");
     assert_eq!(key.secret, "sqs-secret-0123456789");
     let saved = store
-        .save_config(
+        .save_config(&NewSavedConfig {
             app_id,
-            "base",
-            "{}",
-            &env.properties,
-            "web",
-            "dev",
-            "golden",
-            None,
-        )
+            name: "base",
+            settings: &env.settings,
+            properties: &env.properties,
+            tier: Tier::Web,
+            mode: Mode::Dev,
+            bootstrap: Bootstrap::Golden,
+            by: None,
+        })
         .await
         .expect("save");
     assert_eq!(saved.properties, env.properties);
@@ -340,10 +387,8 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
     let op = store
         .begin_operation(
             &env,
-            EnvStatus::Ready,
-            EnvStatus::Updating,
+            &begin(EnvStatus::Ready, EnvOp::Configure),
             &OperationStart {
-                kind: "configure",
                 new_properties: Some(&changed),
                 message: "props",
                 ..Default::default()
@@ -354,7 +399,13 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
     let env = store.environment_by_id(env.id).await.expect("env");
     assert_eq!(env.properties(), changed);
     store
-        .fail_and_roll_back(&env, &op, None, "failed")
+        .fail_and_roll_back(
+            &env,
+            &op,
+            &begin(EnvStatus::Updating, EnvOp::Rollback),
+            None,
+            "failed",
+        )
         .await
         .expect("roll back");
     let env = store.environment_by_id(env.id).await.expect("env");
@@ -406,7 +457,7 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
         .await
         .expect("saved")
         .expect("found");
-    assert!(saved.properties.contains("plainsecret"));
+    assert!(saved.properties["DATABASE_URL"].contains("plainsecret"));
     store.close().await;
     assert_eq!(on_disk(dir.path(), "plainsecret"), Vec::<&str>::new());
     assert_eq!(
@@ -422,4 +473,156 @@ async fn secrets_are_sealed_at_rest_and_plaintext_from_an_older_sprout_is_sealed
         store.environment_by_id(env.id).await,
         Err(StoreError::Secret(_))
     ));
+}
+
+/// Whether `result` is a corrupt-row error naming `table`, `id` and `field`.
+fn corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, table: &str, id: i64, field: &str) {
+    match result {
+        Err(StoreError::Corrupt {
+            table: t,
+            id: i,
+            field: f,
+            reason,
+        }) => {
+            assert_eq!((t, i.as_str(), f), (table, id.to_string().as_str(), field));
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected a corrupt {table} {id} {field}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_error_naming_it_never_a_default() {
+    let (_d, store) = open().await;
+    let (app_id, v1) = app_with_version(&store, "shop", "v1").await;
+    let (bad, _) = store
+        .create_environment(&new_env("web", app_id, v1))
+        .await
+        .expect("env");
+    let (good, _) = store
+        .create_environment(&new_env("api", app_id, v1))
+        .await
+        .expect("env");
+    assert_eq!(good.tier, Tier::Web);
+    sqlx::query("UPDATE environments SET tier = 'bogus' WHERE id = ?")
+        .bind(bad.id)
+        .execute(store.pool())
+        .await
+        .expect("corrupt");
+    corrupt(
+        store.environment_by_id(bad.id).await,
+        "environments",
+        bad.id,
+        "tier",
+    );
+    corrupt(
+        store.get_environment("web").await,
+        "environments",
+        bad.id,
+        "tier",
+    );
+    let err = store.get_environment("web").await.expect_err("corrupt");
+    assert!(
+        err.to_string().contains("bogus") && err.to_string().contains("tier"),
+        "{err}"
+    );
+    corrupt(
+        store.list_environments(None, false).await,
+        "environments",
+        bad.id,
+        "tier",
+    );
+    // The control loops see the others, and the corrupt one apart.
+    let active = store.active_environments().await.expect("active");
+    assert_eq!(
+        active.envs.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![good.id]
+    );
+    assert_eq!(
+        active
+            .corrupt
+            .iter()
+            .map(|c| (c.id, c.name.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(bad.id, "web")]
+    );
+    assert_eq!(
+        store.environment_by_id(good.id).await.expect("good").tier,
+        Tier::Web
+    );
+
+    // Each parsed field of an environment, one at a time.
+    for (field, sql) in [
+        (
+            "status",
+            "UPDATE environments SET status = 'Sleeping' WHERE id = ?",
+        ),
+        (
+            "mode",
+            "UPDATE environments SET mode = 'turbo' WHERE id = ?",
+        ),
+        (
+            "bootstrap",
+            "UPDATE environments SET bootstrap = 'magic' WHERE id = ?",
+        ),
+        (
+            "settings",
+            "UPDATE environments SET settings = '[1]' WHERE id = ?",
+        ),
+        (
+            "instance_type",
+            "UPDATE environments SET instance_type = 'huge' WHERE id = ?",
+        ),
+        (
+            "min_instances",
+            "UPDATE environments SET min_instances = -1 WHERE id = ?",
+        ),
+    ] {
+        let (env, _) = store
+            .create_environment(&new_env(
+                &format!("f-{field}").replace('_', "-"),
+                app_id,
+                v1,
+            ))
+            .await
+            .expect("env");
+        sqlx::query(sql)
+            .bind(env.id)
+            .execute(store.pool())
+            .await
+            .expect(sql);
+        corrupt(
+            store.environment_by_id(env.id).await,
+            "environments",
+            env.id,
+            field,
+        );
+    }
+
+    // Operations and versions too.
+    let op = store
+        .current_operation(good.id)
+        .await
+        .expect("op")
+        .expect("launch");
+    assert_eq!(op.kind, OpKind::Launch);
+    sqlx::query("UPDATE operations SET kind = 'teleport' WHERE id = ?")
+        .bind(op.id)
+        .execute(store.pool())
+        .await
+        .expect("corrupt op");
+    corrupt(
+        store.current_operation(good.id).await,
+        "operations",
+        op.id,
+        "kind",
+    );
+    let version = store.version_by_id(v1).await.expect("version");
+    assert_eq!(version.status, VersionStatus::Processing);
+    sqlx::query("UPDATE versions SET manifest = 'not json' WHERE id = ?")
+        .bind(v1)
+        .execute(store.pool())
+        .await
+        .expect("corrupt version");
+    corrupt(store.version_by_id(v1).await, "versions", v1, "manifest");
 }

@@ -121,7 +121,7 @@ pub(super) async fn abort(global: &GlobalArgs, env: &str, wait: bool) -> Result<
             .operation
             .as_ref()
             .map(|o| format!("{} {}", o.kind, o.id))
-            .unwrap_or_else(|| "rollback".to_string());
+            .unwrap_or_else(|| sprout_core::OpKind::Rollback.to_string());
         println!(
             "aborted; {what} started on {env} (status {}); follow with `sprout events {env} -f`",
             started.status

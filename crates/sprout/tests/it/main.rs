@@ -5,6 +5,7 @@
 mod auth;
 mod bad_input;
 mod confinement;
+mod corrupt;
 mod dashboard;
 mod dataplane;
 mod deploys;
