@@ -26,6 +26,8 @@ string_enum!(
     DeletionPolicy, "deletion policy", { Snapshot => "snapshot", Retain => "retain", Delete => "delete" }
 );
 
+// By hand: the enum comes from `string_enum!`, which cannot take `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for DeletionPolicy {
     fn default() -> Self {
         DeletionPolicy::Snapshot
@@ -151,9 +153,7 @@ impl VarPrefix {
     pub fn parse(value: &str) -> Result<Self, NameError> {
         let ok = (1..=32).contains(&value.len())
             && value.starts_with(|c: char| c.is_ascii_alphabetic())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !value.ends_with('_');
         if ok {
             Ok(Self(value.to_ascii_uppercase()))
@@ -540,7 +540,10 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_refuse_unknown() {
-        assert_eq!("postgres".parse::<ResourceKind>(), Ok(ResourceKind::Postgres));
+        assert_eq!(
+            "postgres".parse::<ResourceKind>(),
+            Ok(ResourceKind::Postgres)
+        );
         assert_eq!("redis".parse::<ResourceKind>(), Ok(ResourceKind::Redis));
         let err = "mongodb".parse::<ResourceKind>().unwrap_err();
         assert_eq!(
@@ -558,7 +561,11 @@ mod tests {
         assert_eq!(c.username, "orders_db");
         assert!(!format!("{c:?}").contains("abcdEFGH"));
         assert_eq!(c.masked().password, MASK);
-        for bad in ["short1", "has space and is long enough", "quote'quote'quote'quote"] {
+        for bad in [
+            "short1",
+            "has space and is long enough",
+            "quote'quote'quote'quote",
+        ] {
             assert_eq!(
                 Credentials::new(&name("db"), bad.to_string()),
                 Err(ResourceError::BadPassword)
@@ -568,7 +575,13 @@ mod tests {
 
     #[test]
     fn postgres_variables() {
-        let vars = variables(ResourceKind::Postgres, &creds(), &at("orders-db"), None, None);
+        let vars = variables(
+            ResourceKind::Postgres,
+            &creds(),
+            &at("orders-db"),
+            None,
+            None,
+        );
         assert_eq!(
             vars,
             vec![
@@ -594,7 +607,10 @@ mod tests {
         };
         let vars = variables(ResourceKind::Redis, &creds(), &ep, None, Some(&p));
         let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["CARTS_REDIS_URL", "CARTS_REDIS_HOST", "CARTS_REDIS_PORT"]);
+        assert_eq!(
+            names,
+            ["CARTS_REDIS_URL", "CARTS_REDIS_HOST", "CARTS_REDIS_PORT"]
+        );
         assert_eq!(vars[0].1, "redis://:abcdEFGH12345678@cache:6379/0");
 
         let replica = at("orders-db-r1");
@@ -655,8 +671,11 @@ mod tests {
             kind: ResourceKind::Redis,
             prefix: None,
         };
-        assert_eq!(check_attach(&env, &[pg.clone()], &redis), Ok(()));
-        let err = check_attach(&env, &[pg.clone()], &my).unwrap_err();
+        assert_eq!(
+            check_attach(&env, std::slice::from_ref(&pg), &redis),
+            Ok(())
+        );
+        let err = check_attach(&env, std::slice::from_ref(&pg), &my).unwrap_err();
         assert_eq!(
             err.to_string(),
             "environment 'web' already gets DATABASE_URL from resource 'orders': attach with --as PREFIX"
@@ -665,9 +684,12 @@ mod tests {
             prefix: Some(VarPrefix::parse("LEGACY").unwrap()),
             ..my
         };
-        assert_eq!(check_attach(&env, &[pg.clone()], &my_prefixed), Ok(()));
+        assert_eq!(
+            check_attach(&env, std::slice::from_ref(&pg), &my_prefixed),
+            Ok(())
+        );
         assert!(matches!(
-            check_attach(&env, &[pg.clone()], &pg),
+            check_attach(&env, std::slice::from_ref(&pg), &pg),
             Err(ResourceError::AlreadyAttached { .. })
         ));
     }
@@ -677,12 +699,18 @@ mod tests {
         use ResourceOp as O;
         use ResourceStatus as S;
         assert_eq!(transition(S::Available, O::Snapshot), Ok(S::Snapshotting));
-        assert_eq!(transition(S::Snapshotting, O::BecameAvailable), Ok(S::Available));
+        assert_eq!(
+            transition(S::Snapshotting, O::BecameAvailable),
+            Ok(S::Available)
+        );
         assert_eq!(transition(S::Available, O::Attach), Ok(S::Available));
         assert_eq!(transition(S::Failed, O::Delete), Ok(S::Deleting));
         assert_eq!(transition(S::Creating, O::Fail), Ok(S::Failed));
         let err = transition(S::Creating, O::Snapshot).unwrap_err();
-        assert_eq!(err.to_string(), "cannot snapshot a resource that is Creating");
+        assert_eq!(
+            err.to_string(),
+            "cannot snapshot a resource that is Creating"
+        );
         assert!(transition(S::Deleting, O::Attach).is_err());
         assert!(transition(S::Snapshotting, O::Delete).is_err());
         assert!(transition(S::Available, O::BecameAvailable).is_err());
@@ -696,7 +724,10 @@ mod tests {
         assert_eq!(final_snapshot(DeletionPolicy::Retain, false), None);
         let r = name("orders");
         assert_eq!(check_delete(&r, &[]), Ok(()));
-        let envs = [EnvName::parse("web").unwrap(), EnvName::parse("jobs").unwrap()];
+        let envs = [
+            EnvName::parse("web").unwrap(),
+            EnvName::parse("jobs").unwrap(),
+        ];
         assert_eq!(
             check_delete(&r, &envs).unwrap_err().to_string(),
             "resource 'orders' is attached to web, jobs: detach it first"
@@ -712,6 +743,9 @@ mod tests {
         );
         let long = EnvName::parse(&format!("a{}", "b".repeat(60))).unwrap();
         assert!(coupled_name(&long, ResourceKind::Redis).is_err());
-        assert_eq!(container_name("shop", &name("orders")), "sprout-res-shop-orders");
+        assert_eq!(
+            container_name("shop", &name("orders")),
+            "sprout-res-shop-orders"
+        );
     }
 }
