@@ -8,6 +8,7 @@ mod dataplane;
 mod environments;
 mod events;
 mod queue;
+mod resources;
 mod sealed;
 pub mod secret_box;
 mod users;
@@ -30,6 +31,7 @@ pub use events::EventRow;
 pub use queue::{
     AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
 };
+pub use resources::{AttachmentRow, NewResource, ResourceEventRow, ResourceRow, SnapshotRow};
 pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};
 pub use zones::ScheduledActionRow;
