@@ -12,6 +12,7 @@ pub mod history;
 mod observe;
 pub mod queues;
 mod reconcile;
+mod resources;
 mod restart;
 mod schedule;
 mod versions;
