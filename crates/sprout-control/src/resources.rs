@@ -18,6 +18,9 @@ use sprout_store::{EnvRow, NewResource, ResourceRow, SnapshotRow};
 
 use crate::{Control, ControlError, Result};
 
+/// The label naming the server a resource's container, volume and network belong to.
+pub const RESOURCE_OF: &str = "sprout.resource-of";
+
 /// Length of a generated password (letters and digits).
 const PASSWORD_LEN: usize = 32;
 
@@ -279,8 +282,10 @@ impl Control {
             kind: r.kind,
             image: image.to_string(),
             env: r.credentials.container_env(r.kind),
+            // Not `sprout.server`: the instance loops own what carries that label and would
+            // remove a container of no environment as an orphan.
             labels: BTreeMap::from([
-                ("sprout.server".to_string(), self.server_id().to_string()),
+                (RESOURCE_OF.to_string(), self.server_id().to_string()),
                 ("sprout.app".to_string(), r.app.clone()),
                 ("sprout.resource".to_string(), r.name.clone()),
             ])

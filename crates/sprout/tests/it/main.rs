@@ -10,6 +10,7 @@ mod dataplane;
 mod deploys;
 mod harness;
 mod openapi;
+mod resources;
 mod scaling;
 mod secrets;
 mod spine;
