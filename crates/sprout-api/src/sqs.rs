@@ -648,40 +648,10 @@ impl Ctx<'_> {
     }
 
     async fn send_message_batch(&self, body: &Value) -> SqsResult<Response> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Entry {
-            id: String,
-            message_body: Option<String>,
-            delay_seconds: Option<i64>,
-            #[serde(default)]
-            message_attributes: Attributes,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct In {
-            #[serde(default)]
-            entries: Vec<Entry>,
-        }
         let queue = self.queue(body).await?;
-        let input: In = input(body)?;
+        let input: q::SendBatch = input(body)?;
         q::check_batch_ids(input.entries.iter().map(|e| e.id.as_str()))?;
-        let total: usize = input
-            .entries
-            .iter()
-            .map(|e| {
-                e.message_body.as_deref().map_or(0, str::len)
-                    + e.message_attributes
-                        .iter()
-                        .map(|(k, a)| {
-                            k.len()
-                                + a.data_type.len()
-                                + a.string_value.as_deref().map_or(0, str::len)
-                                + a.binary_value.as_deref().map_or(0, str::len)
-                        })
-                        .sum::<usize>()
-            })
-            .sum();
+        let total = input.payload_bytes();
         if total > q::MAX_BATCH_BYTES {
             return Err(QueueError::BatchTooLong { size: total }.into());
         }

@@ -8,7 +8,7 @@ use sprout_core::api::{
     App, ConfigView, Deployment, Environment, EnvironmentDetail, Event, HealthReport, Metrics,
     Version,
 };
-use sprout_core::properties::is_secret;
+use sprout_core::properties;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -304,15 +304,6 @@ pub(crate) fn rate(r: f64) -> String {
     format!("{r:.1}")
 }
 
-/// A property's value as shown: `****` for secrets.
-pub(crate) fn masked(key: &str, value: &str) -> String {
-    if is_secret(key) {
-        "****".to_string()
-    } else {
-        value.to_string()
-    }
-}
-
 /// `sprout config ENV`: the settings (in `sprout config`'s order), then the properties
 /// with secret values masked.
 pub(crate) fn config_text(c: &ConfigView) -> String {
@@ -335,7 +326,7 @@ pub(crate) fn config_text(c: &ConfigView) -> String {
     } else {
         let mut p = table(&["PROPERTY", "VALUE"]);
         for (k, v) in &c.properties {
-            p.add_row(vec![k.clone(), masked(k, v)]);
+            p.add_row(vec![k.clone(), properties::shown(k, v).to_string()]);
         }
         out.push_str(&render(&p));
     }
@@ -583,12 +574,12 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY",
             "KEYCLOAK_URL",
         ] {
-            assert!(is_secret(key), "{key}");
-            assert_eq!(masked(key, "hunter2"), "****");
+            assert!(properties::is_secret(key), "{key}");
+            assert_eq!(properties::shown(key, "hunter2"), properties::MASKED);
         }
         for key in ["DATABASE_URL", "PORT", "LOG_LEVEL", "PASS"] {
-            assert!(!is_secret(key), "{key}");
-            assert_eq!(masked(key, "v"), "v");
+            assert!(!properties::is_secret(key), "{key}");
+            assert_eq!(properties::shown(key, "v"), "v");
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::{Control, ControlError, Result};
 use sprout_core::api::{self, OperationOutcome};
-use sprout_core::auth::{redact_properties, Role};
+use sprout_core::auth::Role;
 use sprout_core::health::{self, CheckState, Verdict, Window};
 use sprout_core::manifest::BundleManifest;
 use sprout_core::plan::revision;
@@ -1166,7 +1166,7 @@ impl Control {
 /// for viewers.
 fn properties_for(env: &EnvRow, reader: Role) -> BTreeMap<String, String> {
     let mut properties = env.properties();
-    redact_properties(&mut properties, &env.settings().public_properties, reader);
+    sprout_core::properties::redact(&mut properties, &env.settings().public_properties, reader);
     properties
 }
 

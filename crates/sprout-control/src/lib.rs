@@ -111,6 +111,7 @@ impl From<StoreError> for ControlError {
         match e {
             StoreError::Conflict(m) => ControlError::Conflict(m),
             StoreError::NotFound(m) => ControlError::NotFound(m),
+            StoreError::Quota(q) => ControlError::Quota(q),
             other => ControlError::Store(other),
         }
     }

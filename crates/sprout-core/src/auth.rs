@@ -3,7 +3,7 @@
 
 use crate::model::string_enum;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 string_enum!(
@@ -30,26 +30,6 @@ impl Role {
     /// Viewers do not; those who may change an environment do.
     pub fn reads_secrets(self) -> bool {
         self.allows(Role::Deployer)
-    }
-}
-
-/// What a reader without [`Role::reads_secrets`] sees instead of a property's value.
-pub const MASKED: &str = "********";
-
-/// Masks, for a `reader` who may not read secrets, every property value not in `public`.
-/// Values are secret by default: a key is shown only once it is marked public.
-pub fn redact_properties(
-    properties: &mut BTreeMap<String, String>,
-    public: &BTreeSet<String>,
-    reader: Role,
-) {
-    if reader.reads_secrets() {
-        return;
-    }
-    for (key, value) in properties.iter_mut() {
-        if !public.contains(key) {
-            *value = MASKED.to_string();
-        }
     }
 }
 
@@ -328,28 +308,6 @@ mod tests {
             t.begin("a", None, now).unwrap();
         }
         assert!(t.begin("a", None, now).is_err());
-    }
-
-    #[test]
-    fn viewers_see_only_public_values() {
-        let props: BTreeMap<String, String> =
-            [("DATABASE_URL", "postgres://u:pw@db"), ("MODE", "fast")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        let public: BTreeSet<String> = ["MODE".to_string()].into();
-        let mut seen = props.clone();
-        redact_properties(&mut seen, &public, Role::Viewer);
-        assert_eq!(seen["DATABASE_URL"], MASKED);
-        assert_eq!(seen["MODE"], "fast");
-        let mut none_public = props.clone();
-        redact_properties(&mut none_public, &BTreeSet::new(), Role::Viewer);
-        assert!(none_public.values().all(|v| v == MASKED));
-        for role in [Role::Deployer, Role::Admin] {
-            let mut seen = props.clone();
-            redact_properties(&mut seen, &BTreeSet::new(), role);
-            assert_eq!(seen, props);
-        }
     }
 
     #[test]

@@ -92,9 +92,22 @@ impl CronYaml {
             {
                 return Err(bad("schedule holds characters cron does not know"));
             }
+            if let Err(e) = parse_schedule(&task.schedule_with_seconds()) {
+                return Err(bad(&format!("schedule '{}': {e}", task.schedule)));
+            }
         }
         Ok(parsed)
     }
+}
+
+/// Parses a six-field schedule with the settings tokio-cron-scheduler's `Job::new_async`
+/// uses, so a schedule accepted here is one the scheduler takes.
+fn parse_schedule(schedule: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(schedule)
 }
 
 #[cfg(test)]
@@ -121,6 +134,9 @@ mod tests {
             "cron:\n - name: a\n   url: \"//127.0.0.1:9999/ssrf\"\n   schedule: \"* * * * *\"\n",
             "cron:\n - name: a\n   url: /a\n   schedule: \"* * *\"\n",
             "cron:\n - name: a\n   url: /a\n   schedule: \"* * * * *\"\n - name: a\n   url: /b\n   schedule: \"* * * * *\"\n",
+            "cron:\n - name: a\n   url: /a\n   schedule: \"61 * * * *\"\n",
+            "cron:\n - name: a\n   url: /a\n   schedule: \"* * * 13 *\"\n",
+            "cron:\n - name: a\n   url: /a\n   schedule: \"*/0 * * * *\"\n",
             "version: 2\n",
             "cron: 3\n",
         ] {

@@ -154,6 +154,47 @@ impl MessageAttribute {
 
 pub type Attributes = BTreeMap<String, MessageAttribute>;
 
+/// One entry of a `SendMessageBatch` request, as the SQS JSON protocol spells it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendEntry {
+    pub id: String,
+    pub message_body: Option<String>,
+    pub delay_seconds: Option<i64>,
+    #[serde(default)]
+    pub message_attributes: Attributes,
+}
+
+/// A `SendMessageBatch` request's entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendBatch {
+    #[serde(default)]
+    pub entries: Vec<SendEntry>,
+}
+
+impl SendBatch {
+    /// The batch's payload as SQS counts it against [`MAX_BATCH_BYTES`]: every body, and
+    /// every attribute's name, type and value.
+    pub fn payload_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| {
+                e.message_body.as_deref().map_or(0, str::len)
+                    + e.message_attributes
+                        .iter()
+                        .map(|(k, a)| {
+                            k.len()
+                                + a.data_type.len()
+                                + a.string_value.as_deref().map_or(0, str::len)
+                                + a.binary_value.as_deref().map_or(0, str::len)
+                        })
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
 /// SQS's allowed characters: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
 fn allowed_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')

@@ -1,35 +1,17 @@
-//! The message part of the SQS endpoint's JSON bodies (`SendMessage`/`SendMessageBatch`
-//! entries, with the same field shapes as `sprout-api`'s SQS handlers): parsed, checked and
-//! prepared as the endpoint does. What is accepted must come back unchanged from the
+//! The message part of the SQS endpoint's JSON bodies (`SendMessageBatch` entries, the
+//! endpoint's own `sprout_core::queue::SendBatch`): parsed, checked and prepared as the
+//! endpoint does. What is accepted must come back unchanged from the
 //! attributes JSON the store keeps, with the MD5s the sender was given.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
-use sprout_core::queue::{self as q, Attributes};
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Entry {
-    id: String,
-    message_body: Option<String>,
-    delay_seconds: Option<i64>,
-    #[serde(default)]
-    message_attributes: Attributes,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Batch {
-    #[serde(default)]
-    entries: Vec<Entry>,
-}
+use sprout_core::queue::{self as q, Attributes, SendBatch};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let Ok(batch) = serde_json::from_value::<Batch>(body) else {
+    let Ok(batch) = serde_json::from_value::<SendBatch>(body) else {
         return;
     };
     let _ = q::check_batch_ids(batch.entries.iter().map(|e| e.id.as_str()));

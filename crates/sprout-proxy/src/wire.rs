@@ -9,6 +9,10 @@ use std::fmt::Write as _;
 
 /// Most header lines a head may carry; more gets 431 (request) or 502 (response).
 pub(crate) const MAX_HEADERS: usize = 100;
+/// Most header lines a client's request head may carry: the head sent on adds up to eight
+/// (Host, `X-Forwarded-*`, the request id, the upgrade pair, the framing), and must itself
+/// stay within [`MAX_HEADERS`] (the limit of common app servers too, e.g. gunicorn's 100).
+const MAX_CLIENT_HEADERS: usize = MAX_HEADERS - 8;
 /// Largest head accepted, in bytes.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Longest client-supplied request id passed on; longer ones are replaced.
@@ -263,7 +267,7 @@ impl<'b> RequestHead<'b> {
         headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
         cookie_name: &str,
     ) -> Result<Option<RequestHead<'b>>, WireError> {
-        let mut req = httparse::Request::new(headers);
+        let mut req = httparse::Request::new(&mut headers[..MAX_CLIENT_HEADERS]);
         if req.parse(buf)?.is_partial() {
             return Ok(None);
         }
@@ -1184,6 +1188,26 @@ mod tests {
                 assert_eq!(r.unwrap().unwrap().keep_alive, want, "{raw}")
             });
         }
+    }
+
+    #[test]
+    fn a_client_head_leaves_room_for_the_headers_the_balancer_adds() {
+        let head = |n: usize| {
+            let mut raw = String::from("POST / HTTP/1.1\r\nHost: app.localhost\r\n");
+            for i in 1..n {
+                raw.push_str(&format!("X-H{i}: v\r\n"));
+            }
+            raw + "Transfer-Encoding: chunked\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n"
+        };
+        // The most a client may send: what goes upstream must parse within MAX_HEADERS.
+        let most = head(MAX_CLIENT_HEADERS - 3);
+        let up = upstream(&most);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = httparse::Request::new(&mut headers).parse(up.as_bytes());
+        assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == up.len()));
+        parse_req(&head(MAX_CLIENT_HEADERS - 2), |r| {
+            assert_eq!(r.err(), Some(WireError::TooLarge))
+        });
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use environments::{
 };
 pub use events::EventRow;
 pub use queue::{
-    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
 pub use resources::{AttachmentRow, NewResource, ResourceEventRow, ResourceRow, SnapshotRow};
 pub use secret_box::{SecretBox, SecretError};
@@ -52,6 +52,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

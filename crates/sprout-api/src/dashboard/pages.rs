@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Redirect};
 use serde::{Deserialize, Serialize};
 use sprout_control::history::Sample;
 use sprout_core::api;
-use sprout_core::auth::{Role, MASKED};
-use sprout_core::properties::is_secret;
+use sprout_core::auth::Role;
+use sprout_core::properties;
 use sprout_core::{Policy, Tier};
 use std::time::Instant;
 
@@ -409,12 +409,8 @@ async fn env_context(
         .iter()
         .map(|(k, v)| Property {
             key: k.clone(),
-            secret: is_secret(k) || v == MASKED,
-            value: if is_secret(k) {
-                "••••••••".into()
-            } else {
-                v.clone()
-            },
+            secret: properties::is_hidden(k, v),
+            value: properties::shown(k, v).to_string(),
         })
         .collect();
     let progress = e
@@ -647,6 +643,10 @@ mod tests {
         assert_eq!(duration(7300), "2h 1m");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
-        assert!(is_secret("DB_PASSWORD") && is_secret("api_key") && !is_secret("MODE"));
+        assert!(
+            properties::is_secret("DB_PASSWORD")
+                && properties::is_secret("api_key")
+                && !properties::is_secret("MODE")
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::auth::{call, cli_as, login};
 use crate::dashboard::{http_session, page_text};
 use crate::harness::*;
 use serde_json::{json, Value};
-use sprout_core::auth::MASKED;
+use sprout_core::properties::MASKED;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
