@@ -1,6 +1,12 @@
 #!/bin/sh
 # Builds a Sprout platform image from Debian packages, with no registry.
 # usage: build-platform.sh python|static [IMAGE_NAME]
+#        build-platform.sh postgres|mysql|redis [IMAGE_NAME]
+#
+# The second family are the resource images (sprout/resource-KIND): the python platform
+# image (built first if missing) plus Debian's postgresql-15, mariadb-server (10.11) or
+# redis-server (7) installed with apt, and resource-entrypoint.sh (next to this script) as
+# the entrypoint.
 #
 # Needs only docker and the tools of any Linux (sh, coreutils, sed, awk, grep, tar, gzip): every
 # other tool comes from Debian packages and runs in containers. With no image to start from:
@@ -14,8 +20,12 @@
 #     that tree is imported and its second stage runs in a container of it (the container
 #     is the chroot).
 set -eu
-platform="${1:?usage: build-platform.sh python|static [IMAGE]}"
-image="${2:-sprout/platform-$platform}"
+platform="${1:?usage: build-platform.sh python|static|postgres|mysql|redis [IMAGE]}"
+case "$platform" in
+postgres | mysql | redis) family=resource ;;
+*) family=platform ;;
+esac
+image="${2:-sprout/$family-$platform}"
 suite="${SPROUT_DEBIAN_SUITE:-bookworm}"
 mirror="${SPROUT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # The first packages are trusted through TLS, so fetch them over HTTPS from Debian's CDN;
@@ -23,6 +33,7 @@ mirror="${SPROUT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 seed_mirror="$(printf '%s' "$mirror" | sed 's#^http://deb\.debian\.org/#https://deb.debian.org/#')"
 
 case "$platform" in
+postgres | mysql | redis) seed_pkgs="" ;;
 # debootstrap needs perl (to read the index) and gpgv; it runs much faster under dash with
 # GNU grep (busybox's shell would take its own grep whatever the PATH).
 python)
@@ -31,28 +42,73 @@ python)
     ;;
 static) seed_pkgs="busybox-static ca-certificates" ;;
 *)
-    echo "unknown platform '$platform' (known: python, static)" >&2
+    echo "unknown platform '$platform' (known: python, static, postgres, mysql, redis)" >&2
     exit 2
     ;;
 esac
 # shellcheck disable=SC2086 # one line, single spaces
 seed_pkgs="$(echo $seed_pkgs)"
 
-say() { echo "[platform $platform] $*"; }
-fail() { echo "[platform $platform] error: $*" >&2; exit 1; }
+say() { echo "[$family $platform] $*"; }
+fail() { echo "[$family $platform] error: $*" >&2; exit 1; }
 # Prefixes each line as it comes (a shell loop, so nothing waits in a pipe buffer).
-prefix() { while IFS= read -r line; do printf '[platform %s] %s\n' "$platform" "$line"; done; }
+prefix() { while IFS= read -r line; do printf '[%s %s] %s\n' "$family" "$platform" "$line"; done; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sprout-platform-$platform.XXXXXX")"
 # Temporary images and containers carry a unique name, so parallel builds do not collide.
 tmp="sprout-build-$platform-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"
 cleanup() {
-    docker rm -f "$tmp-fetch" "$tmp-stage2" >/dev/null 2>&1 || true
+    docker rm -f "$tmp-fetch" "$tmp-stage2" "$tmp-resource" >/dev/null 2>&1 || true
     docker rmi -f "$tmp:fetch" "$tmp:busybox" "$tmp:stage1" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [ "$family" = resource ]; then
+    base="${SPROUT_RESOURCE_BASE:-sprout/platform-python}"
+    entrypoint="$(dirname "$0")/resource-entrypoint.sh"
+    [ -f "$entrypoint" ] || fail "$entrypoint is missing"
+    if ! docker image inspect "$base" >/dev/null 2>&1; then
+        say "$base is missing: building it first"
+        sh "$0" python "$base" || fail "building $base failed"
+    fi
+    case "$platform" in
+    postgres) pkgs="postgresql-15" ;;
+    mysql) pkgs="mariadb-server mariadb-client" ;;
+    redis) pkgs="redis-server redis-tools" ;;
+    esac
+    # No service starts during the install (policy-rc.d), and postgresql-common creates no
+    # cluster: the entrypoint initialises the data directory in the volume at first start.
+    # shellcheck disable=SC2016 # expanded by the container's shell
+    install='cat >/usr/local/bin/sprout-resource
+        chmod 755 /usr/local/bin/sprout-resource
+        printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        mkdir -p /etc/postgresql-common/createcluster.d
+        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/sprout.conf
+        echo force-unsafe-io >/etc/dpkg/dpkg.cfg.d/sprout-build
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $1
+        rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/sprout-build
+        rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/lib/postgresql/15/main
+        mkdir -p /data'
+    say "installing $pkgs on $base"
+    echo 0 >"$work/install"
+    { docker run -i --name "$tmp-resource" "$base" /bin/sh -ec "$install" install "$pkgs" \
+        <"$entrypoint" 2>&1 || echo "$?" >"$work/install"; } | prefix
+    [ "$(cat "$work/install")" = 0 ] || fail "installing $pkgs failed"
+    say "committing as $image"
+    docker commit \
+        --change "ENV SPROUT_RESOURCE_KIND=$platform" \
+        --change 'WORKDIR /data' \
+        --change "LABEL sprout.resource=$platform" \
+        --change 'ENTRYPOINT ["/usr/local/bin/sprout-resource"]' \
+        --change 'CMD ["run"]' \
+        "$tmp-resource" "$image" >/dev/null || fail "docker commit of $image failed"
+    say "done: $image"
+    exit 0
+fi
 
 server_arch="$(docker version --format '{{.Server.Arch}}')" || fail "cannot reach the Docker engine"
 case "$server_arch" in

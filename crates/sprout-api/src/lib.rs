@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod error;
 mod openapi;
 mod queue_routes;
+mod resource_routes;
 mod routes;
 pub mod serve;
 pub mod sqs;
@@ -37,6 +38,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::router())
         .merge(queue_routes::router())
+        .merge(resource_routes::router())
         .merge(user_routes::router())
         .routes(utoipa_axum::routes!(routes::healthz))
         .split_for_parts();

@@ -38,7 +38,7 @@ const ERRORS: &[(&str, &str)] = &[
     tags(
         (name = "auth"), (name = "apps"), (name = "versions"), (name = "environments"),
         (name = "health"), (name = "settings"), (name = "scaling"), (name = "zones"),
-        (name = "queue"), (name = "platforms"), (name = "users"), (name = "tokens")
+        (name = "queue"), (name = "resources"), (name = "platforms"), (name = "users"), (name = "tokens")
     )
 )]
 pub struct ApiDoc;

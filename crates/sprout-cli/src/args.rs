@@ -30,6 +30,19 @@ pub enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Attached resources: databases and caches (postgres, mysql, redis)
+    Resource {
+        #[command(subcommand)]
+        command: ResourceCommand,
+    },
+    /// List resources
+    Resources {
+        #[arg(long)]
+        app: Option<String>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List applications
     Apps {
         /// Print the API's JSON
@@ -459,6 +472,102 @@ pub enum QueueCommand {
     /// Print the SQS endpoint, queue URL and keys for clients outside Sprout
     Credentials {
         env: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ResourceCommand {
+    /// Create a resource of an application
+    Create {
+        name: String,
+        #[arg(long)]
+        app: String,
+        /// postgres, mysql or redis
+        #[arg(long)]
+        kind: String,
+        /// An instance type: nano, micro (default), small, medium, large
+        #[arg(long)]
+        size: Option<String>,
+        /// What a coupled environment's termination does: snapshot (default), retain, delete
+        #[arg(long)]
+        deletion_policy: Option<String>,
+        /// Wait until it is Available
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a resource: status, endpoint, credentials (masked for viewers), attachments
+    Show {
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach to an environment of its application: every instance gets its variables
+    Attach {
+        name: String,
+        env: String,
+        /// Prefix the variables (ORDERS → ORDERS_DATABASE_URL)
+        #[arg(long = "as", value_name = "PREFIX")]
+        prefix: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        /// Wait until the environment has rolled
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Detach from an environment (its instances roll without the variables)
+    Detach {
+        name: String,
+        env: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Take a logical snapshot (pg_dump -Fc, mariadb-dump, redis RDB)
+    Snapshot {
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the snapshots of a resource (they outlive it)
+    Snapshots {
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new resource from a snapshot
+    Restore {
+        #[arg(value_name = "SNAPSHOT_ID")]
+        snapshot: i64,
+        /// The new resource's name
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete a resource no environment uses (a final snapshot first, unless skipped)
+    Delete {
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        skip_final_snapshot: bool,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A resource's events
+    Events {
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -484,7 +484,7 @@ fn fallback_detail(status: StatusCode, body: &str) -> String {
     }
 }
 
-async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, CliError> {
+pub(crate) async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, CliError> {
     let url = resp.url().path().to_string();
     let bytes = resp.bytes().await?;
     // A 204 (or an empty body) decodes as JSON null, so `()` and `Option<_>` work.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 mod output;
 pub mod queue;
+pub mod resources;
 pub mod users;
 mod verbs;
 mod wait;

@@ -13,6 +13,7 @@ mod observe;
 mod operations;
 pub mod queues;
 mod reconcile;
+mod resources;
 mod restart;
 mod schedule;
 mod versions;

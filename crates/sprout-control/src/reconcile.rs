@@ -631,6 +631,8 @@ impl Control {
         );
         // The SQS endpoint, keys and queue URL of the application's worker queue.
         envs.extend(self.queue_env_vars(env, network).await);
+        // DATABASE_URL, RDS_*, REDIS_URL, ... of the attached resources.
+        envs.extend(self.resource_env_vars(env).await);
         let limits = env.settings().instance_type.limits();
         let spec = InstanceSpec {
             name: format!("sprout-{}-{id}", env.name),

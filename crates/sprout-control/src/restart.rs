@@ -47,7 +47,7 @@ impl Control {
         Ok(count)
     }
 
-    async fn rolling_restart(&self, env: &EnvRow, ids: Vec<String>) -> Result<()> {
+    pub(crate) async fn rolling_restart(&self, env: &EnvRow, ids: Vec<String>) -> Result<()> {
         let deadline = Instant::now() + self.config().operation_timeout;
         for id in ids {
             self.wait_full_strength(env, deadline).await?;

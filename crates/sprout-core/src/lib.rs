@@ -13,6 +13,7 @@ pub mod names;
 pub mod plan;
 pub mod properties;
 pub mod queue;
+pub mod resource;
 pub mod scaling;
 pub mod settings;
 pub mod sigv4;
@@ -20,5 +21,7 @@ pub mod sigv4;
 pub use health::HealthStatus;
 pub use lifecycle::{EnvOp, EnvStatus, LifecycleError, OpKind, Transition};
 pub use model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
-pub use names::{AppName, Cname, EnvName, NameError, RequestPath, Username, VersionLabel};
+pub use names::{
+    AppName, Cname, EnvName, NameError, RequestPath, ResourceName, Username, VersionLabel,
+};
 pub use settings::{BatchSize, EnvSettings, Policy};

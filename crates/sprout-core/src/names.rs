@@ -90,6 +90,12 @@ name_type!(
     "2-63 characters: a lowercase letter, then lowercase letters, digits or '-', not ending in '-'"
 );
 name_type!(
+    ResourceName,
+    "resource name",
+    APP_OR_ENV,
+    "2-63 characters: a lowercase letter, then lowercase letters, digits or '-', not ending in '-'"
+);
+name_type!(
     VersionLabel,
     "version label",
     LABEL,

@@ -40,6 +40,14 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
+    #[error("resource container {container}: {step} failed with exit code {code}: {output}")]
+    ResourceCommand {
+        container: String,
+        step: String,
+        code: i64,
+        output: String,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -5,6 +5,7 @@ mod bake;
 mod error;
 mod gateway;
 mod platform;
+mod resource;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +28,8 @@ use tracing::{debug, info, warn};
 
 pub use error::RuntimeError;
 use error::{is_not_found, status_of};
-pub use platform::{catalogue_platform, CATALOGUE};
+pub use platform::{buildable_image, catalogue_platform, CATALOGUE, RESOURCE_IMAGES};
+pub use resource::{ExecOutcome, ResourceSpec};
 pub use sprout_core::model::BuildLimits;
 
 /// Seconds bollard waits for response headers. Generous because commits of big images
@@ -302,8 +304,9 @@ impl Runtime {
         }
     }
 
-    /// Builds a missing catalogue platform image with docker/build-platform.sh; any other
-    /// missing image is an error, since there is no registry to pull from.
+    /// Builds a missing catalogue platform image (or resource image) with
+    /// docker/build-platform.sh; any other missing image is an error, since there is no
+    /// registry to pull from.
     pub async fn ensure_platform(
         &self,
         image: &str,
@@ -312,7 +315,7 @@ impl Runtime {
         if self.image_exists(image).await? {
             return Ok(());
         }
-        let Some(platform) = catalogue_platform(image) else {
+        let Some(platform) = buildable_image(image) else {
             return Err(RuntimeError::ImageMissing {
                 image: image.to_string(),
             });

@@ -11,12 +11,32 @@ use crate::RuntimeError;
 
 /// The build script, embedded so the binary works without the source tree.
 const BUILD_SCRIPT: &str = include_str!("../../../docker/build-platform.sh");
+/// The resource images' entrypoint, which the script installs next to itself.
+const RESOURCE_ENTRYPOINT: &str = include_str!("../../../docker/resource-entrypoint.sh");
 
 /// (platform name, image repository) of the catalogue.
 pub const CATALOGUE: &[(&str, &str)] = &[
     ("python", "sprout/platform-python"),
     ("static", "sprout/platform-static"),
 ];
+
+/// (resource kind, image repository) of the resource images the same script builds.
+pub const RESOURCE_IMAGES: &[(&str, &str)] = &[
+    ("postgres", "sprout/resource-postgres"),
+    ("mysql", "sprout/resource-mysql"),
+    ("redis", "sprout/resource-redis"),
+];
+
+/// The script argument (platform or resource kind) that builds `image`, if it builds it.
+pub fn buildable_image(image: &str) -> Option<&'static str> {
+    let repo = image.strip_suffix(":latest").unwrap_or(image);
+    catalogue_platform(image).or_else(|| {
+        RESOURCE_IMAGES
+            .iter()
+            .find(|(_, r)| *r == repo)
+            .map(|(name, _)| *name)
+    })
+}
 
 /// The catalogue platform name an image reference stands for, if any.
 /// Accepts the bare repository or `:latest` (the tag the script creates).
@@ -48,6 +68,13 @@ pub(crate) async fn build(
         .await
         .map_err(|e| RuntimeError::Io {
             context: format!("writing {}", script.display()),
+            source: e,
+        })?;
+    let entrypoint = dir.path().join("resource-entrypoint.sh");
+    tokio::fs::write(&entrypoint, RESOURCE_ENTRYPOINT)
+        .await
+        .map_err(|e| RuntimeError::Io {
+            context: format!("writing {}", entrypoint.display()),
             source: e,
         })?;
 
@@ -126,10 +153,21 @@ mod tests {
         );
         assert_eq!(catalogue_platform("sprout/platform-static:v2"), None);
         assert_eq!(catalogue_platform("debian:bookworm"), None);
+        assert_eq!(
+            buildable_image("sprout/resource-postgres"),
+            Some("postgres")
+        );
+        assert_eq!(
+            buildable_image("sprout/platform-python:latest"),
+            Some("python")
+        );
+        assert_eq!(buildable_image("sprout/resource-mongo"), None);
     }
 
     #[test]
     fn script_is_embedded() {
         assert!(BUILD_SCRIPT.contains("docker import"));
+        assert!(BUILD_SCRIPT.contains("resource-entrypoint.sh"));
+        assert!(RESOURCE_ENTRYPOINT.contains("sprout-resource"));
     }
 }

@@ -171,6 +171,22 @@ impl Store {
                 names.join(", ")
             )));
         }
+        let resources: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM resources WHERE app_id = ? ORDER BY name")
+                .bind(app_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !resources.is_empty() {
+            let names: Vec<String> = resources.into_iter().map(|(n,)| n).collect();
+            return Err(StoreError::Conflict(format!(
+                "application '{name}' still has resources: {}; delete them first",
+                names.join(", ")
+            )));
+        }
+        sqlx::query("DELETE FROM resource_snapshots WHERE app_id = ?")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
         let images: Vec<(String,)> =
             sqlx::query_as("SELECT image FROM versions WHERE app_id = ? AND image IS NOT NULL")
                 .bind(app_id)

@@ -49,25 +49,29 @@ pub fn docker_ready(images: &[&str]) -> Result<(), DockerMissing> {
     }
 }
 
-/// Removes the containers, networks and images labelled with this server's id. Instances
-/// outlive a stopped server by design (it adopts them on restart), so a test or a benchmark
-/// that is done with a server removes them.
+/// Removes the containers, networks, images and volumes labelled with this server's id
+/// (`sprout.server`, and `sprout.resource-of` for its resources). Instances outlive a stopped
+/// server by design (it adopts them on restart), so a test or a benchmark that is done with a
+/// server removes them.
 pub fn remove_server_objects(server_id: &str) {
-    let label = format!("label=sprout.server={server_id}");
+    let labels = [
+        format!("label=sprout.server={server_id}"),
+        format!("label=sprout.resource-of={server_id}"),
+    ];
+    // Every container first (a resource's holds its volume and joins instance networks).
     for (list, rm) in [
-        (vec!["ps", "-a", "-q", "--filter", &label], vec!["rm", "-f"]),
-        (
-            vec!["network", "ls", "-q", "--filter", &label],
-            vec!["network", "rm"],
-        ),
-        (
-            vec!["image", "ls", "-q", "--filter", &label],
-            vec!["rmi", "-f"],
-        ),
+        (vec!["ps", "-a", "-q"], vec!["rm", "-f"]),
+        (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+        (vec!["image", "ls", "-q"], vec!["rmi", "-f"]),
+        (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
     ] {
-        let ids = docker_lines(&list);
-        if !ids.is_empty() {
-            let _ = Command::new("docker").args(&rm).args(&ids).output();
+        for label in &labels {
+            let mut args = list.clone();
+            args.extend(["--filter", label.as_str()]);
+            let ids = docker_lines(&args);
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(&rm).args(&ids).output();
+            }
         }
     }
 }

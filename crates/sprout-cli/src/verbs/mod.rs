@@ -4,6 +4,7 @@ mod apps;
 mod connect;
 mod envs;
 mod queue;
+mod resources;
 mod session;
 mod users;
 mod watch;
@@ -84,6 +85,8 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Logs { env, tail, follow } => watch::logs(g, env, tail, follow).await,
         Command::Health { env, json, refresh } => watch::health(g, env, json, refresh).await,
         Command::Queue { command } => queue::run(g, command).await,
+        Command::Resource { command } => resources::run(g, command).await,
+        Command::Resources { app, json } => resources::list(g, app, json).await,
         Command::User { command } => users::run_user(g, command).await,
         Command::Token { command } => users::run_token(g, command).await,
         Command::Audit { limit, json } => users::run_audit(g, limit, json).await,

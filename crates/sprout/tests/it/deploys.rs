@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Settings that keep the tests quick without changing what they prove.
-fn fast_settings() -> BTreeMap<String, String> {
+pub(crate) fn fast_settings() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("health_check_interval".to_string(), "300ms".to_string()),
         ("health_grace".to_string(), "10s".to_string()),

@@ -12,6 +12,7 @@ mod deploys;
 mod harness;
 mod openapi;
 mod operations;
+mod resources;
 mod scaling;
 mod secrets;
 mod spine;
