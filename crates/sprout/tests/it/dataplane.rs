@@ -91,6 +91,12 @@ async fn restart_and_upgrade_under_load_fail_no_request() {
     assert_eq!(running_instances(&server, &env), 4, "no duplicate instance");
     let r = server.get_via_balancer(&host, "/").await.expect("answer");
     assert!(r.status().is_success(), "{}", r.status());
+    // Hand-overs lose no count: no record is marked approximate.
+    let deployments = server.client.deployments(&env).await.expect("deployments");
+    assert!(
+        deployments.iter().all(|d| !d.approximate),
+        "{deployments:?}"
+    );
 }
 
 /// A crash (`kill -9`) of the control plane in the middle of a rolling deploy, then a start:
@@ -140,6 +146,15 @@ async fn a_crash_mid_deploy_leaves_a_true_record() {
 
     let deployments = server.client.deployments(&env).await.expect("deployments");
     let record = deployments.first().expect("the deploy's record");
+    assert!(
+        record.approximate,
+        "the crash lost a moment of counts: the record says it is approximate"
+    );
+    let launch = deployments.last().expect("the launch's record");
+    assert!(
+        !launch.approximate,
+        "the launch finished before the crash: its counts are exact"
+    );
     let (requests, failed) = (
         record.requests.expect("requests"),
         record.failed.expect("failed"),
