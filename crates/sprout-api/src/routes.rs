@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_properties))
         .routes(routes!(swap))
         .routes(routes!(deployments))
+        .routes(routes!(get_operation))
         .routes(routes!(scale))
         .routes(routes!(list_schedules, add_schedule))
         .routes(routes!(remove_schedule))
@@ -54,6 +55,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct EnvPath {
     /// Environment name
     pub env: String,
+}
+
+/// The `{id}` of the operation route.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OperationPath {
+    /// Operation id (as in an environment's `operation.id` or its deployment records)
+    pub id: i64,
 }
 
 /// The `{app}` of every application route.
@@ -488,6 +497,22 @@ async fn deployments(
     PathParams(EnvPath { env }): PathParams<EnvPath>,
 ) -> ApiResult<Json<Vec<api::Deployment>>> {
     Ok(Json(s.control.deployments(&env).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/operations/{id}",
+    tag = "environments",
+    operation_id = "get_operation",
+    responses((status = 200, description = "The operation: its outcome, phase, progress, the rollback that followed it, and the requests served and failed while it ran", body = api::OperationStatus)),
+    params(OperationPath)
+)]
+async fn get_operation(
+    State(s): State<AppState>,
+    _c: Caller,
+    PathParams(OperationPath { id }): PathParams<OperationPath>,
+) -> ApiResult<Json<api::OperationStatus>> {
+    Ok(Json(s.control.operation(id).await?))
 }
 
 #[utoipa::path(

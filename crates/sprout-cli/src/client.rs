@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprout_core::api::{
     App, ConfigUpdate, ConfigView, CreateApp, CreateEnvironment, DeployRequest, Deployment,
-    Environment, EnvironmentDetail, Event, HealthReport, LoginRequest, LoginResponse, Problem,
-    SaveConfig, SavedConfig, SetProperties, SwapRequest, Version, API_PREFIX, HEALTHZ,
+    Environment, EnvironmentDetail, Event, HealthReport, LoginRequest, LoginResponse,
+    OperationStatus, Problem, SaveConfig, SavedConfig, SetProperties, SwapRequest, Version,
+    API_PREFIX, HEALTHZ,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -374,6 +375,11 @@ impl Client {
     pub async fn deployments(&self, env: &str) -> Result<Vec<Deployment>, CliError> {
         self.get_json(&["environments", env, "deployments"], &[])
             .await
+    }
+
+    /// `GET /operations/{id}`: where an operation stands and how it ended.
+    pub async fn get_operation(&self, id: i64) -> Result<OperationStatus, CliError> {
+        self.get_json(&["operations", &id.to_string()], &[]).await
     }
 
     /// `GET /metrics` (at the server's root, with the token): Prometheus text.

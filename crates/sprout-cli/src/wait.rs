@@ -3,7 +3,7 @@
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{tail_lines, Spinner};
-use sprout_core::api::{Environment, Operation, OperationOutcome, Version};
+use sprout_core::api::{Environment, OperationOutcome, OperationPhase, OperationStatus, Version};
 use sprout_core::{EnvStatus, VersionStatus};
 use std::time::Duration;
 
@@ -95,262 +95,174 @@ pub(crate) async fn version(c: &Client, app: &str, mut v: Version) -> Result<Ver
     Ok(v)
 }
 
-/// Polls an environment for `--wait`, keeping a spinner on stderr up to date with its
-/// status and newest event.
-struct Poller<'a> {
-    c: &'a Client,
-    env: &'a str,
-    spinner: Spinner,
-    retry: Retry,
-    last_event_id: i64,
-    newest_event: String,
-    current: Environment,
-}
-
-impl<'a> Poller<'a> {
-    fn new(c: &'a Client, env: &'a str, started: &Environment) -> Self {
-        Poller {
-            c,
-            env,
-            spinner: Spinner::new(&format!("{env}: {}", started.status)),
-            retry: Retry(0),
-            last_event_id: 0,
-            newest_event: String::new(),
-            current: started.clone(),
-        }
-    }
-
-    /// Waits a moment, then refreshes `current` (retrying connection failures) and the
-    /// spinner. Errors other than tolerated connection failures pass through.
-    async fn next(&mut self) -> Result<(), CliError> {
-        loop {
-            tokio::time::sleep(POLL).await;
-            match self.c.get_environment(self.env).await {
-                Ok(d) => {
-                    self.retry.0 = 0;
-                    self.current = d.environment;
-                    break;
-                }
-                Err(e) if self.retry.allow(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if let Ok(events) = self.c.events(self.env, Some(1)).await {
-            if let Some(e) = events.last() {
-                if e.id != self.last_event_id {
-                    self.last_event_id = e.id;
-                    self.newest_event = crate::error::one_line(&e.message);
-                }
-            }
-        }
-        let cur = &self.current;
-        let msg = if self.newest_event.is_empty() {
-            format!("{}: {} ({})", self.env, cur.status, cur.health)
-        } else {
-            format!(
-                "{}: {} ({}) {}",
-                self.env,
-                cur.status,
-                cur.health,
-                trim_to(&self.newest_event, 100)
-            )
-        };
-        self.spinner.set(&msg);
-        Ok(())
-    }
-}
-
-/// Follows an environment from the answer that started an operation (`started`) until
-/// `until`; fails with the operation's message if it failed.
+/// Follows the operation `started` began (launch, deploy, configure, abort's rollback,
+/// terminate) through its resource, `GET /operations/{id}`, keeping a spinner on stderr up
+/// to date; then returns the environment (for `until` Terminated, once it is gone). When
+/// the operation fails, fails with its message; when a rollback follows it, tells so, waits
+/// for the rollback's end and tells how it ended before failing.
 pub(crate) async fn environment(
     c: &Client,
     env: &str,
     started: &Environment,
     until: Until,
 ) -> Result<Environment, CliError> {
-    let op_id = started.operation.as_ref().map(|o| o.id);
-    let mut p = Poller::new(c, env, started);
-    loop {
-        match check(&p.current, op_id, until) {
-            Some(Ok(())) => {
-                p.spinner.finish();
-                return Ok(p.current);
+    let Some(op) = started.operation.as_ref() else {
+        return settle(c, env, started, until).await;
+    };
+    // An answer that started nothing new (e.g. settings applied at once) names the
+    // operation that last ran, already finished.
+    if op.outcome == OperationOutcome::Succeeded && until == Until::OperationEnds {
+        return Ok(started.clone());
+    }
+    let mut spinner = Spinner::new(&format!("{env}: {}", started.status));
+    let followed = follow(c, env, op.id, &mut spinner).await;
+    spinner.finish();
+    let op = followed?;
+    let failure = || {
+        op.message
+            .clone()
+            .unwrap_or_else(|| format!("{} {} failed", op.kind, op.id))
+    };
+    match op.phase {
+        OperationPhase::RolledBack => {
+            if let Ok(e) = c.get_environment(env).await {
+                eprintln!("rolled back: {}", summary(&e.environment));
             }
-            Some(Err(e)) => {
-                p.spinner.finish();
-                return Err(e);
-            }
-            None => {}
+            return Err(CliError::Failed(failure()));
         }
-        match p.next().await {
-            Ok(()) => {}
-            Err(CliError::Api { status: 404, .. }) if until == Until::Terminated => {
-                p.spinner.finish();
-                p.current.status = EnvStatus::Terminated;
-                return Ok(p.current);
+        OperationPhase::RollbackFailed => {
+            if let Some(rb) = op.rolled_back_by {
+                let why = match c.get_operation(rb).await {
+                    Ok(r) => r.message.unwrap_or_else(|| format!("rollback {rb} failed")),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("rollback {rb} failed: {why}");
             }
-            Err(e) => {
-                p.spinner.finish();
-                return Err(e);
-            }
+            return Err(CliError::Failed(failure()));
         }
+        OperationPhase::Succeeded => {}
+        _ => return Err(CliError::Failed(failure())),
+    }
+    match c.get_environment(env).await {
+        Ok(d) => Ok(d.environment),
+        Err(CliError::Api { status: 404, .. }) if until == Until::Terminated => {
+            let mut gone = started.clone();
+            gone.status = EnvStatus::Terminated;
+            Ok(gone)
+        }
+        Err(e) => Err(e),
     }
 }
 
-/// Where the operation we follow stands, seen from the environment.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Ours {
-    Running,
-    Succeeded,
-    /// Failed, with its message.
-    Failed(String),
-    /// A later operation replaced it (a rollback, after a failure): ask its record.
-    Superseded,
-}
-
-pub(crate) fn ours(e: &Environment, op_id: i64) -> Ours {
-    match &e.operation {
-        Some(op) if op.id == op_id => match op.outcome {
-            OperationOutcome::Running => Ours::Running,
-            OperationOutcome::Succeeded => Ours::Succeeded,
-            OperationOutcome::Failed => Ours::Failed(failure_message(op)),
-        },
-        Some(op) if op.id > op_id => Ours::Superseded,
-        // Not visible (yet): go by the status.
-        _ if e.status.is_transitional() => Ours::Running,
-        _ => Ours::Succeeded,
-    }
-}
-
-fn failure_message(op: &Operation) -> String {
-    op.message
-        .clone()
-        .unwrap_or_else(|| format!("{} {} failed", op.kind, op.id))
-}
-
-/// Follows the operation `started` began (deploy, configure, …) to its end. When it fails
-/// and the server rolls back (the environment stays Updating under a `rollback`
-/// operation), keeps following until the environment is no longer Updating, tells the
-/// rollback's outcome on stderr, then fails with the operation's message.
+/// Follows the deployment or configuration change `started` began (see [`environment`]).
 pub(crate) async fn operation(
     c: &Client,
     env: &str,
     started: &Environment,
 ) -> Result<Environment, CliError> {
-    let Some(op) = started.operation.clone() else {
-        return environment(c, env, started, Until::OperationEnds).await;
-    };
-    let mut p = Poller::new(c, env, started);
-    let failure = loop {
-        match ours(&p.current, op.id) {
-            Ours::Running => {}
-            Ours::Succeeded => {
-                p.spinner.finish();
-                return Ok(p.current);
+    environment(c, env, started, Until::OperationEnds).await
+}
+
+/// Polls operation `id` until nothing more will happen to it (its rollback, if one
+/// followed, ended too).
+async fn follow(
+    c: &Client,
+    env: &str,
+    id: i64,
+    spinner: &mut Spinner,
+) -> Result<OperationStatus, CliError> {
+    let mut retry = Retry(0);
+    let mut rolling_back: Option<OperationStatus> = None;
+    let mut newest_event = String::new();
+    loop {
+        tokio::time::sleep(POLL).await;
+        let op = match c.get_operation(id).await {
+            Ok(op) => {
+                retry.0 = 0;
+                op
             }
-            Ours::Failed(msg) => break msg,
-            Ours::Superseded => {
-                let record = c
-                    .deployments(env)
-                    .await
-                    .ok()
-                    .and_then(|ds| ds.into_iter().find(|d| d.id == op.id));
-                let later_is_rollback = p
-                    .current
-                    .operation
-                    .as_ref()
-                    .is_some_and(|o| o.kind == "rollback");
-                match record {
-                    Some(d) if d.outcome == OperationOutcome::Failed => {
-                        break d
-                            .message
-                            .unwrap_or_else(|| format!("{} {} failed", op.kind, op.id))
-                    }
-                    Some(d) if d.outcome == OperationOutcome::Running => {}
-                    None if later_is_rollback => break format!("{} {} failed", op.kind, op.id),
-                    _ => {
-                        p.spinner.finish();
-                        return Ok(p.current);
-                    }
+            Err(e) if retry.allow(&e) => continue,
+            Err(e) => match rolling_back.take() {
+                // The operation failed already: that is what to report.
+                Some(last) => {
+                    spinner.println(&format!("cannot follow the rollback: {e}"));
+                    return Ok(last);
                 }
+                None => return Err(e),
+            },
+        };
+        if op.phase == OperationPhase::RollingBack && rolling_back.is_none() {
+            rolling_back = Some(op.clone());
+            let why = op.message.as_deref().unwrap_or("the operation failed");
+            spinner.println(&format!("{why}; rolling back"));
+        }
+        if op.phase.is_final() {
+            return Ok(op);
+        }
+        if let Ok(events) = c.events(env, Some(1)).await {
+            if let Some(e) = events.last() {
+                newest_event = crate::error::one_line(&e.message);
             }
         }
-        if let Err(e) = p.next().await {
-            p.spinner.finish();
-            return Err(e);
-        }
-    };
-    if p.current.status == EnvStatus::Updating {
-        p.spinner.println(&format!("{failure}; rolling back"));
-        while p.current.status == EnvStatus::Updating {
-            if let Err(e) = p.next().await {
-                p.spinner.finish();
-                eprintln!("cannot follow the rollback: {e}");
-                return Err(CliError::Failed(failure));
-            }
-        }
+        spinner.set(&progress_line(env, &op, &newest_event));
     }
-    p.spinner.finish();
-    if let Some(line) = rollback_outcome(&p.current, op.id) {
-        eprintln!("{line}");
-    }
-    Err(CliError::Failed(failure))
 }
 
-/// What became of the rollback that followed operation `op_id`, if one did.
-pub(crate) fn rollback_outcome(e: &Environment, op_id: i64) -> Option<String> {
-    let rb = e
-        .operation
-        .as_ref()
-        .filter(|o| o.id > op_id && o.kind == "rollback")?;
-    Some(match rb.outcome {
-        OperationOutcome::Succeeded => format!(
-            "rolled back: environment {} is {} ({}), running version {}",
-            e.name, e.status, e.health, e.version
-        ),
-        OperationOutcome::Failed => format!("rollback {} failed: {}", rb.id, failure_message(rb)),
-        OperationOutcome::Running => format!(
-            "rollback {} is still running (environment {} is {})",
-            rb.id, e.name, e.status
-        ),
-    })
+/// The spinner's line: the environment's status, the instances on the new version, the
+/// newest event.
+fn progress_line(env: &str, op: &OperationStatus, newest_event: &str) -> String {
+    let mut line = format!("{env}: {}", op.environment_status);
+    if let Some(p) = &op.progress {
+        line.push_str(&format!(
+            " ({}/{} on {}, {} healthy)",
+            p.on_version,
+            p.desired,
+            op.version.as_deref().unwrap_or("the new version"),
+            p.healthy
+        ));
+    }
+    if !newest_event.is_empty() {
+        line.push(' ');
+        line.push_str(&trim_to(newest_event, 100));
+    }
+    line
 }
 
-/// `None` while still going; `Some(Ok)` when done; `Some(Err)` when the operation failed.
-pub(crate) fn check(
-    e: &Environment,
-    op_id: Option<i64>,
+/// Without an operation to follow: waits for the environment to rest (or be gone).
+async fn settle(
+    c: &Client,
+    env: &str,
+    started: &Environment,
     until: Until,
-) -> Option<Result<(), CliError>> {
-    // The operation we started (or a later one, if the server replaced it).
-    let op = e
-        .operation
-        .as_ref()
-        .filter(|o| !matches!(op_id, Some(id) if o.id < id));
-    if let Some(op) = op {
-        if op.outcome == OperationOutcome::Failed
-            && (op_id.is_some() || !e.status.is_transitional())
-        {
-            let msg = op
-                .message
-                .clone()
-                .unwrap_or_else(|| format!("{} failed", op.kind));
-            return Some(Err(CliError::Failed(msg)));
+) -> Result<Environment, CliError> {
+    let mut spinner = Spinner::new(&format!("{env}: {}", started.status));
+    let mut retry = Retry(0);
+    let mut current = started.clone();
+    loop {
+        let done = match until {
+            Until::Terminated => current.status == EnvStatus::Terminated,
+            Until::OperationEnds => !current.status.is_transitional(),
+        };
+        if done {
+            spinner.finish();
+            return Ok(current);
         }
-    }
-    match until {
-        Until::Terminated => (e.status == EnvStatus::Terminated).then_some(Ok(())),
-        Until::OperationEnds => match op {
-            // Without the started operation's id, an older finished one could be stale:
-            // also ask for a resting status.
-            Some(op) => (op.outcome != OperationOutcome::Running
-                && (op_id.is_some() || !e.status.is_transitional()))
-            .then_some(Ok(())),
-            // No operation to follow: wait for a resting status.
-            None if op_id.is_none() => (!e.status.is_transitional()).then_some(Ok(())),
-            // Our operation is not visible (yet): keep waiting, unless the status rests.
-            None => (!e.status.is_transitional() && e.operation.is_none()).then_some(Ok(())),
-        },
+        tokio::time::sleep(POLL).await;
+        match c.get_environment(env).await {
+            Ok(d) => {
+                retry.0 = 0;
+                current = d.environment;
+                spinner.set(&format!("{env}: {} ({})", current.status, current.health));
+            }
+            Err(e) if retry.allow(&e) => {}
+            Err(CliError::Api { status: 404, .. }) if until == Until::Terminated => {
+                current.status = EnvStatus::Terminated;
+            }
+            Err(e) => {
+                spinner.finish();
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -380,131 +292,41 @@ fn trim_to(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use sprout_core::{Bootstrap, HealthStatus, InstanceType, Mode, Policy, Tier};
+    use sprout_core::api::OperationProgress;
 
-    fn env(status: EnvStatus, op: Option<(i64, OperationOutcome)>) -> Environment {
-        Environment {
-            name: "web".into(),
-            app: "shop".into(),
-            version: "v1".into(),
-            tier: Tier::Web,
-            mode: Mode::Dev,
-            status,
-            health: "Green".into(),
-            health_status: HealthStatus::Ok,
-            policy: Policy::AllAtOnce,
-            cname: "web".into(),
-            url: None,
-            instance_type: InstanceType::Micro,
-            bootstrap: Bootstrap::Golden,
-            min: 1,
-            max: 1,
-            desired: 1,
-            env: Default::default(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            operation: op.map(|(id, outcome)| Operation {
-                id,
-                kind: "deploy".into(),
-                version: None,
-                started_by: None,
-                started_at: Utc::now(),
-                finished_at: None,
-                outcome,
-                message: Some("health check failed".into()),
+    #[test]
+    fn the_spinner_tells_progress_and_the_newest_event() {
+        let mut op = OperationStatus {
+            id: 7,
+            environment: "web".into(),
+            kind: "deploy".into(),
+            version: Some("v2".into()),
+            policy: None,
+            batch: None,
+            started_by: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_secs: None,
+            outcome: OperationOutcome::Running,
+            phase: OperationPhase::InProgress,
+            environment_status: EnvStatus::Updating,
+            message: None,
+            progress: Some(OperationProgress {
+                desired: 4,
+                on_version: 2,
+                healthy: 1,
             }),
-        }
-    }
-
-    #[test]
-    fn waiting_for_operations() {
-        use OperationOutcome::*;
-        let w = Until::OperationEnds;
-        assert!(check(&env(EnvStatus::Updating, Some((2, Running))), Some(2), w).is_none());
-        assert!(matches!(
-            check(&env(EnvStatus::Ready, Some((2, Succeeded))), Some(2), w),
-            Some(Ok(()))
-        ));
-        let failed = check(&env(EnvStatus::Ready, Some((2, Failed))), Some(2), w);
+            rolled_back_by: None,
+            requests: None,
+            failed: None,
+            step_failures: 0,
+            last_error: None,
+        };
         assert_eq!(
-            failed.unwrap().unwrap_err().to_string(),
-            "health check failed"
+            progress_line("web", &op, "started instance i-1"),
+            "web: Updating (2/4 on v2, 1 healthy) started instance i-1"
         );
-        // An older, finished operation is not ours.
-        assert!(check(&env(EnvStatus::Updating, Some((1, Failed))), Some(2), w).is_none());
-        assert!(check(&env(EnvStatus::Launching, None), None, w).is_none());
-        assert!(matches!(
-            check(&env(EnvStatus::Ready, None), None, w),
-            Some(Ok(()))
-        ));
-    }
-
-    #[test]
-    fn waiting_for_termination() {
-        use OperationOutcome::*;
-        let w = Until::Terminated;
-        assert!(check(&env(EnvStatus::Terminating, Some((3, Running))), Some(3), w).is_none());
-        assert!(check(
-            &env(EnvStatus::Terminating, Some((3, Succeeded))),
-            Some(3),
-            w
-        )
-        .is_none());
-        assert!(matches!(
-            check(
-                &env(EnvStatus::Terminated, Some((3, Succeeded))),
-                Some(3),
-                w
-            ),
-            Some(Ok(()))
-        ));
-        assert!(matches!(
-            check(&env(EnvStatus::Terminating, Some((3, Failed))), Some(3), w),
-            Some(Err(_))
-        ));
-    }
-
-    #[test]
-    fn following_an_operation_through_a_rollback() {
-        use OperationOutcome::*;
-        assert_eq!(
-            ours(&env(EnvStatus::Updating, Some((7, Running))), 7),
-            Ours::Running
-        );
-        assert_eq!(
-            ours(&env(EnvStatus::Ready, Some((7, Succeeded))), 7),
-            Ours::Succeeded
-        );
-        assert_eq!(
-            ours(&env(EnvStatus::Ready, Some((7, Failed))), 7),
-            Ours::Failed("health check failed".into())
-        );
-        // The failure and the rollback's start are one step on the server: the deploy may
-        // never be seen failed, only replaced.
-        let mut rolling = env(EnvStatus::Updating, Some((8, Running)));
-        rolling.operation.as_mut().unwrap().kind = "rollback".into();
-        assert_eq!(ours(&rolling, 7), Ours::Superseded);
-        assert_eq!(
-            rollback_outcome(&rolling, 7).unwrap(),
-            "rollback 8 is still running (environment web is Updating)"
-        );
-        let mut done = env(EnvStatus::Ready, Some((8, Succeeded)));
-        done.operation.as_mut().unwrap().kind = "rollback".into();
-        assert_eq!(
-            rollback_outcome(&done, 7).unwrap(),
-            "rolled back: environment web is Ready (Green), running version v1"
-        );
-        let mut failed = env(EnvStatus::Ready, Some((8, Failed)));
-        failed.operation.as_mut().unwrap().kind = "rollback".into();
-        assert_eq!(
-            rollback_outcome(&failed, 7).unwrap(),
-            "rollback 8 failed: health check failed"
-        );
-        // Not a rollback, or not a later one: nothing to tell.
-        assert!(rollback_outcome(&env(EnvStatus::Ready, Some((8, Succeeded))), 7).is_none());
-        assert!(rollback_outcome(&done, 8).is_none());
-        // No operation in sight: the status decides.
-        assert_eq!(ours(&env(EnvStatus::Updating, None), 7), Ours::Running);
-        assert_eq!(ours(&env(EnvStatus::Ready, None), 7), Ours::Succeeded);
+        op.progress = None;
+        assert_eq!(progress_line("web", &op, ""), "web: Updating");
     }
 }

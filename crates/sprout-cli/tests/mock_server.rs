@@ -296,6 +296,60 @@ async fn start() -> (String, S) {
             }),
         )
         .route(
+            "/api/v1/operations/{id}",
+            get(|State(s): State<S>, Path(id): Path<i64>| async move {
+                use OperationOutcome::{Failed, Running, Succeeded};
+                let mut m = s.lock().unwrap();
+                m.env_polls += 1;
+                let polls = m.env_polls;
+                let v = m.deployed.clone().unwrap_or_else(|| "v1".into());
+                let sick = "instances failed their health check";
+                let broken = "deploy 7 failed: instances failed their health check";
+                let (outcome, phase, message, rolled_back_by) = match id {
+                    7 if polls < 2 => (Running, OperationPhase::InProgress, None, None),
+                    7 if v.starts_with("sick") => (Failed, OperationPhase::Failed, Some(sick), None),
+                    // The deploy failed and rollback 8 followed it, done at the 4th poll.
+                    7 if v.starts_with("broken") => {
+                        let phase = if polls >= 4 {
+                            OperationPhase::RolledBack
+                        } else {
+                            OperationPhase::RollingBack
+                        };
+                        (Failed, phase, Some(broken), Some(8))
+                    }
+                    7 => (Succeeded, OperationPhase::Succeeded, None, None),
+                    _ => return problem(StatusCode::NOT_FOUND, &format!("operation {id} not found")),
+                };
+                Json(OperationStatus {
+                    id,
+                    environment: "web".into(),
+                    kind: "deploy".into(),
+                    version: Some(v),
+                    policy: None,
+                    batch: None,
+                    started_by: Some("admin".into()),
+                    started_at: Utc::now(),
+                    finished_at: None,
+                    duration_secs: None,
+                    outcome,
+                    phase,
+                    environment_status: if outcome == Running {
+                        EnvStatus::Updating
+                    } else {
+                        EnvStatus::Ready
+                    },
+                    message: message.map(String::from),
+                    progress: None,
+                    rolled_back_by,
+                    requests: None,
+                    failed: None,
+                    step_failures: 0,
+                    last_error: None,
+                })
+                .into_response()
+            }),
+        )
+        .route(
             "/api/v1/environments/{env}/deploy",
             post(
                 |State(s): State<S>, Json(req): Json<DeployRequest>| async move {

@@ -11,6 +11,7 @@ use sprout_core::queue::{
     Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME,
 };
 use sprout_core::Tier;
+use sprout_store::Tick;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -145,11 +146,19 @@ impl Control {
             attributes.insert(ATTR_PATH.into(), MessageAttribute::string(&task.url));
             let out = prepare(TASK_BODY, &attributes, 0)?;
             // A task firing every second at a worker that never answers must not fill the store.
-            self.check_quota(&queue, std::slice::from_ref(&out.row))
-                .await?;
             let sent = self
                 .store()
-                .send_tick(env_id, &task.name, &scheduled, &queue, &out.row, now_ms())
+                .send_tick(
+                    &Tick {
+                        env_id,
+                        task: &task.name,
+                        scheduled_at: &scheduled,
+                    },
+                    &queue,
+                    &out.row,
+                    now_ms(),
+                    &self.config().queue_quota,
+                )
                 .await?;
             Ok::<_, crate::ControlError>(sent)
         }

@@ -473,7 +473,6 @@ impl Control {
                 op.kind, op.id
             )));
         }
-        self.forget(op.id);
         self.balancer().set_split(&env.name, None);
         self.wake();
         self.environment_view(&self.store().environment_by_id(env.id).await?)
@@ -1058,7 +1057,7 @@ impl Control {
         })
     }
 
-    async fn instance_views(&self, env: &EnvRow) -> Result<Vec<api::Instance>> {
+    pub(crate) async fn instance_views(&self, env: &EnvRow) -> Result<Vec<api::Instance>> {
         let containers = self.env_containers(env).await.unwrap_or_default();
         let rows: HashMap<String, sprout_store::InstanceRow> = self
             .store()

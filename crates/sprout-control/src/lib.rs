@@ -11,6 +11,7 @@ mod engines;
 mod environments;
 pub mod history;
 mod observe;
+mod operations;
 pub mod queues;
 mod reconcile;
 mod restart;
@@ -47,7 +48,8 @@ pub struct ControlConfig {
     pub limits: BundleLimits,
     /// What a version's build container may use and how long it may run.
     pub build_limits: sprout_core::model::BuildLimits,
-    /// How long a launch or deploy may take before it is declared failed (and rolled back).
+    /// How long any operation may take before it is declared failed (a deploy rolls back);
+    /// an environment's shorter `command_timeout` wins.
     pub operation_timeout: Duration,
     /// Port instances listen on (`$PORT`).
     pub instance_port: u16,
@@ -111,6 +113,7 @@ impl From<StoreError> for ControlError {
         match e {
             StoreError::Conflict(m) => ControlError::Conflict(m),
             StoreError::NotFound(m) => ControlError::NotFound(m),
+            StoreError::Quota(q) => ControlError::Quota(q),
             other => ControlError::Store(other),
         }
     }
@@ -154,10 +157,6 @@ struct Inner {
     wake: Notify,
     /// Per environment: no new start before this instant (after a failed start).
     start_backoff: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
-    /// Per running operation: instances of the target revision that exited during it.
-    exits: std::sync::Mutex<std::collections::HashMap<i64, u32>>,
-    /// Per traffic-splitting operation: when the whole new set first served.
-    canary_since: std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>,
     /// Instances being drained and removed by a background task.
     removing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Held while an upload moves its bundle into place and records its version, so two
@@ -215,8 +214,6 @@ impl Control {
                 server_id,
                 wake: Notify::new(),
                 start_backoff: Default::default(),
-                exits: Default::default(),
-                canary_since: Default::default(),
                 removing: Default::default(),
                 placing: Default::default(),
                 queues: Default::default(),
@@ -289,16 +286,6 @@ impl Control {
     }
     pub fn server_id(&self) -> &str {
         &self.inner.server_id
-    }
-
-    /// Drops what the loops remembered about a finished operation.
-    pub(crate) fn forget(&self, operation: i64) {
-        if let Ok(mut m) = self.inner.exits.lock() {
-            m.remove(&operation);
-        }
-        if let Ok(mut m) = self.inner.canary_since.lock() {
-            m.remove(&operation);
-        }
     }
 
     /// Asks the reconciler for a pass now.

@@ -250,32 +250,10 @@ impl Control {
         if messages.is_empty() {
             return Ok(());
         }
-        self.check_quota(queue, messages).await?;
         self.store()
-            .send_messages(queue, messages, now_ms())
+            .send_messages_within(queue, messages, now_ms(), &self.config().queue_quota)
             .await?;
         self.queue_changed();
-        Ok(())
-    }
-
-    /// Has the queue's application room for `messages`? (Every way in checks: sends through
-    /// the API and the SQS endpoint, and periodic tasks.)
-    pub(crate) async fn check_quota(
-        &self,
-        queue: &QueueRow,
-        messages: &[NewMessage],
-    ) -> Result<()> {
-        let usage = self.store().queue_usage(queue.app_id).await?;
-        let adding_bytes: usize = messages
-            .iter()
-            .map(|m| m.body.len() + m.attributes.len())
-            .sum();
-        self.config().queue_quota.check_send(
-            usage.messages.max(0) as u64,
-            usage.bytes.max(0) as u64,
-            messages.len() as u64,
-            adding_bytes as u64,
-        )?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use sprout_core::plan::{plan, Desired, Observed, RemoveReason, Rollout};
 use sprout_core::{Bootstrap, EnvSettings, EnvStatus, HealthStatus, Policy, Severity, Tier};
 use sprout_proxy::{BackendSpec, HealthCheck, RouteSpec, Split};
 use sprout_runtime::{ContainerInfo, InstanceSpec};
-use sprout_store::{EnvRow, InstanceRow, OperationRow};
+use sprout_store::{EnvRow, InstanceRow, OperationRow, OperationState};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -121,9 +121,11 @@ impl Control {
             let observed = by_env.remove(&env.id.to_string()).unwrap_or_default();
             let control = self.clone();
             async move {
-                let name = env.name.clone();
-                if let Err(e) = control.reconcile_env(env, observed).await {
-                    tracing::warn!(env = %name, error = %e, "reconcile of environment failed");
+                if let Err(e) = control.reconcile_env(env.clone(), observed).await {
+                    // Counted against the running operation, which fails if it keeps failing.
+                    if let Err(e) = control.step_failed(&env, &e).await {
+                        tracing::warn!(env = %env.name, error = %e, "could not record a failed step");
+                    }
                 }
             }
         });
@@ -253,6 +255,10 @@ impl Control {
             .current_operation(env.id)
             .await?
             .filter(|op| op.outcome() == OperationOutcome::Running);
+        let state = match &operation {
+            Some(op) => self.store().operation_state(op.id).await?,
+            None => OperationState::default(),
+        };
         let desired_count = u32::try_from(env.desired).unwrap_or(0);
         let rollout = match (&operation, status) {
             (Some(op), EnvStatus::Updating) => {
@@ -269,7 +275,9 @@ impl Control {
                     .resolve(desired_count);
                 let mut rollout = Rollout::for_policy(policy, batch, desired_count);
                 if policy == Policy::TrafficSplitting {
-                    rollout.promote = self.canary_step(&env, op, &settings, &observed, &target);
+                    rollout.promote = self
+                        .canary_step(&env, op, &settings, &observed, &target)
+                        .await?;
                 }
                 rollout
             }
@@ -296,8 +304,15 @@ impl Control {
             }
         }
 
+        // A pass held back after a failed start is no new attempt: the count stays.
+        let mut attempted = true;
         if !step.start.is_empty() && status.is_live() {
-            self.start_instances(&env, &target, &step.start).await?;
+            attempted = self.start_instances(&env, &target, &step.start).await?;
+        }
+        if let Some(op) = operation.as_ref().filter(|_| attempted) {
+            if state.step_failures > 0 {
+                self.store().clear_step_failures(op.id).await?;
+            }
         }
 
         let seen = Seen {
@@ -317,21 +332,21 @@ impl Control {
                 })
                 .count(),
         };
-        self.settle_operation(&seen, step.converged, operation)
+        self.settle_operation(&seen, step.converged, operation, &state)
             .await?;
         self.track_health(&env, status).await
     }
 
     /// Traffic splitting: the new set gets `canary_percent` of requests; once all of it
     /// serves, it is evaluated for `evaluation`, then promoted (returns true).
-    fn canary_step(
+    async fn canary_step(
         &self,
         env: &EnvRow,
         op: &OperationRow,
         settings: &EnvSettings,
         observed: &[Observed],
         target: &str,
-    ) -> bool {
+    ) -> Result<bool> {
         self.balancer().set_split(
             &env.name,
             Some(Split {
@@ -344,13 +359,13 @@ impl Control {
             .filter(|o| o.revision == target && o.healthy)
             .count() as i64;
         if serving < env.desired {
-            return false;
+            return Ok(false);
         }
-        let Ok(mut since) = self.inner.canary_since.lock() else {
-            return false;
+        let Some(since) = self.store().canary_serving(op.id).await? else {
+            return Ok(false);
         };
-        let started = *since.entry(op.id).or_insert_with(Instant::now);
-        started.elapsed() >= settings.evaluation
+        let evaluated = (chrono::Utc::now() - since).to_std().unwrap_or_default();
+        Ok(evaluated >= settings.evaluation)
     }
 
     async fn remove_exited(
@@ -369,10 +384,8 @@ impl Control {
         self.store()
             .add_event(env.id, Severity::Warn, &message)
             .await?;
-        if revision_label(c) == target {
-            if let (Some(op), Ok(mut exits)) = (op, self.inner.exits.lock()) {
-                *exits.entry(op).or_insert(0) += 1;
-            }
+        if let Some(op) = op.filter(|_| revision_label(c) == target) {
+            self.store().record_exit(op).await?;
         }
         let zone = c
             .labels
@@ -475,7 +488,9 @@ impl Control {
         Ok(())
     }
 
-    async fn start_instances(&self, env: &EnvRow, target: &str, zones: &[String]) -> Result<()> {
+    /// Starts instances in `zones`; false when held back after a failed start. A network
+    /// that cannot be made or a start that fails is an error (and holds the next back).
+    async fn start_instances(&self, env: &EnvRow, target: &str, zones: &[String]) -> Result<bool> {
         let blocked = self
             .inner
             .start_backoff
@@ -483,8 +498,23 @@ impl Control {
             .map(|m| m.get(&env.id).is_some_and(|until| Instant::now() < *until))
             .unwrap_or(false);
         if blocked {
-            return Ok(());
+            return Ok(false);
         }
+        let started = self.try_start_instances(env, target, zones).await;
+        if started.is_err() {
+            if let Ok(mut m) = self.inner.start_backoff.lock() {
+                m.insert(env.id, Instant::now() + START_BACKOFF);
+            }
+        }
+        started.map(|()| true)
+    }
+
+    async fn try_start_instances(
+        &self,
+        env: &EnvRow,
+        target: &str,
+        zones: &[String],
+    ) -> Result<()> {
         let network = self.network_of(env);
         let labels = HashMap::from([
             ("sprout.server".to_string(), self.server_id().to_string()),
@@ -509,24 +539,18 @@ impl Control {
             .iter()
             .map(|zone| self.start_one(env, target, &network, zone));
         let results = futures_util::future::join_all(starts).await;
-        if results.iter().any(|r| r.is_err()) {
-            if let Ok(mut m) = self.inner.start_backoff.lock() {
-                m.insert(env.id, Instant::now() + START_BACKOFF);
-            }
-        }
+        let mut first_error = None;
         for r in results {
             if let Err(e) = r {
+                let message = format!("could not start an instance: {e}");
                 self.store()
-                    .add_event(
-                        env.id,
-                        Severity::Error,
-                        &format!("could not start an instance: {e}"),
-                    )
+                    .add_event(env.id, Severity::Error, &message)
                     .await?;
+                first_error.get_or_insert(ControlError::Unavailable(message));
             }
         }
         self.wake();
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn start_one(&self, env: &EnvRow, target: &str, network: &str, zone: &str) -> Result<()> {
@@ -656,28 +680,21 @@ impl Control {
 
     /// Why the running operation has failed, if it has: out of time, instances that keep
     /// exiting, a new instance that does not pass its checks in time, a sick canary.
-    fn failure(&self, seen: &Seen<'_>, op: &OperationRow) -> Option<String> {
-        let elapsed = (chrono::Utc::now() - op.started_at)
-            .to_std()
-            .unwrap_or_default();
-        let exits = self
-            .inner
-            .exits
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&op.id).copied())
-            .unwrap_or(0);
-        if exits > 2 * u32::try_from(seen.env.desired).unwrap_or(1).max(1) {
+    fn failure(
+        &self,
+        seen: &Seen<'_>,
+        op: &OperationRow,
+        state: &OperationState,
+    ) -> Option<String> {
+        let exits = state.exits;
+        if exits > 2 * seen.env.desired.max(1) {
             return Some(format!(
                 "instances of version {} keep exiting ({exits} exits); see `sprout logs {}`",
                 seen.env.version, seen.env.name
             ));
         }
-        if elapsed > seen.settings.command_timeout {
-            return Some(format!(
-                "not done within the command timeout ({} s)",
-                seen.settings.command_timeout.as_secs()
-            ));
+        if let Some(why) = self.timed_out(op, seen.settings) {
+            return Some(why);
         }
         let now = chrono::Utc::now();
         let judged = self.judge_instances(seen.env);
@@ -747,6 +764,7 @@ impl Control {
         seen: &Seen<'_>,
         converged: bool,
         operation: Option<OperationRow>,
+        state: &OperationState,
     ) -> Result<()> {
         let (env, status) = (seen.env, seen.status);
         if !status.is_transitional() {
@@ -807,9 +825,6 @@ impl Control {
                     traffic()
                 ),
             };
-            if let Some(id) = op_id {
-                self.forget(id);
-            }
             self.balancer().set_split(&env.name, None);
             return self
                 .finish(
@@ -822,42 +837,19 @@ impl Control {
                 )
                 .await;
         }
-        if status == EnvStatus::Terminating {
-            return Ok(());
-        }
         let Some(op) = operation else { return Ok(()) };
-        let Some(why) = self.failure(seen, &op) else {
-            return Ok(());
-        };
-        self.forget(op.id);
-        self.balancer().set_split(&env.name, None);
-        let kind = op.kind.as_str();
-        if status == EnvStatus::Updating
-            && matches!(kind, "deploy" | "configure")
-            && seen.settings.rollback
-        {
-            let message = format!("{kind} {} failed: {why}", op.id);
-            self.store()
-                .fail_and_roll_back(env, &op, self.totals(&env.name), &message)
-                .await?;
+        let why = if status == EnvStatus::Terminating {
+            self.timed_out(&op, seen.settings)
         } else {
-            let what = match (status, kind) {
-                (EnvStatus::Launching, _) => "createEnvironment".to_string(),
-                (_, k) => format!("{k} {}", op.id),
-            };
-            let message = format!("{what} failed: {why}");
-            self.finish(
-                env,
-                status,
-                Some(op.id),
-                EnvStatus::Ready,
-                OperationOutcome::Failed,
-                &message,
-            )
-            .await?;
+            self.failure(seen, &op, state)
+        };
+        match why {
+            Some(why) => {
+                self.fail_operation(env, status, &op, seen.settings, &why)
+                    .await
+            }
+            None => Ok(()),
         }
-        self.wake();
-        Ok(())
     }
 
     /// Records health transitions as events.

@@ -270,6 +270,109 @@ pub enum OperationOutcome {
     Failed,
 }
 
+/// `GET /operations/{id}`: one operation, where it stands and how it ended. `--wait`
+/// follows it (and, after a failure, the rollback it names).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct OperationStatus {
+    pub id: i64,
+    /// The environment it acts on.
+    pub environment: String,
+    /// `launch`, `deploy`, `configure`, `rollback`, `terminate`, …
+    pub kind: String,
+    pub version: Option<String>,
+    pub policy: Option<String>,
+    pub batch: Option<String>,
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_secs: Option<f64>,
+    pub outcome: OperationOutcome,
+    pub phase: OperationPhase,
+    /// The environment's status now.
+    pub environment_status: EnvStatus,
+    /// How it ended (or why it failed).
+    pub message: Option<String>,
+    /// Where the environment's instances stand, while it runs.
+    pub progress: Option<OperationProgress>,
+    /// The rollback that followed its failure (or abort).
+    pub rolled_back_by: Option<i64>,
+    /// Requests the balancer served for the environment while it ran (so far).
+    pub requests: Option<i64>,
+    /// Of those, answered 5xx or not answered.
+    pub failed: Option<i64>,
+    /// Passes in a row whose step failed; at [`STEP_ATTEMPTS`] the operation fails.
+    pub step_failures: u32,
+    /// The newest step failure.
+    pub last_error: Option<String>,
+}
+
+/// A step of an operation that fails this many passes in a row fails the operation.
+pub const STEP_ATTEMPTS: u32 = 3;
+
+/// The environment's instances while an operation runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct OperationProgress {
+    /// Instances the environment should have.
+    pub desired: u32,
+    /// Running instances of the version the operation moves to.
+    pub on_version: u32,
+    /// Of those, passing the balancer's health checks (web tier).
+    pub healthy: u32,
+}
+
+/// Where an operation stands, read together with the rollback that followed it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationPhase {
+    /// Still running.
+    InProgress,
+    /// A traffic-splitting deployment whose new set serves its share, being evaluated.
+    Evaluating,
+    Succeeded,
+    /// Failed, and nothing follows it.
+    Failed,
+    /// Failed (or aborted); its rollback runs.
+    RollingBack,
+    /// Failed (or aborted); its rollback brought the environment back.
+    RolledBack,
+    /// Failed (or aborted), and so did its rollback.
+    RollbackFailed,
+}
+
+impl OperationPhase {
+    /// The phase of an operation with `outcome`, given whether its canary is being
+    /// evaluated and the outcome of the rollback that followed it, if one did.
+    pub fn of(
+        outcome: OperationOutcome,
+        evaluating: bool,
+        rollback: Option<OperationOutcome>,
+    ) -> Self {
+        match (outcome, rollback) {
+            (OperationOutcome::Running, _) if evaluating => OperationPhase::Evaluating,
+            (OperationOutcome::Running, _) => OperationPhase::InProgress,
+            (OperationOutcome::Succeeded, _) => OperationPhase::Succeeded,
+            (OperationOutcome::Failed, None) => OperationPhase::Failed,
+            (OperationOutcome::Failed, Some(OperationOutcome::Running)) => {
+                OperationPhase::RollingBack
+            }
+            (OperationOutcome::Failed, Some(OperationOutcome::Succeeded)) => {
+                OperationPhase::RolledBack
+            }
+            (OperationOutcome::Failed, Some(OperationOutcome::Failed)) => {
+                OperationPhase::RollbackFailed
+            }
+        }
+    }
+
+    /// Whether nothing more will happen to it (its rollback, if any, ended too).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            OperationPhase::InProgress | OperationPhase::Evaluating | OperationPhase::RollingBack
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Environment {
     pub name: String,
@@ -467,4 +570,41 @@ pub struct AuditEntry {
     pub method: String,
     pub path: String,
     pub status: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_phases() {
+        use OperationOutcome::*;
+        use OperationPhase as P;
+        assert_eq!(OperationPhase::of(Running, false, None), P::InProgress);
+        assert_eq!(OperationPhase::of(Running, true, None), P::Evaluating);
+        assert_eq!(OperationPhase::of(Succeeded, true, None), P::Succeeded);
+        assert_eq!(OperationPhase::of(Failed, false, None), P::Failed);
+        assert_eq!(
+            OperationPhase::of(Failed, true, Some(Running)),
+            P::RollingBack
+        );
+        assert_eq!(
+            OperationPhase::of(Failed, false, Some(Succeeded)),
+            P::RolledBack
+        );
+        assert_eq!(
+            OperationPhase::of(Failed, false, Some(Failed)),
+            P::RollbackFailed
+        );
+        for p in [P::InProgress, P::Evaluating, P::RollingBack] {
+            assert!(!p.is_final(), "{p:?}");
+        }
+        for p in [P::Succeeded, P::Failed, P::RolledBack, P::RollbackFailed] {
+            assert!(p.is_final(), "{p:?}");
+        }
+        assert_eq!(
+            serde_json::to_string(&P::RollingBack).unwrap(),
+            "\"rolling-back\""
+        );
+    }
 }

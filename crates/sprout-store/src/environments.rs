@@ -482,6 +482,11 @@ impl Store {
         .bind(totals.map(|t| t.1))
         .fetch_one(&mut *tx)
         .await?;
+        sqlx::query("UPDATE operations SET rolled_back_by = ? WHERE id = ?")
+            .bind(rollback.id)
+            .bind(operation.id)
+            .execute(&mut *tx)
+            .await?;
         event(
             &mut tx,
             env.id,

@@ -7,6 +7,7 @@ mod configs;
 mod dataplane;
 mod environments;
 mod events;
+mod operations;
 mod queue;
 mod sealed;
 pub mod secret_box;
@@ -27,8 +28,9 @@ pub use environments::{
     BeforeState, EnvRow, InstanceRow, NewEnvironment, OperationRow, OperationStart,
 };
 pub use events::EventRow;
+pub use operations::OperationState;
 pub use queue::{
-    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage,
+    AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
 pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};
@@ -50,6 +52,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Quota(#[from] sprout_core::queue::QuotaError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

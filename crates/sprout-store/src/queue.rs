@@ -5,7 +5,8 @@
 
 use crate::sealed::SQS_SECRET;
 use crate::{unique_or, Result, Store, StoreError};
-use sqlx::{QueryBuilder, Sqlite};
+use sprout_core::queue::QueueQuota;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct QueueRow {
@@ -212,18 +213,28 @@ impl Store {
     /// How many queues an application has, and the messages and bytes they hold (the
     /// counters the triggers of migration 0009 keep).
     pub async fn queue_usage(&self, app_id: i64) -> Result<QueueUsage> {
-        let (queues, messages, bytes): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(message_count), 0), COALESCE(SUM(message_bytes), 0)
-             FROM queues WHERE app_id = ?",
-        )
-        .bind(app_id)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(QueueUsage {
-            queues,
-            messages,
-            bytes,
-        })
+        let mut conn = self.pool().acquire().await?;
+        queue_usage(&mut conn, app_id).await
+    }
+
+    /// Appends messages in one transaction if the application's quota has room for all of
+    /// them ([`StoreError::Quota`] otherwise, nothing sent). The transaction takes SQLite's
+    /// write lock before it reads the usage, so two sends cannot both pass on the same room.
+    pub async fn send_messages_within(
+        &self,
+        queue: &QueueRow,
+        messages: &[NewMessage],
+        now_ms: i64,
+        quota: &QueueQuota,
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        admit(&mut tx, queue.app_id, quota, messages).await?;
+        insert_messages(&mut tx, queue, messages, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The (non-DLQ) queue a worker environment feeds from, if made.
@@ -246,22 +257,8 @@ impl Store {
         if messages.is_empty() {
             return Ok(());
         }
-        let expires = now_ms + queue.retention_seconds * 1000;
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO messages (queue_id, message_id, body, md5, attributes, sent_at, visible_at, expires_at) ",
-        );
-        qb.push_values(messages, |mut b, m| {
-            b.push_bind(queue.id)
-                .push_bind(&m.message_id)
-                .push_bind(&m.body)
-                .push_bind(&m.md5)
-                .push_bind(&m.attributes)
-                .push_bind(now_ms)
-                .push_bind(now_ms + m.delay_ms.max(0))
-                .push_bind(expires);
-        });
-        qb.build().execute(self.pool()).await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        insert_messages(&mut conn, queue, messages, now_ms).await
     }
 
     /// Moves visible messages that were delivered `max_receive_count` times to the DLQ.
@@ -569,47 +566,105 @@ impl Store {
         Ok(key)
     }
 
-    /// Records a periodic task's tick and enqueues its message in one transaction. False
-    /// (and nothing sent) when the tick was recorded before.
+    /// Records a periodic task's tick and enqueues its message in one transaction, if the
+    /// application's quota has room. False (and nothing sent) when the tick was recorded
+    /// before.
     pub async fn send_tick(
         &self,
-        env_id: i64,
-        task: &str,
-        scheduled_at: &str,
+        tick: &Tick<'_>,
         queue: &QueueRow,
         message: &NewMessage,
         now_ms: i64,
+        quota: &QueueQuota,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let message = std::slice::from_ref(message);
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        admit(&mut tx, queue.app_id, quota, message).await?;
         let recorded = sqlx::query(
             "INSERT INTO cron_ticks (env_id, task, scheduled_at, message_id) VALUES (?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
         )
-        .bind(env_id)
-        .bind(task)
-        .bind(scheduled_at)
-        .bind(&message.message_id)
+        .bind(tick.env_id)
+        .bind(tick.task)
+        .bind(tick.scheduled_at)
+        .bind(&message[0].message_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if recorded == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO messages (queue_id, message_id, body, md5, attributes, sent_at, visible_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(queue.id)
-        .bind(&message.message_id)
-        .bind(&message.body)
-        .bind(&message.md5)
-        .bind(&message.attributes)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms + queue.retention_seconds * 1000)
-        .execute(&mut *tx)
-        .await?;
+        insert_messages(&mut tx, queue, message, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// One tick of a periodic task: which environment's task, and when it was due.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick<'a> {
+    pub env_id: i64,
+    pub task: &'a str,
+    pub scheduled_at: &'a str,
+}
+
+async fn queue_usage(conn: &mut SqliteConnection, app_id: i64) -> Result<QueueUsage> {
+    let (queues, messages, bytes): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(message_count), 0), COALESCE(SUM(message_bytes), 0)
+         FROM queues WHERE app_id = ?",
+    )
+    .bind(app_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(QueueUsage {
+        queues,
+        messages,
+        bytes,
+    })
+}
+
+/// Refuses `messages` unless the application's usage, read on `conn`, leaves room for all.
+async fn admit(
+    conn: &mut SqliteConnection,
+    app_id: i64,
+    quota: &QueueQuota,
+    messages: &[NewMessage],
+) -> Result<()> {
+    let usage = queue_usage(conn, app_id).await?;
+    // The store's own count (see the triggers of migration 0009): body and attributes.
+    let adding_bytes: usize = messages
+        .iter()
+        .map(|m| m.body.len() + m.attributes.len())
+        .sum();
+    quota.check_send(
+        u64::try_from(usage.messages).unwrap_or(0),
+        u64::try_from(usage.bytes).unwrap_or(0),
+        messages.len() as u64,
+        adding_bytes as u64,
+    )?;
+    Ok(())
+}
+
+async fn insert_messages(
+    conn: &mut SqliteConnection,
+    queue: &QueueRow,
+    messages: &[NewMessage],
+    now_ms: i64,
+) -> Result<()> {
+    let expires = now_ms + queue.retention_seconds * 1000;
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO messages (queue_id, message_id, body, md5, attributes, sent_at, visible_at, expires_at) ",
+    );
+    qb.push_values(messages, |mut b, m| {
+        b.push_bind(queue.id)
+            .push_bind(&m.message_id)
+            .push_bind(&m.body)
+            .push_bind(&m.md5)
+            .push_bind(&m.attributes)
+            .push_bind(now_ms)
+            .push_bind(now_ms + m.delay_ms.max(0))
+            .push_bind(expires);
+    });
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
 }

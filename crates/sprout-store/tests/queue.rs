@@ -333,3 +333,38 @@ async fn queue_names_are_per_application_and_usage_is_counted() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_cannot_pass_the_quota_together() {
+    let (_d, store) = open().await;
+    let q = queue(&store, 0).await;
+    let quota = sprout_core::queue::QueueQuota {
+        max_queues: 10,
+        max_messages: 7,
+        max_bytes: 1 << 20,
+    };
+    // Forty senders race for seven places: each reads the usage and inserts; were the read
+    // and the insert apart, several would see the same room.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let sends = (0..40).map(|i| {
+        let (store, q, start) = (store.clone(), q.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            store.send_messages_within(&q, &[msg(i)], 0, &quota).await
+        })
+    });
+    let mut sent = 0;
+    let mut refused = 0;
+    for send in sends.collect::<Vec<_>>() {
+        match send.await.expect("join") {
+            Ok(()) => sent += 1,
+            Err(sprout_store::StoreError::Quota(_)) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((sent, refused), (7, 33));
+    let usage = store.queue_usage(q.app_id).await.expect("usage");
+    assert_eq!(usage.messages, 7);
+    let c = store.queue_counts(q.id, 0).await.expect("counts");
+    assert_eq!(c.visible, 7);
+}

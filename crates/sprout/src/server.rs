@@ -51,7 +51,8 @@ pub struct ServerArgs {
     /// Largest size a bundle may expand to, in bytes
     #[arg(long, env = "SPROUT_MAX_UNPACKED_BYTES", default_value_t = BundleLimits::default().max_unpacked_bytes)]
     max_unpacked_bytes: u64,
-    /// Seconds a launch or deploy may take before it fails (a deploy then rolls back)
+    /// Seconds any operation may take before it fails (a deploy then rolls back), unless the
+    /// environment's command_timeout is shorter
     #[arg(long, env = "SPROUT_OPERATION_TIMEOUT", default_value_t = 300)]
     operation_timeout: u64,
     /// Seconds a stopping instance gets between SIGTERM and SIGKILL

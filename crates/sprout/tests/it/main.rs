@@ -10,6 +10,7 @@ mod dataplane;
 mod deploys;
 mod harness;
 mod openapi;
+mod operations;
 mod scaling;
 mod secrets;
 mod spine;
