@@ -423,6 +423,11 @@ pub(crate) fn deployments_table(ds: &[Deployment]) -> Table {
     ]);
     let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(dash);
     for d in ds {
+        // "~": the control plane crashed meanwhile and lost a moment of counts.
+        let num = |n: Option<i64>| match (n, d.approximate) {
+            (Some(n), true) => format!("~{n}"),
+            _ => num(n),
+        };
         t.add_row(vec![
             d.id.to_string(),
             d.kind.clone(),
@@ -697,11 +702,12 @@ mod tests {
             message: Some("deploy 7 failed:\nunhealthy".into()),
             requests: Some(120),
             failed: None,
+            approximate: true,
         };
         let text = render(&deployments_table(&[d]));
         let row = text.lines().nth(1).unwrap();
         for cell in [
-            "deploy", "rolling", "50%", "failed", "42.3 s", "120", "admin",
+            "deploy", "rolling", "50%", "failed", "42.3 s", "~120", "admin",
         ] {
             assert!(row.contains(cell), "{cell} in {row}");
         }

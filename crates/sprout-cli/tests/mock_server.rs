@@ -136,6 +136,7 @@ fn deployment(id: i64, kind: &str, outcome: OperationOutcome, message: &str) -> 
         message: Some(message.into()),
         requests: Some(100),
         failed: Some(3),
+        approximate: false,
     }
 }
 

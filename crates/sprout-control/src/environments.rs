@@ -91,7 +91,8 @@ pub(crate) fn operation_view(op: &OperationRow) -> api::Operation {
     }
 }
 
-fn deployment_view(op: &OperationRow) -> api::Deployment {
+/// `gaps`: when the counts lost requests (see `Store::count_gaps`).
+fn deployment_view(op: &OperationRow, gaps: &[chrono::DateTime<chrono::Utc>]) -> api::Deployment {
     api::Deployment {
         id: op.id,
         kind: op.kind.to_string(),
@@ -108,6 +109,9 @@ fn deployment_view(op: &OperationRow) -> api::Deployment {
         message: op.message.clone(),
         requests: op.requests,
         failed: op.failed,
+        approximate: gaps
+            .iter()
+            .any(|at| *at >= op.started_at && op.finished_at.is_none_or(|f| *at <= f)),
     }
 }
 
@@ -830,12 +834,13 @@ impl Control {
 
     pub async fn deployments(&self, env_name: &str) -> Result<Vec<api::Deployment>> {
         let env = self.any_env(env_name).await?;
+        let gaps = self.store().count_gaps().await?;
         Ok(self
             .store()
             .operations(env.id, 100)
             .await?
             .iter()
-            .map(deployment_view)
+            .map(|op| deployment_view(op, &gaps))
             .collect())
     }
 

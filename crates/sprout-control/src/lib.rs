@@ -7,6 +7,7 @@ mod bundle_io;
 mod cron;
 mod dataplane;
 mod dispatch;
+mod engines;
 mod environments;
 pub mod history;
 mod observe;
@@ -176,6 +177,10 @@ struct Inner {
     placing: tokio::sync::Mutex<()>,
     /// Wakes long polls and the dispatcher when messages arrive.
     queues: queues::QueueSignals,
+    /// `engine_key` of each of `engines`.
+    engine_keys: Vec<String>,
+    /// Which engines answer (see `engines`).
+    reach: std::sync::Mutex<engines::Reach>,
 }
 
 impl Control {
@@ -189,6 +194,7 @@ impl Control {
         tokio::fs::create_dir_all(config.bundles_dir().join("tmp")).await?;
         let mut zone_runtimes = std::collections::HashMap::new();
         let mut engines = vec![runtime.clone()];
+        let mut engine_keys = vec!["local".to_string()];
         let mut by_endpoint: std::collections::HashMap<String, Runtime> =
             std::collections::HashMap::new();
         for (zone, endpoint) in &config.zone_endpoints {
@@ -202,6 +208,7 @@ impl Control {
                     })?;
                     by_endpoint.insert(endpoint.clone(), rt.clone());
                     engines.push(rt.clone());
+                    engine_keys.push(endpoint.clone());
                     rt
                 }
             };
@@ -224,6 +231,8 @@ impl Control {
                 corrupt: Default::default(),
                 placing: Default::default(),
                 queues: Default::default(),
+                engine_keys,
+                reach: Default::default(),
             }),
         })
     }
@@ -262,10 +271,23 @@ impl Control {
     ) -> Result<Vec<sprout_runtime::ContainerInfo>> {
         let mut all = Vec::new();
         for (i, engine) in self.inner.engines.iter().enumerate() {
+            let key = self.inner.engine_keys.get(i).map(String::as_str);
             match engine.list_instances(labels).await {
-                Ok(found) => all.extend(found),
-                Err(e) if i == 0 => return Err(ControlError::Unavailable(format!("docker: {e}"))),
-                Err(e) => tracing::warn!(error = %e, "a zone's Docker engine does not answer"),
+                Ok(found) => {
+                    all.extend(found);
+                    if let Some(key) = key {
+                        self.engine_answered(key, true);
+                    }
+                }
+                Err(e) => {
+                    if let Some(key) = key {
+                        self.engine_answered(key, false);
+                    }
+                    if i == 0 {
+                        return Err(ControlError::Unavailable(format!("docker: {e}")));
+                    }
+                    tracing::debug!(error = %e, "a zone's Docker engine does not answer");
+                }
             }
         }
         Ok(all)

@@ -86,9 +86,21 @@ impl Control {
         let active = self.store().active_environments().await?;
         let envs = active.envs;
         self.report_corrupt(&active.corrupt).await;
-        let containers = self
+        let containers = match self
             .list_containers(&[("sprout.server", self.server_id())])
-            .await?;
+            .await
+        {
+            Ok(containers) => containers,
+            Err(e) => {
+                // The local engine does not answer: say so to every environment on it.
+                for env in &envs {
+                    let rows = self.store().live_instances(env.id).await?;
+                    self.note_engine_reach(env, &rows.iter().collect::<Vec<_>>())
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
         let mut by_env: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         for c in containers {
             let env_id = c.label("sprout.env-id").to_string();
@@ -217,6 +229,8 @@ impl Control {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
+        self.note_engine_reach(&env, &rows.values().collect::<Vec<_>>())
+            .await?;
 
         // Keep the balancer in line with what runs before deciding anything: adopted
         // instances (after a restart) get health-checked and routed at once.

@@ -196,6 +196,10 @@ pub struct Deployment {
     pub requests: Option<i64>,
     /// Of those, answered 5xx or not answered.
     pub failed: Option<i64>,
+    /// The counts miss some requests: the control plane crashed while it ran, losing what it
+    /// had counted since its last checkpoint (at most 250 ms).
+    #[serde(default)]
+    pub approximate: bool,
 }
 
 /// Balancer figures over the sliding window (10 s).

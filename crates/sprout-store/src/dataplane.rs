@@ -79,3 +79,50 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// Starts this server's session of counting requests and returns its id. With
+    /// `others_crashed` (no running server handed over to this one), every session still open
+    /// ended in a crash: it is closed as such, marking a gap in the counts from now back to
+    /// its last checkpoint.
+    pub async fn open_count_session(&self, others_crashed: bool) -> Result<i64> {
+        let mut tx = self.pool().begin().await?;
+        let at = now();
+        if others_crashed {
+            sqlx::query(
+                "UPDATE count_sessions SET stopped_at = ?, crashed = 1 WHERE stopped_at IS NULL",
+            )
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let id = sqlx::query("INSERT INTO count_sessions (started_at) VALUES (?)")
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Closes a session after its last checkpoint (a clean stop or a hand-over).
+    pub async fn close_count_session(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE count_sessions SET stopped_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// When each gap in the counts was found (the start after a crash), oldest first.
+    pub async fn count_gaps(&self) -> Result<Vec<chrono::DateTime<chrono::Utc>>> {
+        let rows: Vec<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
+            "SELECT stopped_at FROM count_sessions WHERE crashed = 1 AND stopped_at IS NOT NULL
+             ORDER BY stopped_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(at,)| at).collect())
+    }
+}

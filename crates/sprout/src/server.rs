@@ -318,6 +318,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Ok(routes) => tracing::info!(routes, "routes restored"),
         Err(e) => tracing::warn!(error = %e, "could not restore the routes before serving"),
     }
+    // Counting starts here. Without a running server handing over, a session still open
+    // ended in a crash: records spanning it are marked approximate.
+    let count_session = store
+        .open_count_session(predecessor.is_none())
+        .await
+        .context("recording the start of request counting")?;
     if let Some(running) = predecessor {
         running
             .taken()
@@ -478,8 +484,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     // The requests finished since the last checkpoint (after a hand-over, those the next
     // server's totals do not have) go into the deployment records too.
-    if let Err(e) = control.checkpoint_counts().await {
-        tracing::warn!(error = %e, "could not record request counts");
+    match control.checkpoint_counts().await {
+        Ok(()) => {
+            if let Err(e) = store.close_count_session(count_session).await {
+                tracing::warn!(error = %e, "could not record the end of request counting");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not record request counts"),
     }
     store.close().await;
     tracing::info!("stopped");

@@ -91,6 +91,12 @@ async fn restart_and_upgrade_under_load_fail_no_request() {
     assert_eq!(running_instances(&server, &env), 4, "no duplicate instance");
     let r = server.get_via_balancer(&host, "/").await.expect("answer");
     assert!(r.status().is_success(), "{}", r.status());
+    // Hand-overs lose no count: no record is marked approximate.
+    let deployments = server.client.deployments(&env).await.expect("deployments");
+    assert!(
+        deployments.iter().all(|d| !d.approximate),
+        "{deployments:?}"
+    );
 }
 
 /// A crash (`kill -9`) of the control plane in the middle of a rolling deploy, then a start:
@@ -140,6 +146,15 @@ async fn a_crash_mid_deploy_leaves_a_true_record() {
 
     let deployments = server.client.deployments(&env).await.expect("deployments");
     let record = deployments.first().expect("the deploy's record");
+    assert!(
+        record.approximate,
+        "the crash lost a moment of counts: the record says it is approximate"
+    );
+    let launch = deployments.last().expect("the launch's record");
+    assert!(
+        !launch.approximate,
+        "the launch finished before the crash: its counts are exact"
+    );
     let (requests, failed) = (
         record.requests.expect("requests"),
         record.failed.expect("failed"),
@@ -159,5 +174,106 @@ async fn a_crash_mid_deploy_leaves_a_true_record() {
     assert!(
         diff * 100 <= i64::try_from(answered).unwrap_or(0) * 10,
         "record {requests} vs load {answered}"
+    );
+}
+
+/// The Docker engine restarts (a `systemctl restart docker` without live restore: the
+/// instances die with it). The control plane keeps running while the engine is away and
+/// brings the environment back to its desired state once it answers, with no command; the
+/// balancer routes to the new instances. Done on a second engine started by the test (the
+/// only zone), never the machine's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_docker_engine_restart_brings_environments_back() {
+    let mut engine = SecondEngine::start().await;
+    let zones = format!("b={}", engine.endpoint);
+    let mut server = TestServer::start_with(&[("SPROUT_ZONES", &zones)]).await;
+    let (_app, env) = serving_env(&server, 2).await;
+    let host = server.host(&env);
+    let label = format!("sprout.env={env}");
+    let before = engine.containers(&label);
+    assert_eq!(before.len(), 2, "both instances on the second engine");
+
+    engine.stop();
+    // The engine is away: the server neither crashes nor fails an operation over it, and
+    // its API answers.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        server.is_running(),
+        "the server survives the engine going away"
+    );
+    let d = server
+        .client
+        .get_environment(&env)
+        .await
+        .expect("the API answers");
+    assert_eq!(
+        d.environment.operation.map(|o| o.outcome),
+        Some(OperationOutcome::Succeeded),
+        "no operation failed while the engine was away"
+    );
+
+    let started = std::time::Instant::now();
+    engine.start_again().await;
+    let back = eventually(Duration::from_secs(120), || async {
+        let running = engine.containers(&label);
+        let d = server.client.get_environment(&env).await.ok()?;
+        let healthy = d
+            .instances
+            .iter()
+            .filter(|i| i.healthy && i.state == "running")
+            .count();
+        let answer = server.get_via_balancer(&host, "/").await.ok()?;
+        (running.len() == 2 && healthy == 2 && answer.status().is_success()).then_some(running)
+    })
+    .await;
+    let running = back.expect("two healthy instances serving through the balancer again");
+    println!(
+        "docker engine restart: serving again {:.1} s after the engine answered",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        running.iter().all(|c| !before.contains(c)),
+        "the instances that died with the engine were replaced: {before:?} → {running:?}"
+    );
+    assert!(
+        server.is_running(),
+        "the server survived the engine restart"
+    );
+    // Nothing left behind: the dead containers are gone, no duplicate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = docker_lines(&[
+        "-H",
+        &engine.endpoint,
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label={label}"),
+    ]);
+    assert_eq!(all.len(), 2, "no dead or duplicate container left: {all:?}");
+    let d = server.client.get_environment(&env).await.expect("env");
+    assert_eq!(d.instances.len(), 2, "{:?}", d.instances);
+    assert_eq!(
+        d.environment.operation.map(|o| o.outcome),
+        Some(OperationOutcome::Succeeded),
+        "no operation failed for the restart"
+    );
+    let events = server.client.events(&env, Some(100)).await.expect("events");
+    let messages: Vec<&String> = events.iter().map(|e| &e.message).collect();
+    println!("events: {messages:#?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("the Docker engine of zone b does not answer")),
+        "an event says the engine went away: {messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.as_str() == "the Docker engine of zone b answers again"),
+        "an event says it came back: {messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("replacing it")),
+        "an event says the dead instances were replaced: {messages:?}"
     );
 }

@@ -129,6 +129,13 @@ impl TestServer {
         }
     }
 
+    /// Whether the server process still runs (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: the server gets no chance to clean up (a crash).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -361,6 +368,59 @@ pub struct SecondEngine {
     dir: tempfile::TempDir,
     child: Child,
     bridge: String,
+    ns: String,
+    driver: String,
+    pool: String,
+}
+
+fn spawn_dockerd(dir: &Path, bridge: &str, ns: &str, driver: &str, pool: &str) -> Child {
+    let config = dir.join("daemon.json");
+    std::fs::write(&config, format!("{{\"storage-driver\": \"{driver}\"}}")).expect("daemon.json");
+    let socket = dir.join("docker.sock");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("log");
+    Command::new("dockerd")
+        .arg("--config-file")
+        .arg(&config)
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .arg(format!("--bridge={bridge}"))
+        .args(["--iptables=false", "--ip-masq=false"])
+        .args([
+            "--containerd-namespace",
+            ns,
+            "--containerd-plugins-namespace",
+            &format!("{ns}p"),
+        ])
+        .args(["--default-address-pool", pool])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start a second dockerd (is dockerd installed and are we root?)")
+}
+
+async fn wait_engine(endpoint: &str, dir: &Path) {
+    let up = eventually(Duration::from_secs(30), || async {
+        Command::new("docker")
+            .args(["-H", endpoint, "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+    assert!(up.is_some(), "the second dockerd did not start:\n{log}");
 }
 
 impl SecondEngine {
@@ -373,14 +433,14 @@ impl SecondEngine {
         let driver = docker_lines(&["info", "--format", "{{.Driver}}"])
             .pop()
             .unwrap_or_else(|| "overlay2".into());
-        let config = dir.path().join("daemon.json");
-        std::fs::write(&config, format!("{{\"storage-driver\": \"{driver}\"}}"))
-            .expect("daemon.json");
         let socket = dir.path().join("docker.sock");
-        let ns = format!("sproutzb{}", std::process::id());
+        // Tests of one process may each start one: number them.
+        static STARTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ns = format!("sproutzb{}n{n}", std::process::id());
         // Its own default bridge: with `--bridge=none` a second dockerd deletes the first
         // engine's docker0 (same network namespace), breaking every later build.
-        let bridge = format!("spz{}", std::process::id() % 100_000);
+        let bridge = format!("spz{}n{n}", std::process::id() % 100_000);
         let ip = |args: &[&str]| {
             Command::new("ip")
                 .args(args)
@@ -392,52 +452,45 @@ impl SecondEngine {
             ip(&["link", "add", &bridge, "type", "bridge"]),
             "ip link add {bridge} (iproute2, root)"
         );
-        assert!(ip(&["addr", "add", "10.212.0.1/24", "dev", &bridge]));
+        assert!(ip(&[
+            "addr",
+            "add",
+            &format!("10.212.{n}.1/24"),
+            "dev",
+            &bridge
+        ]));
         assert!(ip(&["link", "set", &bridge, "up"]));
-        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
-        let child = Command::new("dockerd")
-            .arg("--config-file")
-            .arg(&config)
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
-            .arg(format!("--bridge={bridge}"))
-            .args(["--iptables=false", "--ip-masq=false"])
-            .args([
-                "--containerd-namespace",
-                &ns,
-                "--containerd-plugins-namespace",
-                &format!("{ns}p"),
-            ])
-            .args(["--default-address-pool", "base=10.213.0.0/16,size=24"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a second dockerd (is dockerd installed and are we root?)");
+        let pool = format!("base=10.{}.0.0/16,size=24", 213 + u16::from(n));
+        let child = spawn_dockerd(dir.path(), &bridge, &ns, &driver, &pool);
         let endpoint = format!("unix://{}", socket.display());
-        let up = eventually(Duration::from_secs(30), || async {
-            Command::new("docker")
-                .args(["-H", &endpoint, "info"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        })
-        .await;
-        let log = std::fs::read_to_string(dir.path().join("dockerd.log")).unwrap_or_default();
-        assert!(up.is_some(), "the second dockerd did not start:\n{log}");
+        wait_engine(&endpoint, dir.path()).await;
         Self {
             endpoint,
             dir,
             child,
             bridge,
+            ns,
+            driver,
+            pool,
         }
+    }
+
+    /// Stops the engine (SIGTERM: its containers die with it, as in a `systemctl restart
+    /// docker` without live restore), leaving it stopped until `start_again`.
+    pub fn stop(&mut self) {
+        sprout_testkit::stop_process(&mut self.child, Duration::from_secs(30));
+    }
+
+    /// Starts a stopped engine again on the same data.
+    pub async fn start_again(&mut self) {
+        self.child = spawn_dockerd(
+            self.dir.path(),
+            &self.bridge,
+            &self.ns,
+            &self.driver,
+            &self.pool,
+        );
+        wait_engine(&self.endpoint, self.dir.path()).await;
     }
 
     pub fn containers(&self, label: &str) -> Vec<String> {
