@@ -6,6 +6,7 @@
 use crate::environments::OperationRecord;
 use crate::{OperationRow, Result, Store};
 use chrono::{DateTime, Utc};
+use sprout_core::api::OperationOutcome;
 
 /// The runtime state of one operation (the columns of migration 0014).
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
@@ -61,10 +62,11 @@ impl Store {
     pub async fn record_step_failure(&self, id: i64, error: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar::<_, i64>(
             "UPDATE operations SET step_failures = step_failures + 1, last_error = ?
-             WHERE id = ? AND outcome = 'running' RETURNING step_failures",
+             WHERE id = ? AND outcome = ? RETURNING step_failures",
         )
         .bind(error)
         .bind(id)
+        .bind(OperationOutcome::Running.as_str())
         .fetch_optional(self.pool())
         .await?)
     }
@@ -80,8 +82,9 @@ impl Store {
 
     /// Counts an instance of the target revision that exited during operation `id`.
     pub async fn record_exit(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE operations SET exits = exits + 1 WHERE id = ? AND outcome = 'running'")
+        sqlx::query("UPDATE operations SET exits = exits + 1 WHERE id = ? AND outcome = ?")
             .bind(id)
+            .bind(OperationOutcome::Running.as_str())
             .execute(self.pool())
             .await?;
         Ok(())
