@@ -34,7 +34,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             label,
             deploy,
         } => apps::push(g, source, app, label, deploy).await,
-        Command::Versions { app, json } => apps::versions(g, &app, json).await,
+        Command::Versions { app, json } => apps::versions(g, &app.name(), json).await,
         Command::Platform {
             command: PlatformCommand::Build { name },
         } => {
@@ -51,7 +51,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Env {
             command: EnvCommand::Create(args),
         } => envs::create(g, args).await,
-        Command::Envs { app, json } => envs::list(g, app, json).await,
+        Command::Envs { app, json } => envs::list(g, app.name(), json).await,
         Command::Status { env, json } => envs::status(g, &env, json).await,
         Command::Deploy(a) => envs::deploy(g, a).await,
         Command::Abort { env, wait } => envs::abort(g, &env, wait).await,

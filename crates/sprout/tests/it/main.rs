@@ -8,6 +8,7 @@ mod confinement;
 mod dashboard;
 mod dataplane;
 mod deploys;
+mod firsthour;
 mod harness;
 mod openapi;
 mod operations;
