@@ -1,7 +1,9 @@
 //! What a new user hits in the first hour (issue 19): read verbs take the application either
 //! way, and the server's log says each thing once.
 
-use crate::harness::{require_docker, unique, TestServer, ADMIN_PASSWORD};
+use crate::harness::{
+    eventually, example_dir, push, require_docker, unique, TestServer, ADMIN_PASSWORD,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -117,4 +119,79 @@ fn server_log_says_each_line_once() {
     for pair in messages.windows(2) {
         assert_ne!(pair[0], pair[1], "said twice:\n{text}");
     }
+}
+
+/// A launch's events read like Beanstalk's: it starts, each instance starts once, it ends
+/// with "Successfully launched environment: NAME", and health goes from Pending to Ok with
+/// no "operation in progress" step in between.
+#[tokio::test]
+async fn a_launch_reads_like_beanstalks() {
+    let server = TestServer::start().await;
+    let app = unique("fh-ev");
+    let env = unique("fh-ev");
+    assert!(server.cli(&["app", "create", &app]).status.success());
+    push(&server, &example_dir(), &app, "v1");
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--instances",
+        "2",
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "env create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let messages = eventually(Duration::from_secs(30), || async {
+        let mut events = server.client.events(&env, Some(100)).await.ok()?;
+        events.sort_by_key(|e| e.id);
+        let messages: Vec<String> = events.into_iter().map(|e| e.message).collect();
+        messages
+            .iter()
+            .any(|m| m.contains("health has transitioned"))
+            .then_some(messages)
+    })
+    .await
+    .expect("a health transition after the launch");
+    let all = messages.join("\n");
+    assert!(
+        messages[0].starts_with("createEnvironment is starting"),
+        "{all}"
+    );
+    let started: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.starts_with("started instance"))
+        .collect();
+    assert_eq!(started.len(), 2, "one event per instance start:\n{all}");
+    let mut ids: Vec<&str> = started
+        .iter()
+        .filter_map(|m| m.split_whitespace().nth(2))
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "two different instances:\n{all}");
+    let launched = messages
+        .iter()
+        .position(|m| m.starts_with(&format!("Successfully launched environment: {env}")))
+        .unwrap_or_else(|| panic!("no 'Successfully launched environment':\n{all}"));
+    assert!(
+        messages[..launched]
+            .iter()
+            .all(|m| !m.contains("health has transitioned")),
+        "the launch ends before any health transition:\n{all}"
+    );
+    assert_eq!(
+        messages[launched + 1],
+        "environment health has transitioned from Pending to Ok (Green)",
+        "{all}"
+    );
+    assert!(!all.contains("operation is in progress"), "{all}");
+
+    let out = server.cli(&["terminate", &env, "--wait"]);
+    assert!(out.status.success(), "terminate");
 }
