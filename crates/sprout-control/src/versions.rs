@@ -88,11 +88,12 @@ impl Control {
             .get_app(app_name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app_name}' not found")))?;
+        // A label whose build failed may be pushed again: the new upload replaces it.
         if self
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
-            .is_some()
+            .is_some_and(|v| v.status != "failed")
         {
             return Err(ControlError::Conflict(format!(
                 "version '{label}' of '{app_name}' already exists"
@@ -126,15 +127,19 @@ impl Control {
         // upload of it may have finished meanwhile), and bundle files this upload places are
         // removed unless its row is recorded, while no other upload can come to rely on them.
         let _placing = self.inner.placing.lock().await;
-        if self
+        if let Some(existing) = self
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
-            .is_some()
         {
-            return Err(ControlError::Conflict(format!(
-                "version '{label}' of '{app_name}' already exists"
-            )));
+            let replaced = existing.status == "failed"
+                && self.store().delete_failed_version(existing.id).await?;
+            if !replaced {
+                return Err(ControlError::Conflict(format!(
+                    "version '{label}' of '{app_name}' already exists"
+                )));
+            }
+            tracing::info!(app = %app_name, label = %label, "replacing a version whose build failed");
         }
         let final_dir = self.bundle_dir(&sha256);
         let final_archive = self.config().bundles_dir().join(format!("{sha256}.{ext}"));

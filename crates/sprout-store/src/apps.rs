@@ -186,6 +186,20 @@ impl Store {
         self.version_by_id(id).await
     }
 
+    /// Deletes a version whose build failed, so its label can be pushed again; answers
+    /// whether it was deleted (not if it is no longer failed, or an environment names it).
+    pub async fn delete_failed_version(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM versions WHERE id = ? AND status = 'failed'
+               AND NOT EXISTS (SELECT 1 FROM environments e
+                               WHERE e.version_id = versions.id OR e.previous_version_id = versions.id)",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn version_by_id(&self, id: i64) -> Result<VersionRow> {
         sqlx::query_as::<_, VersionRow>(&format!("{VERSION_SELECT} WHERE v.id = ?"))
             .bind(id)

@@ -195,3 +195,57 @@ async fn a_launch_reads_like_beanstalks() {
     let out = server.cli(&["terminate", &env, "--wait"]);
     assert!(out.status.success(), "terminate");
 }
+
+/// A version whose build failed does not hold its label: pushing the label again replaces
+/// it; a label that built stays taken.
+#[tokio::test]
+async fn a_failed_label_can_be_pushed_again() {
+    let server = TestServer::start().await;
+    let app = unique("fh-fail");
+    assert!(server.cli(&["app", "create", &app]).status.success());
+    let broken = tempfile::tempdir().expect("temp dir");
+    std::fs::write(broken.path().join("Procfile"), "web: python3 app.py\n").expect("write");
+    std::fs::write(broken.path().join("app.py"), "print('hi')\n").expect("write");
+    std::fs::write(
+        broken.path().join("sprout.yaml"),
+        "platform: python\nbuild: exit 3\n",
+    )
+    .expect("write");
+    let push_v1 = |dir: &std::path::Path| {
+        server.cli(&[
+            "push",
+            dir.to_str().unwrap_or_default(),
+            "--app",
+            &app,
+            "--label",
+            "v1",
+        ])
+    };
+    assert!(
+        !push_v1(broken.path()).status.success(),
+        "a build that exits 3"
+    );
+    let failed = server.client.get_version(&app, "v1").await.expect("row");
+    assert_eq!(failed.status, sprout_core::VersionStatus::Failed);
+
+    let out = push_v1(&example_dir());
+    assert!(
+        out.status.success(),
+        "re-push of a failed label: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let versions = server.client.list_versions(&app).await.expect("versions");
+    assert_eq!(
+        versions.len(),
+        1,
+        "the failed row is replaced: {versions:?}"
+    );
+    assert_eq!(versions[0].status, sprout_core::VersionStatus::Ready);
+    assert_ne!(versions[0].sha256, failed.sha256, "the new bundle");
+
+    // A label that built is still taken.
+    let out = push_v1(&example_dir());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+}
