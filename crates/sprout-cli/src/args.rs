@@ -95,6 +95,11 @@ pub enum Command {
         #[arg(long, value_name = "ENV")]
         deploy: Option<String>,
     },
+    /// Delete a version of an application
+    Version {
+        #[command(subcommand)]
+        command: VersionCommand,
+    },
     /// List an application's versions (`sprout versions APP` or `--app APP`)
     Versions {
         #[command(flatten)]
@@ -306,6 +311,12 @@ pub enum ScheduleCommand {
     },
     /// Remove a scheduled action
     Remove { env: String, name: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum VersionCommand {
+    /// Delete a version and reclaim its bundle and image (refused while an environment runs it)
+    Delete { app: String, label: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -710,6 +721,18 @@ mod tests {
             "oops"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn version_delete_parses() {
+        let Command::Version {
+            command: VersionCommand::Delete { app, label },
+        } = parse(&["version", "delete", "shop", "v1"]).unwrap().command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!((app.as_str(), label.as_str()), ("shop", "v1"));
+        assert!(parse(&["version", "delete", "shop"]).is_err());
     }
 
     #[test]

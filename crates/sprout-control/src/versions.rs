@@ -181,6 +181,40 @@ impl Control {
         Ok(version_view(&row, false))
     }
 
+    /// Deletes a version (refused while an environment runs it) and reclaims its image and,
+    /// when no other version shares it, its bundle.
+    pub async fn delete_version(&self, app: &str, label: &str) -> Result<()> {
+        let app = AppName::parse(app)?;
+        let label = VersionLabel::parse(label)?;
+        // Under the upload lock: no upload is placing (and relying on) this bundle meanwhile.
+        let _placing = self.inner.placing.lock().await;
+        let deleted = self
+            .store()
+            .delete_version(app.as_str(), label.as_str())
+            .await?;
+        if let Some((sha256, format)) = &deleted.bundle {
+            let dir = self.bundle_dir(sha256);
+            let archive = self
+                .config()
+                .bundles_dir()
+                .join(format!("{sha256}.{format}"));
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted version's bundle");
+            }
+            if let Err(e) = tokio::fs::remove_file(&archive).await {
+                tracing::warn!(file = %archive.display(), error = %e, "could not remove a deleted version's archive");
+            }
+        }
+        drop(_placing);
+        if let Some(image) = &deleted.image {
+            if let Err(e) = self.runtime().remove_image(image).await {
+                tracing::warn!(%image, error = %e, "could not remove a deleted version's image");
+            }
+        }
+        tracing::info!(app = %app, label = %label, "version deleted");
+        Ok(())
+    }
+
     /// Builds in the background; the version row says how it went.
     pub fn spawn_build(&self, row: VersionRow) {
         let control = self.clone();

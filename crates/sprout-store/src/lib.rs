@@ -21,7 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use apps::{AppRow, NewVersion, VersionRow};
+pub use apps::{AppRow, DeletedVersion, NewVersion, VersionRow};
 pub use configs::SavedConfigRow;
 pub use dataplane::{HealthyBackend, RequestCounts};
 pub use environments::{

@@ -8,7 +8,9 @@ mod session;
 mod users;
 mod watch;
 
-use crate::args::{AppCommand, Command, EnvCommand, GlobalArgs, PlatformCommand, PLATFORMS};
+use crate::args::{
+    AppCommand, Command, EnvCommand, GlobalArgs, PlatformCommand, VersionCommand, PLATFORMS,
+};
 use crate::error::CliError;
 use connect::client;
 
@@ -34,6 +36,9 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             label,
             deploy,
         } => apps::push(g, source, app, label, deploy).await,
+        Command::Version {
+            command: VersionCommand::Delete { app, label },
+        } => apps::delete_version(g, &app, &label).await,
         Command::Versions { app, json } => apps::versions(g, &app.name(), json).await,
         Command::Platform {
             command: PlatformCommand::Build { name },

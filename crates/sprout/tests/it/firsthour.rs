@@ -249,3 +249,94 @@ async fn a_failed_label_can_be_pushed_again() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already exists"), "{err}");
 }
+
+/// `sprout version delete APP LABEL`: refused (409, naming the environment) while an
+/// environment runs the version; otherwise the row, the bundle and the image are gone.
+#[tokio::test]
+async fn a_version_is_deleted_unless_an_environment_runs_it() {
+    let server = TestServer::start().await;
+    let app = unique("fh-del");
+    let env = unique("fh-del");
+    assert!(server.cli(&["app", "create", &app]).status.success());
+    push(&server, &example_dir(), &app, "v1");
+    let out = server.cli(&[
+        "env",
+        "create",
+        &env,
+        "--app",
+        &app,
+        "--version",
+        "v1",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "env create");
+
+    // In use: refused through the CLI and the REST API, nothing changed.
+    let out = server.cli(&["version", "delete", &app, "v1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&env) && err.contains("in use"), "{err}");
+    let resp = crate::harness::http_client()
+        .delete(format!("{}/api/v1/apps/{app}/versions/v1", server.api))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(resp.status().as_u16(), 409);
+    let problem: serde_json::Value = resp.json().await.expect("problem+json");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&env),
+        "{problem}"
+    );
+    let v1 = server
+        .client
+        .get_version(&app, "v1")
+        .await
+        .expect("v1 kept");
+
+    // Not in use: deleted, with its bundle and image.
+    let copy = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(example_dir()).expect("example") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    std::fs::write(copy.path().join("extra.txt"), "another bundle\n").expect("write");
+    push(&server, copy.path(), &app, "v2");
+    let v2 = server.client.get_version(&app, "v2").await.expect("v2");
+    assert_ne!(v2.sha256, v1.sha256);
+    let image = v2.image.clone().expect("v2 built an image");
+    let bundle = server.data.join("bundles").join(&v2.sha256);
+    assert!(bundle.exists(), "{}", bundle.display());
+    let out = server.cli(&["version", "delete", &app, "v2"]);
+    assert!(
+        out.status.success(),
+        "delete v2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let labels: Vec<String> = server
+        .client
+        .list_versions(&app)
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| v.label)
+        .collect();
+    assert_eq!(labels, ["v1"]);
+    assert!(!bundle.exists(), "bundle reclaimed");
+    assert!(
+        crate::harness::docker_lines(&["images", "-q", &image]).is_empty(),
+        "image {image} reclaimed"
+    );
+    assert!(server.data.join("bundles").join(&v1.sha256).exists());
+    assert!(!server
+        .cli(&["version", "delete", &app, "v2"])
+        .status
+        .success());
+
+    assert!(server.cli(&["terminate", &env, "--wait"]).status.success());
+}
