@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_apps, create_app))
         .routes(routes!(get_app, delete_app))
         .routes(routes!(list_versions, upload_version))
-        .routes(routes!(get_version))
+        .routes(routes!(get_version, delete_version))
         .routes(routes!(list_environments, create_environment))
         .routes(routes!(get_environment, terminate))
         .routes(routes!(deploy))
@@ -219,6 +219,27 @@ async fn get_version(
     PathParams((app, label)): PathParams<(String, String)>,
 ) -> ApiResult<Json<api::Version>> {
     Ok(Json(s.control.get_version(&app, &label).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}/versions/{label}",
+    tag = "versions",
+    operation_id = "delete_version",
+    responses(
+        (status = 204, description = "Deleted; its image and bundle are reclaimed"),
+        (status = 409, description = "An environment runs the version (or may roll back to it)")
+    ),
+    params(AppPath, ("label" = String, Path, description = "Version label"))
+)]
+async fn delete_version(
+    State(s): State<AppState>,
+    c: Caller,
+    PathParams((app, label)): PathParams<(String, String)>,
+) -> ApiResult<StatusCode> {
+    c.require_write()?;
+    s.control.delete_version(&app, &label).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(

@@ -13,6 +13,52 @@ pub struct GlobalArgs {
     pub server: Option<String>,
 }
 
+/// The application a read verb is about: positional `APP` or `--app APP` (either, not both).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AppName {
+    /// The application
+    #[arg(value_name = "APP", required_unless_present = "app_flag")]
+    app: Option<String>,
+    /// The application (the same as the positional APP)
+    #[arg(
+        long = "app",
+        id = "app_flag",
+        value_name = "APP",
+        conflicts_with = "app"
+    )]
+    app_flag: Option<String>,
+}
+
+impl AppName {
+    /// The name given, whichever way it was.
+    pub fn name(self) -> String {
+        self.app.or(self.app_flag).unwrap_or_default()
+    }
+}
+
+/// An optional application filter: positional `APP` or `--app APP` (either, not both).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AppFilter {
+    /// Only this application's
+    #[arg(value_name = "APP")]
+    app: Option<String>,
+    /// The same as the positional APP
+    #[arg(
+        long = "app",
+        id = "app_flag",
+        value_name = "APP",
+        conflicts_with = "app"
+    )]
+    app_flag: Option<String>,
+}
+
+impl AppFilter {
+    /// The name given, whichever way it was; none for every application.
+    pub fn name(self) -> Option<String> {
+        self.app.or(self.app_flag)
+    }
+}
+
 /// All client verbs (everything but `server`, which the binary adds).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -62,10 +108,15 @@ pub enum Command {
         #[arg(long, value_name = "ENV")]
         deploy: Option<String>,
     },
-    /// List an application's versions
+    /// Delete a version of an application
+    Version {
+        #[command(subcommand)]
+        command: VersionCommand,
+    },
+    /// List an application's versions (`sprout versions APP` or `--app APP`)
     Versions {
-        #[arg(long)]
-        app: String,
+        #[command(flatten)]
+        app: AppName,
         /// Print the API's JSON
         #[arg(long)]
         json: bool,
@@ -77,8 +128,8 @@ pub enum Command {
     },
     /// List environments
     Envs {
-        #[arg(long)]
-        app: Option<String>,
+        #[command(flatten)]
+        app: AppFilter,
         /// Print the API's JSON
         #[arg(long)]
         json: bool,
@@ -273,6 +324,12 @@ pub enum ScheduleCommand {
     },
     /// Remove a scheduled action
     Remove { env: String, name: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum VersionCommand {
+    /// Delete a version and reclaim its bundle and image (refused while an environment runs it)
+    Delete { app: String, label: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -773,6 +830,41 @@ mod tests {
             "oops"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn version_delete_parses() {
+        let Command::Version {
+            command: VersionCommand::Delete { app, label },
+        } = parse(&["version", "delete", "shop", "v1"]).unwrap().command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!((app.as_str(), label.as_str()), ("shop", "v1"));
+        assert!(parse(&["version", "delete", "shop"]).is_err());
+    }
+
+    #[test]
+    fn read_verbs_take_the_app_either_way() {
+        for argv in [&["versions", "shop"][..], &["versions", "--app", "shop"]] {
+            let Command::Versions { app, .. } = parse(argv).unwrap().command else {
+                panic!("wrong command")
+            };
+            assert_eq!(app.name(), "shop", "{argv:?}");
+        }
+        assert!(parse(&["versions"]).is_err());
+        assert!(parse(&["versions", "a", "--app", "b"]).is_err());
+        for argv in [&["envs", "shop"][..], &["envs", "--app", "shop", "--json"]] {
+            let Command::Envs { app, .. } = parse(argv).unwrap().command else {
+                panic!("wrong command")
+            };
+            assert_eq!(app.name().as_deref(), Some("shop"), "{argv:?}");
+        }
+        let Command::Envs { app, .. } = parse(&["envs"]).unwrap().command else {
+            panic!("wrong command")
+        };
+        assert_eq!(app.name(), None);
+        assert!(parse(&["envs", "a", "--app", "b"]).is_err());
     }
 
     #[test]

@@ -156,6 +156,14 @@ impl Client {
         self.get_json(&["apps", app, "versions"], &[]).await
     }
 
+    /// `DELETE /apps/{app}/versions/{label}`.
+    pub async fn delete_version(&self, app: &str, label: &str) -> Result<(), CliError> {
+        let url = self.api_url(&["apps", app, "versions", label])?;
+        self.send(self.request(Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /apps/{app}/versions/{label}` (with the build log).
     pub async fn get_version(&self, app: &str, label: &str) -> Result<Version, CliError> {
         self.get_json(&["apps", app, "versions", label], &[]).await

@@ -837,8 +837,8 @@ impl Control {
                     format!("terminateEnvironment completed successfully in {took}")
                 }
                 (EnvStatus::Launching, _) => format!(
-                    "createEnvironment completed successfully: version {} on {n}/{n} healthy instances in {took}",
-                    env.version
+                    "Successfully launched environment: {} (version {} on {n}/{n} healthy instances in {took})",
+                    env.name, env.version
                 ),
                 (_, Some(OpKind::Rollback)) => format!(
                     "rollback {id} finished: back on {} on {n}/{n} instances in {took}, {}",

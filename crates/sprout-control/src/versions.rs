@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sprout_core::api;
 use sprout_core::bundle::ArchiveFormat;
 use sprout_core::manifest::platform_image;
-use sprout_core::{AppName, VersionLabel};
+use sprout_core::{AppName, VersionLabel, VersionStatus};
 use sprout_runtime::BakeSpec;
 use sprout_store::{NewVersion, VersionRow};
 use std::collections::HashMap;
@@ -88,11 +88,12 @@ impl Control {
             .get_app(app_name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app_name}' not found")))?;
+        // A label whose build failed may be pushed again: the new upload replaces it.
         if self
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
-            .is_some()
+            .is_some_and(|v| v.status != VersionStatus::Failed)
         {
             return Err(ControlError::Conflict(format!(
                 "version '{label}' of '{app_name}' already exists"
@@ -126,15 +127,19 @@ impl Control {
         // upload of it may have finished meanwhile), and bundle files this upload places are
         // removed unless its row is recorded, while no other upload can come to rely on them.
         let _placing = self.inner.placing.lock().await;
-        if self
+        if let Some(existing) = self
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
-            .is_some()
         {
-            return Err(ControlError::Conflict(format!(
-                "version '{label}' of '{app_name}' already exists"
-            )));
+            let replaced = existing.status == VersionStatus::Failed
+                && self.store().delete_failed_version(existing.id).await?;
+            if !replaced {
+                return Err(ControlError::Conflict(format!(
+                    "version '{label}' of '{app_name}' already exists"
+                )));
+            }
+            tracing::info!(app = %app_name, label = %label, "replacing a version whose build failed");
         }
         let final_dir = self.bundle_dir(&sha256);
         let final_archive = self.config().bundles_dir().join(format!("{sha256}.{ext}"));
@@ -174,6 +179,40 @@ impl Control {
         tracing::info!(app = %app_name, label = %label, %sha256, size, entries = unpacked.entries, "version uploaded");
         self.spawn_build(row.clone());
         Ok(version_view(&row, false))
+    }
+
+    /// Deletes a version (refused while an environment runs it) and reclaims its image and,
+    /// when no other version shares it, its bundle.
+    pub async fn delete_version(&self, app: &str, label: &str) -> Result<()> {
+        let app = AppName::parse(app)?;
+        let label = VersionLabel::parse(label)?;
+        // Under the upload lock: no upload is placing (and relying on) this bundle meanwhile.
+        let _placing = self.inner.placing.lock().await;
+        let deleted = self
+            .store()
+            .delete_version(app.as_str(), label.as_str())
+            .await?;
+        if let Some((sha256, format)) = &deleted.bundle {
+            let dir = self.bundle_dir(sha256);
+            let archive = self
+                .config()
+                .bundles_dir()
+                .join(format!("{sha256}.{format}"));
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted version's bundle");
+            }
+            if let Err(e) = tokio::fs::remove_file(&archive).await {
+                tracing::warn!(file = %archive.display(), error = %e, "could not remove a deleted version's archive");
+            }
+        }
+        drop(_placing);
+        if let Some(image) = &deleted.image {
+            if let Err(e) = self.runtime().remove_image(image).await {
+                tracing::warn!(%image, error = %e, "could not remove a deleted version's image");
+            }
+        }
+        tracing::info!(app = %app, label = %label, "version deleted");
+        Ok(())
     }
 
     /// Builds in the background; the version row says how it went.

@@ -4,8 +4,8 @@
 //! `Draining` while it leaves the pool; otherwise judged on its last 10 s of requests:
 //! 5xx share ≥ 10 % → `Degraded`, ≥ 1 % or p99 ≥ 3 s → `Warning`, else `Ok`.
 //!
-//! Environment (in this order): `Unknown` when terminated; `Pending` while launching with
-//! nothing healthy yet, or while no instance has been checked yet; `Severe` when no instance serves or ≥ 25 % of requests are 5xx;
+//! Environment (in this order): `Unknown` when terminated; `Pending` while launching
+//! (as Beanstalk's), or while no instance has been checked yet; `Severe` when no instance serves or ≥ 25 % of requests are 5xx;
 //! `Degraded` when fewer than half the desired instances serve or ≥ 10 % are 5xx;
 //! `Warning` when some desired instances do not serve, ≥ 1 % are 5xx, or any instance is
 //! Warning/Degraded; `Info` while an operation is running and all is well; else `Ok`.
@@ -144,10 +144,12 @@ pub fn environment_health(
             format!("the environment is {status}"),
         );
     }
-    let serving = instances.iter().filter(|h| h.serving()).count() as u32;
-    if status == EnvStatus::Launching && serving == 0 {
+    // As Beanstalk's: Pending for the whole launch, so the first transition, once the
+    // launch has ended, is from Pending to what the environment is (Ok, mostly).
+    if status == EnvStatus::Launching {
         return Verdict::new(HealthStatus::Pending, "launching".to_string());
     }
+    let serving = instances.iter().filter(|h| h.serving()).count() as u32;
     let share = window.share_5xx();
     let mut causes = Vec::new();
     if let Some(s) = share.filter(|s| *s >= 0.01) {
@@ -283,6 +285,11 @@ mod tests {
         );
         assert_eq!(
             environment_health(EnvStatus::Launching, 2, &[Pending], &w(0, 0)).status,
+            Pending
+        );
+        // Serving already, but still launching: no "operation in progress" Info yet.
+        assert_eq!(
+            environment_health(EnvStatus::Launching, 2, &[Ok, Ok], &w(10, 0)).status,
             Pending
         );
         assert_eq!(

@@ -121,7 +121,7 @@ impl Balancer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let local = listener.local_addr().ok();
-        info!(addr = ?local, "balancer listening");
+        tracing::debug!(addr = ?local, "balancer listening");
         self.accept_loop(listener, Arc::new(Pool::default()), shutdown)
             .await;
         info!(addr = ?local, "balancer stopped");
@@ -139,7 +139,8 @@ impl Balancer {
     ) -> io::Result<()> {
         let local = listeners.addr;
         let threads = listeners.sockets.len();
-        info!(addr = %local, threads, "balancer listening (one runtime per thread)");
+        // `sprout server` announces the address once, on stdout; this is for debugging.
+        tracing::debug!(addr = %local, threads, "balancer listening (one runtime per thread)");
         // Every runtime first, so a failure leaves no thread running.
         let runtimes = (0..threads)
             .map(|_| {
@@ -261,7 +262,8 @@ impl Balancer {
 
         let local = listener.local_addr().ok();
         drop(listener);
-        info!(addr = ?local, "balancer stopped accepting; draining connections");
+        // One accept loop per runtime thread: said once, by "balancer stopped", above.
+        debug!(addr = ?local, "balancer stopped accepting; draining connections");
         let _ = stop_tx.send(true);
         drop(stop_rx);
         // Idle connections close after one more request or a short quiet spell (see

@@ -12,6 +12,15 @@ pub struct AppRow {
     pub environments: i64,
 }
 
+/// What a deleted version leaves to reclaim.
+#[derive(Debug, Clone)]
+pub struct DeletedVersion {
+    /// The version's image, to remove.
+    pub image: Option<String>,
+    /// The bundle (sha256, format) no version uses any more, to remove.
+    pub bundle: Option<(String, String)>,
+}
+
 /// A version, parsed: a row that does not parse is a [`StoreError::Corrupt`] naming it.
 #[derive(Debug, Clone)]
 pub struct VersionRow {
@@ -254,6 +263,78 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.version_by_id(id).await
+    }
+
+    /// Deletes a version: refused (`Conflict`, naming them) while an environment runs it or
+    /// may roll back to it. Answers what to reclaim: its image, and its bundle's sha256 and
+    /// format when no other version shares the bundle.
+    pub async fn delete_version(&self, app: &str, label: &str) -> Result<DeletedVersion> {
+        let mut tx = self.pool().begin().await?;
+        let row: Option<(i64, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT v.id, v.image, v.sha256, v.format FROM versions v JOIN apps a ON a.id = v.app_id
+             WHERE a.name = ? AND v.label = ?",
+        )
+        .bind(app)
+        .bind(label)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, image, sha256, format)) = row else {
+            return Err(StoreError::NotFound(format!(
+                "version '{label}' of '{app}' not found"
+            )));
+        };
+        let users: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, status FROM environments WHERE version_id = ? OR previous_version_id = ? ORDER BY name",
+        )
+        .bind(id)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (live, gone): (Vec<_>, Vec<_>) = users
+            .into_iter()
+            .partition(|(_, st)| st != EnvStatus::Terminated.as_str());
+        if !live.is_empty() {
+            let names: Vec<String> = live.into_iter().map(|(n, _)| n).collect();
+            return Err(StoreError::Conflict(format!(
+                "version '{label}' of '{app}' is in use by environment {}; deploy another version there (or terminate it) first",
+                names.join(", ")
+            )));
+        }
+        if !gone.is_empty() {
+            let names: Vec<String> = gone.into_iter().map(|(n, _)| n).collect();
+            return Err(StoreError::Conflict(format!(
+                "version '{label}' of '{app}' is recorded by terminated environment {}; delete the application to remove it",
+                names.join(", ")
+            )));
+        }
+        sqlx::query("DELETE FROM versions WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let (shared,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM versions WHERE sha256 = ?")
+            .bind(&sha256)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(DeletedVersion {
+            image,
+            bundle: (shared == 0).then_some((sha256, format)),
+        })
+    }
+
+    /// Deletes a version whose build failed, so its label can be pushed again; answers
+    /// whether it was deleted (not if it is no longer failed, or an environment names it).
+    pub async fn delete_failed_version(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM versions WHERE id = ? AND status = ?
+               AND NOT EXISTS (SELECT 1 FROM environments e
+                               WHERE e.version_id = versions.id OR e.previous_version_id = versions.id)",
+        )
+        .bind(id)
+        .bind(VersionStatus::Failed.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn version_by_id(&self, id: i64) -> Result<VersionRow> {

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use apps::{AppRow, NewVersion, VersionRow};
+pub use apps::{AppRow, DeletedVersion, NewVersion, VersionRow};
 pub use backend::EnvironmentStore;
 pub use configs::{NewSavedConfig, SavedConfigRow};
 pub use dataplane::{HealthyBackend, RequestCounts};

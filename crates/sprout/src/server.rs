@@ -408,8 +408,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (events_tx, mut events) = tokio::sync::mpsc::channel(4);
     let offer_task = tokio::spawn(offer.serve(handover_sockets, events_tx));
 
-    tracing::info!(sqs = %sqs_addr, api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
-    // Tests and scripts read these two lines to find the ports.
+    // Said once: these plain lines on stdout are the announcement (tests and scripts read
+    // them to find the ports); the tracing event is only for debugging, so the log on a
+    // terminal does not show every address twice.
+    tracing::debug!(sqs = %sqs_addr, api = %api_addr, balancer = %balancer_addr, data = %data.display(), server = %control.server_id(), "sprout server started");
     println!("api listening on http://{api_addr}");
     println!(
         "balancer listening on http://{balancer_addr} (domain {})",

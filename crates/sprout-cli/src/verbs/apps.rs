@@ -16,6 +16,16 @@ pub(super) async fn create(global: &GlobalArgs, app: &str) -> Result<(), CliErro
     Ok(())
 }
 
+pub(super) async fn delete_version(
+    global: &GlobalArgs,
+    app: &str,
+    label: &str,
+) -> Result<(), CliError> {
+    client(global).delete_version(app, label).await?;
+    println!("version {label} of {app} deleted");
+    Ok(())
+}
+
 pub(super) async fn delete(global: &GlobalArgs, app: &str) -> Result<(), CliError> {
     client(global).delete_app(app).await?;
     println!("application {app} deleted");

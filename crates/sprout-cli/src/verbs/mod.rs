@@ -9,7 +9,9 @@ mod session;
 mod users;
 mod watch;
 
-use crate::args::{AppCommand, Command, EnvCommand, GlobalArgs, PlatformCommand, PLATFORMS};
+use crate::args::{
+    AppCommand, Command, EnvCommand, GlobalArgs, PlatformCommand, VersionCommand, PLATFORMS,
+};
 use crate::error::CliError;
 use connect::client;
 
@@ -35,7 +37,10 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
             label,
             deploy,
         } => apps::push(g, source, app, label, deploy).await,
-        Command::Versions { app, json } => apps::versions(g, &app, json).await,
+        Command::Version {
+            command: VersionCommand::Delete { app, label },
+        } => apps::delete_version(g, &app, &label).await,
+        Command::Versions { app, json } => apps::versions(g, &app.name(), json).await,
         Command::Platform {
             command: PlatformCommand::Build { name },
         } => {
@@ -52,7 +57,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Env {
             command: EnvCommand::Create(args),
         } => envs::create(g, args).await,
-        Command::Envs { app, json } => envs::list(g, app, json).await,
+        Command::Envs { app, json } => envs::list(g, app.name(), json).await,
         Command::Status { env, json } => envs::status(g, &env, json).await,
         Command::Deploy(a) => envs::deploy(g, a).await,
         Command::Abort { env, wait } => envs::abort(g, &env, wait).await,

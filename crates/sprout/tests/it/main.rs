@@ -9,6 +9,7 @@ mod corrupt;
 mod dashboard;
 mod dataplane;
 mod deploys;
+mod firsthour;
 mod harness;
 mod openapi;
 mod operations;
