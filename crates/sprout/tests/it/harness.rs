@@ -483,6 +483,11 @@ impl SecondEngine {
 
     /// Starts a stopped engine again on the same data.
     pub async fn start_again(&mut self) {
+        // A dockerd started again over its old network store deletes the host's docker0
+        // (the first engine's bridge, same network namespace), whatever `--bridge` says:
+        // seen with Docker 20.10. Without the store it starts as on a fresh host; the
+        // environments' networks are gone too, which Sprout must make again.
+        let _ = std::fs::remove_file(self.dir.path().join("data/network/files/local-kv.db"));
         self.child = spawn_dockerd(
             self.dir.path(),
             &self.bridge,
