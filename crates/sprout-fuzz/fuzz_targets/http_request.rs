@@ -2,13 +2,16 @@
 //! reads (the reader searches incrementally); the rest is what a client sent. Checks:
 //! - the head ends where httparse says it does (no byte of it ignored, none of the body
 //!   taken for head);
-//! - the head written upstream is one well-formed head that the balancer's own parser and
-//!   httparse read back with the same method, target, Host and body framing (a value
-//!   smuggling a line break or a second framing header would show here).
+//! - the head written upstream is one well-formed head that the balancer's own parser (with
+//!   an instance's limit of header lines) and httparse read back with the same method,
+//!   target, Host and body framing (a value smuggling a line break or a second framing
+//!   header would show here).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sprout_proxy::fuzzing::{head_end, parse_request, Framing, MAX_HEADERS};
+use sprout_proxy::fuzzing::{
+    head_end, parse_request, parse_upstream_request, Framing, MAX_HEADERS,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, raw)) = data.split_first() else {
@@ -41,7 +44,8 @@ fuzz_target!(|data: &[u8]| {
         "upstream head: {:?}",
         String::from_utf8_lossy(up)
     );
-    let again = match parse_request(up) {
+    // Read back as an instance would (its limit is MAX_HEADERS lines; a client's is lower).
+    let again = match parse_upstream_request(up) {
         Ok(Some(again)) => again,
         other => panic!(
             "upstream head refused ({other:?}): {:?}",

@@ -78,9 +78,24 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, WireError> {
     let Some(head) = wire::RequestHead::parse(buf, &mut headers, "SPROUT_STICKY")? else {
         return Ok(None);
     };
+    Ok(Some(request(&head)))
+}
+
+/// A head the balancer sent upstream, read back as an instance would: the same parser with
+/// an instance's limit of [`MAX_HEADERS`] lines (a client's head may have fewer, leaving
+/// room for the lines the balancer adds).
+pub fn parse_upstream_request(buf: &[u8]) -> Result<Option<Request>, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+    let Some(head) = wire::RequestHead::parse_within(buf, &mut headers, "SPROUT_STICKY")? else {
+        return Ok(None);
+    };
+    Ok(Some(request(&head)))
+}
+
+fn request(head: &wire::RequestHead<'_>) -> Request {
     let mut upstream_head = Vec::new();
     head.write_upstream(&mut upstream_head, "127.0.0.1", false, b"fuzz-id", &[]);
-    Ok(Some(Request {
+    Request {
         method: head.method.to_string(),
         path: head.path.to_string(),
         authority: head.authority.map(str::to_string),
@@ -91,7 +106,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, WireError> {
         upgrade: head.upgrade.is_some(),
         expect_continue: head.expect_continue,
         upstream_head,
-    }))
+    }
 }
 
 /// A response head as the balancer understood it, and what it would send the client.

@@ -267,7 +267,17 @@ impl<'b> RequestHead<'b> {
         headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
         cookie_name: &str,
     ) -> Result<Option<RequestHead<'b>>, WireError> {
-        let mut req = httparse::Request::new(&mut headers[..MAX_CLIENT_HEADERS]);
+        Self::parse_within(buf, &mut headers[..MAX_CLIENT_HEADERS], cookie_name)
+    }
+
+    /// [`RequestHead::parse`] with at most `headers.len()` header lines (the fuzz targets
+    /// read the head sent upstream back with an instance's limit, [`MAX_HEADERS`]).
+    pub(crate) fn parse_within(
+        buf: &'b [u8],
+        headers: &'b mut [httparse::Header<'b>],
+        cookie_name: &str,
+    ) -> Result<Option<RequestHead<'b>>, WireError> {
+        let mut req = httparse::Request::new(headers);
         if req.parse(buf)?.is_partial() {
             return Ok(None);
         }
