@@ -218,6 +218,13 @@ fn only_chunked(value: &[u8]) -> bool {
     matches!((t.next(), t.next()), (Some(c), None) if is(c, "chunked"))
 }
 
+/// A request's `Transfer-Encoding` the balancer forwards: `chunked` and nothing else, not
+/// even an empty list element (`chunked,` has an empty final coding, which an instance may
+/// take for "not chunked" and frame the body otherwise: RFC 9112 §6.3 makes that a 400).
+fn request_chunked(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
 fn is_100_continue(value: &[u8]) -> bool {
     value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
 }
@@ -312,7 +319,7 @@ impl<'b> RequestHead<'b> {
                 }
                 ReqHeader::ContentLength => length = Some(content_length(h.value, length)?),
                 ReqHeader::TransferEncoding => {
-                    if coded || !only_chunked(h.value) {
+                    if coded || !request_chunked(h.value) {
                         return Err(WireError::UnsupportedCoding);
                     }
                     coded = true;
@@ -1197,6 +1204,24 @@ mod tests {
             parse_req(raw, |r| {
                 assert_eq!(r.unwrap().unwrap().keep_alive, want, "{raw}")
             });
+        }
+    }
+
+    #[test]
+    fn a_request_is_chunked_only_by_chunked_alone() {
+        for te in ["chunked", "Chunked", " chunked "] {
+            parse_req(
+                &format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n"),
+                |r| assert_eq!(r.unwrap().unwrap().framing, Framing::Chunked, "{te}"),
+            );
+        }
+        // Found by fuzzing against hyper: an empty list element leaves the final coding
+        // empty, so an instance could read the body with another framing.
+        for te in ["chunked,", ", chunked", "chunked, ,", "gzip, chunked"] {
+            parse_req(
+                &format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n"),
+                |r| assert_eq!(r.err(), Some(WireError::UnsupportedCoding), "{te}"),
+            );
         }
     }
 
