@@ -503,22 +503,7 @@ impl crate::EnvironmentStore for Store {
             desired: env.desired,
         };
         let before_json = to_json("operation before-state", &before)?;
-        let changed = sqlx::query(
-            "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-        )
-        .bind(transition.during.as_str())
-        .bind(at)
-        .bind(env.id)
-        .bind(transition.from.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::Conflict(format!(
-                "environment '{}' changed while the request was handled; try again",
-                env.name
-            )));
-        }
+        enter(&mut tx, env, transition, at).await?;
         if let Some((version_id, _)) = start.new_version {
             sqlx::query("UPDATE environments SET previous_version_id = version_id, version_id = ? WHERE id = ?")
                 .bind(version_id)
@@ -702,22 +687,7 @@ impl crate::EnvironmentStore for Store {
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let at = now();
-        let still = sqlx::query(
-            "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-        )
-        .bind(transition.during.as_str())
-        .bind(at)
-        .bind(env.id)
-        .bind(transition.from.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if still == 0 {
-            return Err(StoreError::Conflict(format!(
-                "environment '{}' changed while the request was handled; try again",
-                env.name
-            )));
-        }
+        enter(&mut tx, env, transition, at).await?;
         write_settings(&mut tx, env.id, settings).await?;
         if let Some(kind) = transition.records {
             sqlx::query(
@@ -1023,5 +993,32 @@ async fn write_settings(
         .bind(env_id)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Moves `env` into `transition`'s running status, if it is still in the status the
+/// transition starts from; a conflict (nothing changed) when another request moved it first.
+async fn enter(
+    conn: &mut sqlx::SqliteConnection,
+    env: &EnvRow,
+    transition: &Transition,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let changed = sqlx::query(
+        "UPDATE environments SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+    )
+    .bind(transition.during.as_str())
+    .bind(at)
+    .bind(env.id)
+    .bind(transition.from.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::Conflict(format!(
+            "environment '{}' changed while the request was handled; try again",
+            env.name
+        )));
+    }
     Ok(())
 }
