@@ -470,24 +470,7 @@ impl Runtime {
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptions {
-            name: Some(spec.name.clone()),
-            platform: String::new(),
-        };
-        let created = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    // The engine says "No such image" with 404 on create.
-                    RuntimeError::ImageMissing {
-                        image: spec.image.clone(),
-                    }
-                } else {
-                    RuntimeError::docker(format!("create container {}", spec.name), e)
-                }
-            })?;
+        let created = self.create_named(&spec.name, body).await?;
         let id = created.id;
         for w in created.warnings {
             warn!(container = %spec.name, warning = %w, "engine warning on create");
@@ -813,6 +796,32 @@ impl LineSplitter {
             self.lines.push(String::from_utf8_lossy(&line).into_owned());
         }
         self.lines
+    }
+}
+
+impl Runtime {
+    /// Creates container `name` from `body`; a missing image is [`RuntimeError::ImageMissing`]
+    /// (the engine says "No such image" with 404 on create).
+    pub(crate) async fn create_named(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
+        let image = body.image.clone().unwrap_or_default();
+        let opts = CreateContainerOptions {
+            name: Some(name.to_string()),
+            platform: String::new(),
+        };
+        self.docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    RuntimeError::ImageMissing { image }
+                } else {
+                    RuntimeError::docker(format!("create container {name}"), e)
+                }
+            })
     }
 }
 

@@ -17,8 +17,8 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, InspectContainerOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
+    DownloadFromContainerOptions, InspectContainerOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt;
 use sprout_core::resource::ResourceKind;
@@ -104,23 +104,7 @@ impl Runtime {
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptions {
-            name: Some(spec.container.clone()),
-            platform: String::new(),
-        };
-        let created = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    RuntimeError::ImageMissing {
-                        image: spec.image.clone(),
-                    }
-                } else {
-                    RuntimeError::docker(format!("create container {}", spec.container), e)
-                }
-            })?;
+        let created = self.create_named(&spec.container, body).await?;
         let id = created.id;
         if let Err(e) = self.finish_resource_start(&id, spec).await {
             if let Err(cleanup) = self.remove_resource(&spec.container).await {
