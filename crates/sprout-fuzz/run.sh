@@ -35,6 +35,8 @@ for t in "${targets[@]}"; do
     grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::average_exec_per_sec|Done [0-9]+ runs)' "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -n 60 "$log" >&2
+        # The stack trace above can push the assertion's own message out of the tail.
+        grep -m 1 -A 4 "panicked at" "$log" >&2 || true
         printf 'fuzz target %s failed; the input is in %s\n' "$t" "$work/artifacts/$t/" >&2
         exit 1
     fi

@@ -13,6 +13,10 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// (Host, `X-Forwarded-*`, the request id, the upgrade pair, the framing), and must itself
 /// stay within [`MAX_HEADERS`] (the limit of common app servers too, e.g. gunicorn's 100).
 const MAX_CLIENT_HEADERS: usize = MAX_HEADERS - 8;
+/// Most header lines an instance's response head may carry: the head sent to the client adds
+/// up to four (the request id, the sticky cookie, the framing, `Connection`), and must itself
+/// stay within [`MAX_HEADERS`], the limit of common clients too (e.g. hyper's 100).
+const MAX_INSTANCE_HEADERS: usize = MAX_HEADERS - 4;
 /// Largest head accepted, in bytes.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Longest client-supplied request id passed on; longer ones are replaced.
@@ -612,7 +616,7 @@ impl<'b> ResponseHead<'b> {
         headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
         to_head_request: bool,
     ) -> Result<Option<(usize, ResponseHead<'b>)>, WireError> {
-        let mut resp = httparse::Response::new(headers);
+        let mut resp = httparse::Response::new(&mut headers[..MAX_INSTANCE_HEADERS]);
         let len = match resp.parse(buf)? {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial => return Ok(None),
@@ -1243,6 +1247,31 @@ mod tests {
         parse_req(&head(MAX_CLIENT_HEADERS - 2), |r| {
             assert_eq!(r.err(), Some(WireError::TooLarge))
         });
+    }
+
+    #[test]
+    fn a_response_head_leaves_room_for_the_headers_the_balancer_adds() {
+        let head = |n: usize| {
+            let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 1..n {
+                raw.push_str(&format!("X-H{i}: v\r\n"));
+            }
+            raw + "Transfer-Encoding: gzip\r\n\r\n"
+        };
+        // The most an instance may send, read to close and so rechunked: what goes to the
+        // client (with a cookie, `chunked` and `Connection: close` added) parses within
+        // MAX_HEADERS.
+        let (out, body, ..) = response(&head(MAX_INSTANCE_HEADERS), false, false, false);
+        assert_eq!(body, ClientBody::Rechunk);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = httparse::Response::new(&mut headers).parse(out.as_bytes());
+        assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == out.len()));
+        let raw = head(MAX_INSTANCE_HEADERS + 1);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert_eq!(
+            ResponseHead::parse(raw.as_bytes(), &mut headers, false).err(),
+            Some(WireError::TooLarge)
+        );
     }
 
     #[test]
