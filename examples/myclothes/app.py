@@ -94,6 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         super().end_headers()
 
     def answer(self, status, body, cookie=None):
+        self.discard_body()
         data = json.dumps(body, indent=1).encode() + b"\n"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -128,6 +129,7 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("bad Content-Length")
         if n < 0 or n > MAX_BODY:
             raise BadRequest("body too large")
+        self.body_read = True
         raw = self.rfile.read(n).decode("utf-8", errors="replace")
         if "json" in self.headers.get("Content-Type", ""):
             try:
@@ -139,7 +141,18 @@ class Handler(BaseHTTPRequestHandler):
             return {k: str(v) for k, v in data.items()}
         return {k: v[0] for k, v in parse_qs(raw).items()}
 
+    def discard_body(self):
+        """Reads a body no page used, so the keep-alive connection stays in step."""
+        if self.body_read:
+            return
+        length = self.headers.get("Content-Length", "0")
+        if self.headers.get("Transfer-Encoding") or not length.isdigit() or int(length) > MAX_BODY:
+            self.close_connection = True
+        elif int(length) > 0:
+            self.rfile.read(int(length))
+
     def route(self, method):
+        self.body_read = False
         path = urlsplit(self.path).path
         routes = {
             ("GET", "/"): self.catalogue,
