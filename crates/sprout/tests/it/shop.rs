@@ -475,6 +475,7 @@ for host in sys.argv[2:]:
         stderr(&out)
     );
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    println!("probe from {container}: {lines:?}");
     assert_eq!(lines.len(), targets.len(), "{lines:?}");
     lines
 }
@@ -534,7 +535,7 @@ async fn shop_database_answers_only_attached_instances() {
     let inside = running(&server, &shop_env);
     assert_eq!(inside.len(), 1, "{inside:?}");
     assert_eq!(
-        probe(&inside[0].0, &[db.clone()], 5432),
+        probe(&inside[0].0, std::slice::from_ref(&db), 5432),
         [format!("{db} open")]
     );
     // And the shop works with it (no Redis here: the orders page only).
