@@ -175,17 +175,20 @@ async fn measure(opts: &Opts, server: &Server, app: &str, envs: &[String; 2]) ->
 /// A session with two cart lines and one order on `env`; returns its cookie value.
 async fn customer(server: &Server, env: &str) -> Result<String> {
     let http = reqwest::Client::builder()
-        .cookie_store(true)
         .timeout(Duration::from_secs(10))
         .build()?;
     let host = server.host(env);
-    let post = |path: &str, form: &[(&str, &str)]| {
-        http.post(format!("{}{}", server.balancer, path))
+    let post = |path: &str, form: &[(&str, &str)], cookie: Option<&str>| {
+        let mut req = http
+            .post(format!("{}{}", server.balancer, path))
             .header("host", &host)
-            .form(form)
-            .send()
+            .form(form);
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("myclothes_session={c}"));
+        }
+        req.send()
     };
-    let r = post("/cart", &[("item", "tshirt"), ("qty", "2")]).await?;
+    let r = post("/cart", &[("item", "tshirt"), ("qty", "2")], None).await?;
     anyhow::ensure!(r.status() == 200, "POST /cart on {env}: {}", r.status());
     let cookie = r
         .headers()
@@ -196,20 +199,21 @@ async fn customer(server: &Server, env: &str) -> Result<String> {
         .and_then(|v| v.split(';').next())
         .map(str::to_string)
         .context("no session cookie")?;
+    let session = Some(cookie.as_str());
     // In memory, round robin may take the checkout to the instance that has no such cart:
     // fill a cart there too until one checks out.
     let mut ordered = false;
     for _ in 0..6 {
-        let r = post("/checkout", &[]).await?;
+        let r = post("/checkout", &[], session).await?;
         if r.status() == 201 {
             ordered = true;
             break;
         }
-        post("/cart", &[("item", "tshirt"), ("qty", "2")]).await?;
+        post("/cart", &[("item", "tshirt"), ("qty", "2")], session).await?;
     }
     anyhow::ensure!(ordered, "POST /checkout on {env} did not make an order");
     for (item, qty) in [("jeans", "1"), ("socks", "3")] {
-        let r = post("/cart", &[("item", item), ("qty", qty)]).await?;
+        let r = post("/cart", &[("item", item), ("qty", qty)], session).await?;
         anyhow::ensure!(r.status() == 200, "POST /cart on {env}: {}", r.status());
     }
     Ok(cookie)
