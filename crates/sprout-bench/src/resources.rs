@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use sprout_core::api::CreateEnvironment;
 use sprout_core::resource::api::{AttachRequest, CreateResource};
 use sprout_core::resource::ResourceStatus;
-use sprout_core::{InstanceType, Mode};
+use sprout_core::{EnvStatus, InstanceType, Mode};
 
 use crate::control::{self, Server};
 use crate::report::{secs, thousands, Section, Table};
@@ -24,6 +24,28 @@ pub async fn run(opts: &Opts, sprout: Option<&Path>) -> Result<Section> {
     let envs = [control::name("shop-store"), control::name("shop-mem")];
     let result = measure(opts, &server, &app, &envs).await;
     // Environments first: a resource attached to a live environment is not deleted.
+    for env in &envs {
+        let _ = server.client.terminate(env).await;
+    }
+    for env in &envs {
+        control::until(Duration::from_secs(120), || async {
+            match server.client.get_environment(env).await {
+                Ok(d) if d.environment.status != EnvStatus::Terminated => None,
+                _ => Some(()),
+            }
+        })
+        .await;
+    }
+    if let Ok(resources) = server.client.list_resources(Some(&app)).await {
+        for r in resources {
+            let _ = server.client.delete_resource(&app, &r.name, true).await;
+        }
+        control::until(Duration::from_secs(120), || async {
+            let left = server.client.list_resources(Some(&app)).await.ok()?;
+            left.is_empty().then_some(())
+        })
+        .await;
+    }
     server.cleanup(&app, &envs).await;
     result
 }
@@ -100,11 +122,16 @@ async fn measure(opts: &Opts, server: &Server, app: &str, envs: &[String; 2]) ->
             prefix: None,
         };
         server.client.attach_resource(app, name, &req).await?;
-        // The roll starts with the request; wait for it to end.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        server
-            .wait_ready(store_env, Duration::from_secs(300))
-            .await?;
+        // The attachment turns `attached` once the environment has rolled.
+        control::until(Duration::from_secs(300), || async {
+            let r = server.client.get_resource(app, name).await.ok()?;
+            r.attachments
+                .iter()
+                .any(|a| a.environment == *store_env && a.state == "attached")
+                .then_some(())
+        })
+        .await
+        .with_context(|| format!("{kind} {name} not attached within 300 s"))?;
     }
 
     let mut rps = Table::new(&[
@@ -189,7 +216,13 @@ async fn customer(server: &Server, env: &str) -> Result<String> {
         req.send()
     };
     let r = post("/cart", &[("item", "tshirt"), ("qty", "2")], None).await?;
-    anyhow::ensure!(r.status() == 200, "POST /cart on {env}: {}", r.status());
+    if r.status() != 200 {
+        let status = r.status();
+        bail!(
+            "POST /cart on {env}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
     let cookie = r
         .headers()
         .get_all("set-cookie")
@@ -201,15 +234,17 @@ async fn customer(server: &Server, env: &str) -> Result<String> {
         .context("no session cookie")?;
     let session = Some(cookie.as_str());
     // In memory, round robin may take the checkout to the instance that has no such cart:
-    // fill a cart there too until one checks out.
+    // try again (the next request goes to the other one), now and then filling a cart there.
     let mut ordered = false;
-    for _ in 0..6 {
+    for attempt in 0..8 {
         let r = post("/checkout", &[], session).await?;
         if r.status() == 201 {
             ordered = true;
             break;
         }
-        post("/cart", &[("item", "tshirt"), ("qty", "2")], session).await?;
+        if attempt % 2 == 1 {
+            post("/cart", &[("item", "tshirt"), ("qty", "2")], session).await?;
+        }
     }
     anyhow::ensure!(ordered, "POST /checkout on {env} did not make an order");
     for (item, qty) in [("jeans", "1"), ("socks", "3")] {
