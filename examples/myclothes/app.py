@@ -175,6 +175,9 @@ class Handler(BaseHTTPRequestHandler):
         except (stores.StoreError, OSError) as e:
             log("store error: %s" % e)
             self.answer(503, {"error": str(e)})
+        except Exception as e:  # a bug: say so, keep serving
+            log("error: %r" % e)
+            self.answer(500, {"error": "internal error"})
 
     def do_GET(self):
         self.server.track(+1)
