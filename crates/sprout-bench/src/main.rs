@@ -8,7 +8,8 @@
 //! Parts: `proxy` (balancer vs nginx vs HAProxy vs direct, on loopback), `containers` (the
 //! same through real containers), `deploy` (create → Green, rolling deploy under load),
 //! `heal` (killed instance, scaling trigger, zone failure), `worker` (messages/s through a
-//! worker environment), `footprint` (control-plane memory and API latency).
+//! worker environment), `footprint` (control-plane memory and API latency), `resources`
+//! (resource create → Available, examples/myclothes with and without its stores).
 //!
 //! Two internal subcommands are the benchmark's own processes: `upstream` (the small fast
 //! HTTP server every proxy forwards to) and `sprout-proxy` (Sprout's balancer, standalone).
@@ -19,6 +20,7 @@ mod deploy;
 mod footprint;
 mod proxy;
 mod report;
+mod resources;
 mod tools;
 mod upstream;
 mod worker;
@@ -55,6 +57,9 @@ enum Command {
     Worker(Opts),
     /// Control-plane memory (idle, 20 environments / 60 instances) and API p99 latency
     Footprint(Opts),
+    /// Resource create → Available per kind; examples/myclothes req/s with Redis and
+    /// PostgreSQL vs in memory
+    Resources(Opts),
     /// (internal) The benchmark's upstream: a small fast HTTP server
     #[command(hide = true)]
     Upstream(upstream::UpstreamArgs),
@@ -119,16 +124,18 @@ pub enum Part {
     Heal,
     Worker,
     Footprint,
+    Resources,
 }
 
 impl Part {
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Proxy,
         Part::Containers,
         Part::Deploy,
         Part::Heal,
         Part::Worker,
         Part::Footprint,
+        Part::Resources,
     ];
 
     pub fn name(self) -> &'static str {
@@ -139,6 +146,7 @@ impl Part {
             Part::Heal => "heal",
             Part::Worker => "worker",
             Part::Footprint => "footprint",
+            Part::Resources => "resources",
         }
     }
 
@@ -164,6 +172,7 @@ fn main() -> std::process::ExitCode {
         Command::Heal(o) => (vec![Part::Heal], o),
         Command::Worker(o) => (vec![Part::Worker], o),
         Command::Footprint(o) => (vec![Part::Footprint], o),
+        Command::Resources(o) => (vec![Part::Resources], o),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPROUT_BENCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -219,6 +228,7 @@ fn run_parts(parts: &[Part], opts: &Opts) -> Result<()> {
                 Part::Heal => deploy::run_heal(opts, sprout.as_deref()).await,
                 Part::Worker => worker::run(opts, sprout.as_deref()).await,
                 Part::Footprint => footprint::run(opts, sprout.as_deref()).await,
+                Part::Resources => resources::run(opts, sprout.as_deref()).await,
             }
         });
         match result {

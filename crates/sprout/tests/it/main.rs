@@ -16,6 +16,7 @@ mod operations;
 mod resources;
 mod scaling;
 mod secrets;
+mod shop;
 mod spine;
 mod sqs_attacks;
 mod worker;
