@@ -163,7 +163,7 @@ fn end_marker(part: Part) -> String {
 
 const HEADER: &str = "# Sprout benchmarks\n\n\
 Written by `cargo run --release -p sprout-bench -- all` (or one part: `proxy`, `containers`, \
-`deploy`, `heal`, `worker`, `footprint`, which rewrites only its own section). Figures are \
+`deploy`, `heal`, `worker`, `footprint`, `resources`, which rewrites only its own section). Figures are \
 printed, not asserted: they depend on the machine, named in each section. The command needs \
 `wrk`, `nginx` and `haproxy` (`apt-get install wrk nginx-light haproxy`), Docker and the \
 platform images for the parts that start environments.\n";
