@@ -20,7 +20,7 @@ mod schedule;
 
 /// The autoscaler's memory of one environment: its samples and last decision.
 #[derive(Debug, Default)]
-pub(crate) struct ScaleState {
+struct ScaleState {
     samples: VecDeque<Sample>,
     last_sample: Option<Instant>,
     last_scaled_ms: Option<u64>,
@@ -28,7 +28,7 @@ pub(crate) struct ScaleState {
 
 /// The scheduled actions' scheduler and its jobs.
 #[derive(Default)]
-pub(crate) struct Schedules {
+struct Schedules {
     scheduler: Option<JobScheduler>,
     jobs: HashMap<(i64, String), Uuid>,
 }
@@ -36,6 +36,8 @@ pub(crate) struct Schedules {
 /// Most instances one environment may ask for (a guard against typos like `--instances 200`).
 pub(crate) const MAX_INSTANCES: u32 = 20;
 
+/// The autoscaler and scheduled actions, with what they remember (in memory: a restarted
+/// control plane samples afresh, and makes the scheduled actions' jobs again from the store).
 #[derive(Clone)]
 pub(crate) struct Scaling {
     shared: Arc<Shared>,
@@ -57,6 +59,8 @@ impl Scaling {
         }
     }
 
+    /// New bounds (`req`) and/or a new desired count, kept within the bounds, recorded with
+    /// `transition` (a user's scale, a scheduled action) and `who` in the events.
     pub(crate) async fn scale_to(
         &self,
         env: &EnvRow,
