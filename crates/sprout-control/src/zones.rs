@@ -2,13 +2,14 @@
 //! local one); `fail` takes it out of use (its instances are replaced elsewhere first),
 //! `restore` brings it back (the reconciler evens the spread out again).
 
-use crate::{Control, ControlError, Result};
+use crate::error::{ControlError, Result};
+use crate::shared::Shared;
 use sprout_core::api::Zone as ZoneView;
 use sprout_store::EnvironmentStore as _;
 
-impl Control {
+impl Shared {
     /// Configured zones that are not marked failed.
-    pub async fn available_zones(&self) -> Result<Vec<String>> {
+    pub(crate) async fn available_zones(&self) -> Result<Vec<String>> {
         let failed = self.store().failed_zones().await?;
         Ok(self
             .config()
@@ -19,7 +20,7 @@ impl Control {
             .collect())
     }
 
-    pub async fn zones(&self) -> Result<Vec<ZoneView>> {
+    pub(crate) async fn zones(&self) -> Result<Vec<ZoneView>> {
         let failed = self.store().failed_zones().await?;
         let containers = self
             .list_containers(&[("sprout.server", self.server_id())])
@@ -41,7 +42,7 @@ impl Control {
     }
 
     /// Simulates (or declares) an outage: Sprout stops using the zone.
-    pub async fn fail_zone(&self, zone: &str, by: Option<&str>) -> Result<Vec<ZoneView>> {
+    pub(crate) async fn fail_zone(&self, zone: &str, by: Option<&str>) -> Result<Vec<ZoneView>> {
         self.require_zone(zone)?;
         let available = self.available_zones().await?;
         if available.len() == 1 && available[0] == zone {
@@ -59,7 +60,7 @@ impl Control {
         self.zones().await
     }
 
-    pub async fn restore_zone(&self, zone: &str, by: Option<&str>) -> Result<Vec<ZoneView>> {
+    pub(crate) async fn restore_zone(&self, zone: &str, by: Option<&str>) -> Result<Vec<ZoneView>> {
         self.require_zone(zone)?;
         self.store().set_zone_failed(zone, false).await?;
         self.zone_event(&format!(

@@ -2,7 +2,8 @@
 //! use, kept in line with its sqsd settings), access keys, long polls, and the operations the
 //! REST API and the SQS endpoint share. Input is checked with `sprout_core::queue` first.
 
-use crate::{Control, ControlError, Result};
+use crate::error::{ControlError, Result};
+use crate::shared::Shared;
 use sprout_core::queue::{
     self as q, Attributes, Credentials, DeadMessage, MessageAttribute, QueueStats, SendRequest,
     SendResponse, SqsdSettings,
@@ -10,8 +11,12 @@ use sprout_core::queue::{
 use sprout_core::Tier;
 use sprout_store::EnvironmentStore as _;
 use sprout_store::{AccessKeyRow, EnvRow, MessageRow, NewMessage, QueueRow, QueueSettings};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+mod cron;
+mod dispatch;
 
 /// The region Sprout's SQS endpoint names (any SDK wants one).
 pub const REGION: &str = "us-east-1";
@@ -65,7 +70,8 @@ pub fn prepare(body: &str, attributes: &Attributes, delay_secs: u32) -> Result<O
             message_id: uuid::Uuid::new_v4().to_string(),
             body: body.to_string(),
             md5: md5_of_body.clone(),
-            attributes: serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into()),
+            attributes: serde_json::to_string(attributes)
+                .map_err(|e| ControlError::Internal(format!("message attributes: {e}")))?,
             delay_ms: i64::from(delay_secs) * 1000,
         },
         md5_of_body,
@@ -73,8 +79,20 @@ pub fn prepare(body: &str, attributes: &Attributes, delay_secs: u32) -> Result<O
     })
 }
 
+/// A message's attributes, parsed from its row: the one place they are read back.
+///
+/// The column is only ever written by [`prepare`], from an attribute map it checked, so a
+/// value that does not parse is a damaged row. Such a message is delivered with no
+/// attributes (documented default: SQS allows a message without any), and the damage is
+/// logged with the message's id, rather than failing a receive for the whole batch.
 pub fn attributes_of(row: &MessageRow) -> Attributes {
-    serde_json::from_str(&row.attributes).unwrap_or_default()
+    match serde_json::from_str(&row.attributes) {
+        Ok(attributes) => attributes,
+        Err(e) => {
+            tracing::warn!(message = %row.message_id, error = %e, "a message's stored attributes do not parse; delivered without them");
+            Attributes::new()
+        }
+    }
 }
 
 fn random_token(len: usize, alphabet: &[u8]) -> String {
@@ -83,23 +101,34 @@ fn random_token(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-impl Control {
-    pub(crate) fn queue_signals(&self) -> &QueueSignals {
-        &self.inner.queues
+/// The queues component: worker queues, access keys, long polls, the dispatcher (sqsd)
+/// and periodic tasks (cron). Owns the signals that wake long polls and the dispatcher.
+#[derive(Clone)]
+pub(crate) struct Queues {
+    shared: Arc<Shared>,
+    signals: Arc<QueueSignals>,
+}
+
+impl Queues {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            signals: Default::default(),
+        }
     }
 
     /// Tells long polls and the dispatcher that messages are there.
-    pub fn queue_changed(&self) {
-        self.inner.queues.sent.notify_waiters();
-        self.inner.queues.dispatch.notify_one();
+    pub(crate) fn queue_changed(&self) {
+        self.signals.sent.notify_waiters();
+        self.signals.dispatch.notify_one();
     }
 
     /// The SQS endpoint as seen from the host (for clients outside Sprout).
-    pub fn sqs_endpoint(&self) -> Result<String> {
-        let addr = self
-            .config()
-            .sqs_addr
-            .ok_or_else(|| ControlError::Unavailable("the SQS endpoint is not running".into()))?;
+    pub(crate) fn sqs_endpoint(&self) -> Result<String> {
+        let addr =
+            self.shared.config().sqs_addr.ok_or_else(|| {
+                ControlError::Unavailable("the SQS endpoint is not running".into())
+            })?;
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -110,17 +139,17 @@ impl Control {
 
     /// A queue's URL under an endpoint: `<endpoint>/<app>/<queue>`; only the last segment
     /// matters to the endpoint.
-    pub fn queue_url(endpoint: &str, app: &str, queue: &str) -> String {
+    pub(crate) fn queue_url(endpoint: &str, app: &str, queue: &str) -> String {
         format!("{endpoint}/{app}/{queue}")
     }
 
     /// The sqsd settings of a worker environment, from its properties.
-    pub fn sqsd_settings(env: &EnvRow) -> Result<SqsdSettings> {
+    pub(crate) fn sqsd_settings(env: &EnvRow) -> Result<SqsdSettings> {
         SqsdSettings::from_properties(&env.properties()).map_err(invalid)
     }
 
     /// The queue (and DLQ) of a worker environment, made on first use.
-    pub async fn ensure_worker_queue(&self, env: &EnvRow) -> Result<QueueRow> {
+    pub(crate) async fn ensure_worker_queue(&self, env: &EnvRow) -> Result<QueueRow> {
         let settings = Self::sqsd_settings(env)?;
         let qs = QueueSettings {
             visibility_timeout: i64::from(q::DEFAULT_VISIBILITY_SECONDS),
@@ -129,6 +158,7 @@ impl Control {
             max_receive_count: i64::from(settings.max_retries),
         };
         Ok(self
+            .shared
             .store()
             .ensure_env_queue(
                 env.id,
@@ -143,12 +173,12 @@ impl Control {
 
     /// The worker environment whose queue `env` uses: itself if a worker, else its
     /// application's first live worker environment.
-    pub async fn queue_env_of(&self, env: &EnvRow) -> Result<EnvRow> {
+    pub(crate) async fn queue_env_of(&self, env: &EnvRow) -> Result<EnvRow> {
         if env.tier == Tier::Worker {
             return Ok(env.clone());
         }
         // Over readable environments only: a corrupt one of the application is no queue.
-        self.store()
+        self.shared.store()
             .active_environments()
             .await?
             .envs
@@ -163,7 +193,7 @@ impl Control {
     }
 
     async fn live_env_named(&self, name: &str) -> Result<EnvRow> {
-        self.env_where(name, |s| s.is_live()).await
+        self.shared.env_where(name, |s| s.is_live()).await
     }
 
     async fn queue_of_env_named(&self, name: &str) -> Result<(EnvRow, QueueRow)> {
@@ -174,19 +204,20 @@ impl Control {
     }
 
     /// The environment's access key for the SQS endpoint, made on first use.
-    pub async fn access_key_of(&self, env: &EnvRow) -> Result<AccessKeyRow> {
+    pub(crate) async fn access_key_of(&self, env: &EnvRow) -> Result<AccessKeyRow> {
         const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let id = format!("SPRT{}", random_token(16, UPPER));
         let secret = random_token(40, ANY);
         Ok(self
+            .shared
             .store()
             .ensure_access_key(env.id, env.app_id, &id, &secret, now_ms())
             .await?)
     }
 
     /// `sprout queue credentials ENV`.
-    pub async fn queue_credentials(&self, env_name: &str) -> Result<Credentials> {
+    pub(crate) async fn queue_credentials(&self, env_name: &str) -> Result<Credentials> {
         let env = self.live_env_named(env_name).await?;
         let worker = self.queue_env_of(&env).await?;
         let queue = self.ensure_worker_queue(&worker).await?;
@@ -205,10 +236,10 @@ impl Control {
     /// unmodified SQS client. Empty (with a log line) when something is missing: a queue
     /// is never a reason not to start an instance.
     pub(crate) async fn queue_env_vars(&self, env: &EnvRow, network: &str) -> Vec<String> {
-        let Some(addr) = self.config().sqs_addr else {
+        let Some(addr) = self.shared.config().sqs_addr else {
             return Vec::new();
         };
-        let gateway = match self.runtime().network_gateway(network).await {
+        let gateway = match self.shared.runtime().network_gateway(network).await {
             Ok(Some(ip)) => ip,
             Ok(None) => {
                 tracing::warn!(env = %env.name, %network, "network has no gateway; instances get no SQS endpoint");
@@ -249,12 +280,13 @@ impl Control {
 
     /// Appends checked messages to a queue (one transaction) and wakes its consumers, if
     /// its application's quota has room for all of them.
-    pub async fn enqueue(&self, queue: &QueueRow, messages: &[NewMessage]) -> Result<()> {
+    pub(crate) async fn enqueue(&self, queue: &QueueRow, messages: &[NewMessage]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
         }
-        self.store()
-            .send_messages_within(queue, messages, now_ms(), &self.config().queue_quota)
+        self.shared
+            .store()
+            .send_messages_within(queue, messages, now_ms(), &self.shared.config().queue_quota)
             .await?;
         self.queue_changed();
         Ok(())
@@ -262,28 +294,30 @@ impl Control {
 
     /// An extra queue of an application (SQS CreateQueue): the existing one of that name, or
     /// a new one if the application's quota has room.
-    pub async fn create_queue(
+    pub(crate) async fn create_queue(
         &self,
         app_id: i64,
         name: &str,
         settings: QueueSettings,
     ) -> Result<QueueRow> {
         q::check_queue_name(name).map_err(invalid)?;
-        if let Some(existing) = self.store().queue_by_name(app_id, name).await? {
+        if let Some(existing) = self.shared.store().queue_by_name(app_id, name).await? {
             return Ok(existing);
         }
-        let usage = self.store().queue_usage(app_id).await?;
-        self.config()
+        let usage = self.shared.store().queue_usage(app_id).await?;
+        self.shared
+            .config()
             .queue_quota
             .check_new_queue(usage.queues.max(0) as u64)?;
         Ok(self
+            .shared
             .store()
             .create_queue(app_id, name, settings, now_ms())
             .await?)
     }
 
     /// Receives up to `max` messages, waiting up to `wait` for the first (long poll).
-    pub async fn receive(
+    pub(crate) async fn receive(
         &self,
         queue: &QueueRow,
         max: i64,
@@ -292,12 +326,13 @@ impl Control {
     ) -> Result<Vec<MessageRow>> {
         let deadline = Instant::now() + wait;
         loop {
-            let notified = self.queue_signals().sent.notified();
+            let notified = self.signals.sent.notified();
             let now = now_ms();
-            if self.store().move_dead(queue, now).await? > 0 {
+            if self.shared.store().move_dead(queue, now).await? > 0 {
                 self.dead_letter_event(queue).await;
             }
             let got = self
+                .shared
                 .store()
                 .claim(queue, max, visibility_secs * 1000, None, now)
                 .await?;
@@ -313,7 +348,7 @@ impl Control {
     pub(crate) async fn dead_letter_event(&self, queue: &QueueRow) {
         if let Some(env_id) = queue.env_id {
             let _ = self
-                .store()
+                .shared.store()
                 .add_event(
                     env_id,
                     sprout_core::Severity::Warn,
@@ -327,12 +362,15 @@ impl Control {
     }
 
     /// A queue's counts, and its DLQ's size.
-    pub async fn queue_counts(&self, queue: &QueueRow) -> Result<(sprout_store::QueueCounts, i64)> {
+    pub(crate) async fn queue_counts(
+        &self,
+        queue: &QueueRow,
+    ) -> Result<(sprout_store::QueueCounts, i64)> {
         let now = now_ms();
-        let counts = self.store().queue_counts(queue.id, now).await?;
+        let counts = self.shared.store().queue_counts(queue.id, now).await?;
         let dead = match queue.dlq_id {
             Some(dlq) => {
-                let c = self.store().queue_counts(dlq, now).await?;
+                let c = self.shared.store().queue_counts(dlq, now).await?;
                 c.visible + c.in_flight + c.delayed
             }
             None => 0,
@@ -342,7 +380,11 @@ impl Control {
 
     // ----- Sprout's own API -----
 
-    pub async fn queue_send(&self, env_name: &str, req: SendRequest) -> Result<SendResponse> {
+    pub(crate) async fn queue_send(
+        &self,
+        env_name: &str,
+        req: SendRequest,
+    ) -> Result<SendResponse> {
         let (_worker, queue) = self.queue_of_env_named(env_name).await?;
         let attributes: Attributes = req
             .attributes
@@ -358,7 +400,7 @@ impl Control {
         })
     }
 
-    pub async fn queue_stats(&self, env_name: &str) -> Result<QueueStats> {
+    pub(crate) async fn queue_stats(&self, env_name: &str) -> Result<QueueStats> {
         let (worker, queue) = self.queue_of_env_named(env_name).await?;
         let (c, dead) = self.queue_counts(&queue).await?;
         let endpoint = self.sqs_endpoint().unwrap_or_default();
@@ -372,12 +414,13 @@ impl Control {
         })
     }
 
-    pub async fn queue_dead(&self, env_name: &str) -> Result<Vec<DeadMessage>> {
+    pub(crate) async fn queue_dead(&self, env_name: &str) -> Result<Vec<DeadMessage>> {
         let (_worker, queue) = self.queue_of_env_named(env_name).await?;
         let Some(dlq) = queue.dlq_id else {
             return Ok(Vec::new());
         };
         let rows = self
+            .shared
             .store()
             .queue_messages(dlq, DLQ_LIST_MAX, DLQ_LIST_MAX_BYTES)
             .await?;
@@ -396,14 +439,15 @@ impl Control {
             .collect())
     }
 
-    pub async fn queue_redrive(&self, env_name: &str) -> Result<q::RedriveResponse> {
+    pub(crate) async fn queue_redrive(&self, env_name: &str) -> Result<q::RedriveResponse> {
         let (worker, queue) = self.queue_of_env_named(env_name).await?;
         let Some(dlq) = queue.dlq_id else {
             return Ok(q::RedriveResponse { moved: 0 });
         };
-        let moved = self.store().redrive(dlq, &queue, now_ms()).await?;
+        let moved = self.shared.store().redrive(dlq, &queue, now_ms()).await?;
         if moved > 0 {
-            self.store()
+            self.shared
+                .store()
                 .add_event(
                     worker.id,
                     sprout_core::Severity::Info,

@@ -1,4 +1,4 @@
-//! How operations end, and the operation resource readers (and `--wait`) follow.
+//! How operations end.
 //!
 //! Every operation ends. The reconciler closes it when the environment reaches its goal
 //! (`settle_operation`); it fails when one of its steps fails [`STEP_ATTEMPTS`] passes in a
@@ -8,19 +8,20 @@
 //! What a pass learns about the operation (step failures, exits, the canary's start) is kept
 //! on its row, so a restarted control plane continues the count.
 
-use crate::{Control, ControlError, Result};
-use sprout_core::api::{self, OperationOutcome, OperationPhase, STEP_ATTEMPTS};
-use sprout_core::{EnvOp, EnvSettings, EnvStatus, OpKind, Tier};
-use sprout_store::{EnvRow, EnvironmentStore, OperationRow};
+use super::Reconciler;
+use crate::error::{ControlError, Result};
+use sprout_core::api::{OperationOutcome, STEP_ATTEMPTS};
+use sprout_core::{EnvOp, EnvSettings, EnvStatus, OpKind};
+use sprout_store::{EnvRow, EnvironmentStore, OperationEnd, OperationRow};
 use std::time::Duration;
 
-impl Control {
+impl Reconciler {
     /// How long any operation may run: the server's `--operation-timeout`, or the
     /// environment's `command_timeout` when that is shorter.
     pub(crate) fn time_limit(&self, settings: &EnvSettings) -> Duration {
         settings
             .command_timeout
-            .min(self.config().operation_timeout)
+            .min(self.shared.config().operation_timeout)
     }
 
     /// Why `op` has run out of time, if it has.
@@ -42,6 +43,7 @@ impl Control {
     /// out of time.
     pub(crate) async fn step_failed(&self, env: &EnvRow, error: &ControlError) -> Result<()> {
         let Some(op) = self
+            .shared
             .store()
             .current_operation(env.id)
             .await?
@@ -51,7 +53,12 @@ impl Control {
             return Ok(());
         };
         let error = error.to_string();
-        let Some(failures) = self.store().record_step_failure(op.id, &error).await? else {
+        let Some(failures) = self
+            .shared
+            .store()
+            .record_step_failure(op.id, &error)
+            .await?
+        else {
             return Ok(()); // it ended meanwhile
         };
         tracing::warn!(env = %env.name, operation = op.id, failures, error = %error, "a step of the operation failed");
@@ -79,7 +86,7 @@ impl Control {
         settings: &EnvSettings,
         why: &str,
     ) -> Result<()> {
-        self.balancer().set_split(&env.name, None);
+        self.shared.balancer().set_split(&env.name, None);
         let kind = op.kind;
         let rollback = status
             .begin(EnvOp::Rollback)
@@ -87,8 +94,9 @@ impl Control {
             .filter(|_| kind.op().rule().rolls_back && settings.rollback);
         if let Some(rollback) = rollback {
             let message = format!("{kind} {} failed: {why}", op.id);
-            self.store()
-                .fail_and_roll_back(env, op, &rollback, self.totals(&env.name), &message)
+            self.shared
+                .store()
+                .fail_and_roll_back(env, op, &rollback, self.shared.totals(&env.name), &message)
                 .await?;
         } else {
             let what = match (status, kind) {
@@ -107,80 +115,33 @@ impl Control {
             )
             .await?;
         }
-        self.wake();
+        self.shared.wake();
         Ok(())
     }
 
-    /// `GET /operations/{id}`: the operation, where it stands and how it ended.
-    pub async fn operation(&self, id: i64) -> Result<api::OperationStatus> {
-        let op = self
-            .store()
-            .operation(id)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("operation {id} not found")))?;
-        let state = self.store().operation_state(id).await?;
-        let env = self.store().environment_by_id(op.env_id).await?;
-        let rollback = match state.rolled_back_by {
-            Some(rb) => self.store().operation(rb).await?.map(|r| r.outcome()),
-            None => None,
-        };
-        let outcome = op.outcome();
-        let running = outcome == OperationOutcome::Running;
-        let (requests, failed) = if running {
-            match self.totals(&env.name) {
-                Some((r, f)) => (
-                    Some((r - op.requests_before.unwrap_or(0)).max(0)),
-                    Some((f - op.failed_before.unwrap_or(0)).max(0)),
-                ),
-                None => (None, None),
-            }
-        } else {
-            (op.requests, op.failed)
-        };
-        let progress = if running {
-            Some(self.progress(&env).await?)
-        } else {
-            None
-        };
-        Ok(api::OperationStatus {
-            id: op.id,
-            environment: env.name.clone(),
-            kind: op.kind.to_string(),
-            version: op.version_label.clone(),
-            policy: op.policy.map(|p| p.to_string()),
-            batch: op.batch.map(|b| b.to_string()),
-            started_by: op.started_by.clone(),
-            started_at: op.started_at,
-            finished_at: op.finished_at,
-            duration_secs: op
-                .finished_at
-                .map(|f| (f - op.started_at).num_milliseconds() as f64 / 1000.0),
+    /// Closes the running operation if the environment is still where this pass saw it.
+    pub(crate) async fn finish(
+        &self,
+        env: &EnvRow,
+        from: EnvStatus,
+        operation: Option<i64>,
+        status: EnvStatus,
+        outcome: OperationOutcome,
+        message: &str,
+    ) -> Result<()> {
+        let end = OperationEnd {
+            from,
+            operation,
+            to: status,
             outcome,
-            phase: OperationPhase::of(outcome, state.canary_since.is_some(), rollback),
-            environment_status: env.status,
-            message: op.message.clone(),
-            progress,
-            rolled_back_by: state.rolled_back_by,
-            requests,
-            failed,
-            step_failures: u32::try_from(state.step_failures).unwrap_or(u32::MAX),
-            last_error: state.last_error,
-        })
-    }
-
-    /// The environment's instances against its goal.
-    async fn progress(&self, env: &EnvRow) -> Result<api::OperationProgress> {
-        let instances = self.instance_views(env).await?;
-        let on_version: Vec<_> = instances
-            .iter()
-            .filter(|i| i.version == env.version && i.state == "running")
-            .collect();
-        let web = env.tier == Tier::Web;
-        let healthy = on_version.iter().filter(|i| !web || i.healthy).count();
-        Ok(api::OperationProgress {
-            desired: u32::try_from(env.desired).unwrap_or(0),
-            on_version: u32::try_from(on_version.len()).unwrap_or(u32::MAX),
-            healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
-        })
+            totals: self.shared.totals(&env.name),
+            message,
+        };
+        if self.shared.store().finish_operation(env, &end).await? {
+            tracing::info!(env = %env.name, %status, ?outcome, message, "operation finished");
+        } else {
+            tracing::debug!(env = %env.name, "state moved on before the operation could be closed");
+        }
+        Ok(())
     }
 }

@@ -3,8 +3,7 @@
 //! message, so it enqueues exactly one message even if a restarted scheduler sees it again.
 //! Deploying another version replaces the schedule (checked every few seconds).
 
-use crate::queues::{now_ms, prepare};
-use crate::Control;
+use super::{now_ms, prepare, Queues};
 use sprout_core::cron::CronTask;
 use sprout_core::queue::{
     Attributes, MessageAttribute, ATTR_PATH, ATTR_SCHEDULED_AT, ATTR_TASK_NAME,
@@ -23,8 +22,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// Beanstalk's body for periodic-task messages.
 const TASK_BODY: &str = "elasticbeanstalk scheduled job";
 
-impl Control {
-    pub async fn run_cron(&self, shutdown: CancellationToken) {
+impl Queues {
+    pub(crate) async fn run_cron(&self, shutdown: CancellationToken) {
         let mut scheduler = match JobScheduler::new().await {
             Ok(s) => s,
             Err(e) => {
@@ -58,9 +57,9 @@ impl Control {
         &self,
         scheduler: &JobScheduler,
         registered: &mut HashMap<i64, (String, Vec<Uuid>)>,
-    ) -> crate::Result<()> {
+    ) -> crate::error::Result<()> {
         let mut wanted: HashMap<i64, (String, Vec<CronTask>)> = HashMap::new();
-        for env in self.store().active_environments().await?.envs {
+        for env in self.shared.store().active_environments().await?.envs {
             if !env.status.is_live() || env.tier != Tier::Worker {
                 continue;
             }
@@ -96,13 +95,13 @@ impl Control {
             }
             let mut jobs = Vec::new();
             for task in tasks {
-                let control = self.clone();
+                let queues = self.clone();
                 let schedule = task.schedule_with_seconds();
                 let task_for_job = task.clone();
                 let job = Job::new_async(schedule.as_str(), move |_id, _sched| {
-                    let control = control.clone();
+                    let queues = queues.clone();
                     let task = task_for_job.clone();
-                    Box::pin(async move { control.fire_tick(env_id, &task).await })
+                    Box::pin(async move { queues.fire_tick(env_id, &task).await })
                 });
                 match job {
                     Ok(job) => match scheduler.add(job).await {
@@ -114,7 +113,7 @@ impl Control {
                     Err(e) => {
                         tracing::warn!(env_id, task = %task.name, %schedule, error = %e, "bad schedule");
                         let _ = self
-                            .store()
+                            .shared.store()
                             .add_event(
                                 env_id,
                                 sprout_core::Severity::Error,
@@ -134,7 +133,7 @@ impl Control {
     async fn fire_tick(&self, env_id: i64, task: &CronTask) {
         let scheduled = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let result = async {
-            let env = self.store().environment_by_id(env_id).await?;
+            let env = self.shared.store().environment_by_id(env_id).await?;
             let queue = self.ensure_worker_queue(&env).await?;
             let mut attributes = Attributes::new();
             attributes.insert(ATTR_TASK_NAME.into(), MessageAttribute::string(&task.name));
@@ -146,6 +145,7 @@ impl Control {
             let out = prepare(TASK_BODY, &attributes, 0)?;
             // A task firing every second at a worker that never answers must not fill the store.
             let sent = self
+                .shared
                 .store()
                 .send_tick(
                     &Tick {
@@ -156,10 +156,10 @@ impl Control {
                     &queue,
                     &out.row,
                     now_ms(),
-                    &self.config().queue_quota,
+                    &self.shared.config().queue_quota,
                 )
                 .await?;
-            Ok::<_, crate::ControlError>(sent)
+            Ok::<_, crate::error::ControlError>(sent)
         }
         .await;
         match result {

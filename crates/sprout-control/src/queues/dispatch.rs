@@ -8,8 +8,7 @@
 //! instance's address and a checked absolute path (`RequestPath`), redirects are not followed
 //! and no proxy is used. A message whose path is not one goes to the dead-letter queue.
 
-use crate::queues::{attributes_of, ms_to_time, now_ms};
-use crate::Control;
+use super::{attributes_of, ms_to_time, now_ms, Queues};
 use sprout_core::queue::{sqsd_request, Delivery, SqsdSettings};
 use sprout_core::{RequestPath, Tier};
 use sprout_store::EnvironmentStore as _;
@@ -35,11 +34,11 @@ const IDLE_PASS: Duration = Duration::from_millis(500);
 const CLAIM_PER_ROUND: usize = 10;
 const MAX_ROUNDS: usize = 10;
 
-impl Control {
+impl Queues {
     /// Runs until `shutdown`. Messages a previous process held are released first: their
     /// requests died with it.
-    pub async fn run_dispatcher(&self, shutdown: CancellationToken) {
-        match self.store().release_all_held(now_ms()).await {
+    pub(crate) async fn run_dispatcher(&self, shutdown: CancellationToken) {
+        match self.shared.store().release_all_held(now_ms()).await {
             Ok(n) if n > 0 => {
                 tracing::info!(
                     messages = n,
@@ -74,7 +73,7 @@ impl Control {
             }
             if last_expire.elapsed() > EXPIRE_EVERY {
                 last_expire = Instant::now();
-                match self.store().expire_messages(now_ms()).await {
+                match self.shared.store().expire_messages(now_ms()).await {
                     Ok(n) if n > 0 => tracing::info!(messages = n, "expired messages dropped"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "expiring messages failed"),
@@ -83,14 +82,14 @@ impl Control {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(IDLE_PASS) => {}
-                _ = self.queue_signals().dispatch.notified() => {}
+                _ = self.signals.dispatch.notified() => {}
             }
         }
         for slot in slots.values() {
             slot.cancel.cancel();
         }
         // A clean stop hands its messages back now rather than after their visibility.
-        if let Err(e) = self.store().release_all_held(now_ms()).await {
+        if let Err(e) = self.shared.store().release_all_held(now_ms()).await {
             tracing::warn!(error = %e, "could not release held messages at stop");
         }
         tracing::info!("dispatcher stopped");
@@ -101,8 +100,9 @@ impl Control {
         http: &reqwest::Client,
         slots: &mut HashMap<String, Slot>,
         queues: &mut HashMap<i64, (chrono::DateTime<chrono::Utc>, QueueRow)>,
-    ) -> crate::Result<()> {
+    ) -> crate::error::Result<()> {
         let envs: Vec<EnvRow> = self
+            .shared
             .store()
             .active_environments()
             .await?
@@ -128,10 +128,10 @@ impl Control {
                 }
             };
             let now = now_ms();
-            if self.store().move_dead(&queue, now).await? > 0 {
+            if self.shared.store().move_dead(&queue, now).await? > 0 {
                 self.dead_letter_event(&queue).await;
             }
-            let backends = self.balancer().backends(&env.name);
+            let backends = self.shared.balancer().backends(&env.name);
             for backend in &backends {
                 present.insert(backend.id.clone());
                 if backend.healthy && !slots.contains_key(&backend.id) {
@@ -162,6 +162,7 @@ impl Control {
                         continue;
                     }
                     let claimed = self
+                        .shared
                         .store()
                         .claim(
                             &queue,
@@ -177,7 +178,7 @@ impl Control {
                             break;
                         };
                         let job = Job {
-                            control: self.clone(),
+                            queues: self.clone(),
                             http: http.clone(),
                             addr: backend.addr,
                             instance: backend.id.clone(),
@@ -207,7 +208,7 @@ impl Control {
             if let Some(slot) = slots.remove(&id) {
                 slot.cancel.cancel();
             }
-            let n = self.store().release_holder(&id, now_ms()).await?;
+            let n = self.shared.store().release_holder(&id, now_ms()).await?;
             if n > 0 {
                 tracing::info!(instance = %id, messages = n, "instance left; its messages are back in the queue");
                 self.queue_changed();
@@ -220,7 +221,7 @@ impl Control {
 
 /// One message on its way to one instance.
 struct Job {
-    control: Control,
+    queues: Queues,
     http: reqwest::Client,
     addr: SocketAddr,
     instance: String,
@@ -282,7 +283,7 @@ impl Job {
                 Ok::<_, reqwest::Error>(status)
             } => r,
         };
-        let store = self.control.store();
+        let store = self.queues.shared.store();
         match outcome {
             Ok(status) if status == reqwest::StatusCode::OK => {
                 match store.delete_by_receipt(self.queue.id, &receipt).await {
@@ -315,13 +316,13 @@ impl Job {
                 }
             }
         }
-        self.control.queue_signals().dispatch.notify_one();
+        self.queues.signals.dispatch.notify_one();
     }
 
     /// A message no retry can deliver goes to the dead-letter queue at once, with an event.
     async fn undeliverable(&self, receipt: &str, why: &str) {
         tracing::warn!(instance = %self.instance, message = %self.message.message_id, %why, "message cannot be delivered; moved to the dead-letter queue");
-        let store = self.control.store();
+        let store = self.queues.shared.store();
         match store.dead_letter(&self.queue, receipt, now_ms()).await {
             Ok(true) => {
                 if let Some(env_id) = self.queue.env_id {

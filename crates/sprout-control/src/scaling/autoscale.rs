@@ -2,31 +2,24 @@
 //! the decision rule of `sprout_core::scaling` (breach duration, thresholds, steps,
 //! cooldown). A decision changes the desired count; the reconciler does the rest.
 
-use crate::{Control, Result};
+use super::Scaling;
+use crate::error::Result;
 use sprout_core::scaling::{decide, Fleet, Metric, Sample};
 use sprout_core::{EnvOp, EnvSettings};
 use sprout_store::EnvRow;
 use sprout_store::EnvironmentStore as _;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Default)]
-pub(crate) struct ScaleState {
-    samples: VecDeque<Sample>,
-    last_sample: Option<Instant>,
-    last_scaled_ms: Option<u64>,
-}
 
 fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
-impl Control {
-    pub async fn run_autoscaler(&self, shutdown: CancellationToken) {
+impl Scaling {
+    pub(crate) async fn run_autoscaler(&self, shutdown: CancellationToken) {
         tracing::info!("autoscaler started");
         loop {
-            match self.store().active_environments().await {
+            match self.shared.store().active_environments().await {
                 Ok(active) => {
                     let passes = active.envs.into_iter().map(|env| async move {
                         if let Err(e) = self.autoscale_env(&env).await {
@@ -53,8 +46,7 @@ impl Control {
             return Ok(());
         }
         let due = self
-            .inner
-            .scaling
+            .state
             .lock()
             .map(|m| {
                 m.get(&env.id)
@@ -74,7 +66,7 @@ impl Control {
             last_scaled_ms: None,
         };
         let decision = {
-            let Ok(mut all) = self.inner.scaling.lock() else {
+            let Ok(mut all) = self.state.lock() else {
                 return Ok(());
             };
             let state = all.entry(env.id).or_default();
@@ -105,10 +97,11 @@ impl Control {
         if let Some(d) = decision {
             tracing::info!(env = %env.name, from = d.from, to = d.to, reason = %d.reason, "autoscaling");
             let transition = env.status.begin(EnvOp::Autoscale)?;
-            self.store()
+            self.shared
+                .store()
                 .set_desired(env, &transition, i64::from(d.to), &d.reason)
                 .await?;
-            self.wake();
+            self.shared.wake();
         }
         Ok(())
     }
@@ -119,10 +112,11 @@ impl Control {
         Ok(match settings.scaling_metric {
             Metric::None => None,
             Metric::Requests => {
-                let Some(m) = self.balancer().metrics(&env.name) else {
+                let Some(m) = self.shared.balancer().metrics(&env.name) else {
                     return Ok(None);
                 };
                 let serving = self
+                    .shared
                     .balancer()
                     .backends(&env.name)
                     .iter()
@@ -131,13 +125,20 @@ impl Control {
                     .max(1);
                 Some(m.requests_per_sec / serving as f64)
             }
-            Metric::Latency => self.balancer().metrics(&env.name).map(|m| m.p99_ms),
+            Metric::Latency => self.shared.balancer().metrics(&env.name).map(|m| m.p99_ms),
             Metric::Cpu => {
                 let limit_cores = f64::from(settings.instance_type.limits().millicpus) / 1000.0;
-                let containers = self.env_containers(env).await?;
+                let containers = self.shared.env_containers(env).await?;
                 let reads = containers.iter().filter(|c| c.running).map(|c| {
                     let zone = c.zone().to_string();
-                    async move { self.runtime_for(&zone).usage(&c.id).await.ok().flatten() }
+                    async move {
+                        self.shared
+                            .runtime_for(&zone)
+                            .usage(&c.id)
+                            .await
+                            .ok()
+                            .flatten()
+                    }
                 });
                 let values: Vec<f64> = futures_util::future::join_all(reads)
                     .await
@@ -157,8 +158,9 @@ impl Control {
         if env.tier != sprout_core::Tier::Worker {
             return None;
         }
-        let stats = self.queue_stats(&env.name).await.ok()?;
+        let stats = self.queues.queue_stats(&env.name).await.ok()?;
         let serving = self
+            .shared
             .balancer()
             .backends(&env.name)
             .iter()

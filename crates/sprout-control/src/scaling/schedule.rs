@@ -1,19 +1,12 @@
 //! Scheduled scaling actions ("at 08:00 min=4; at 20:00 min=2"), run by
 //! tokio-cron-scheduler. The store keeps them; the jobs are made again at every start.
 
-use crate::{Control, ControlError, Result};
+use super::Scaling;
+use crate::error::{ControlError, Result};
 use sprout_core::api;
 use sprout_store::EnvironmentStore as _;
 use sprout_store::ScheduledActionRow;
-use std::collections::HashMap;
 use tokio_cron_scheduler::{Job, JobScheduler};
-use uuid::Uuid;
-
-#[derive(Default)]
-pub(crate) struct Schedules {
-    scheduler: Option<JobScheduler>,
-    jobs: HashMap<(i64, String), Uuid>,
-}
 
 /// Five-field cron (minute first) gains a seconds field; six fields pass as they are.
 pub(crate) fn normalize_cron(cron: &str) -> Result<String> {
@@ -37,14 +30,14 @@ fn view(row: &ScheduledActionRow) -> api::ScheduledAction {
     }
 }
 
-impl Control {
+impl Scaling {
     fn job_for(&self, env_id: i64, name: &str, cron: &str) -> Result<Job> {
-        let control = self.clone();
+        let scaling = self.clone();
         let name = name.to_string();
         Job::new_async(cron, move |_, _| {
-            let (control, name) = (control.clone(), name.clone());
+            let (scaling, name) = (scaling.clone(), name.clone());
             Box::pin(async move {
-                if let Err(e) = control.run_scheduled(env_id, &name).await {
+                if let Err(e) = scaling.run_scheduled(env_id, &name).await {
                     tracing::warn!(env_id, action = %name, error = %e, "scheduled action failed");
                 }
             })
@@ -53,7 +46,7 @@ impl Control {
     }
 
     /// Starts the scheduler with every stored action.
-    pub async fn start_schedules(&self) -> Result<()> {
+    pub(crate) async fn start_schedules(&self) -> Result<()> {
         let scheduler = JobScheduler::new()
             .await
             .map_err(|e| ControlError::Internal(format!("cron scheduler: {e}")))?;
@@ -61,9 +54,9 @@ impl Control {
             .start()
             .await
             .map_err(|e| ControlError::Internal(format!("cron scheduler: {e}")))?;
-        let mut schedules = self.inner.schedules.lock().await;
+        let mut schedules = self.schedules.lock().await;
         schedules.scheduler = Some(scheduler);
-        for row in self.store().scheduled_actions(None).await? {
+        for row in self.shared.store().scheduled_actions(None).await? {
             match self.job_for(row.env_id, &row.name, &row.cron) {
                 Ok(job) => {
                     if let Some(s) = &schedules.scheduler {
@@ -82,8 +75,8 @@ impl Control {
 
     /// Stops running scheduled actions (a next server takes them over); `start_schedules`
     /// starts them again.
-    pub async fn stop_schedules(&self) {
-        let mut schedules = self.inner.schedules.lock().await;
+    pub(crate) async fn stop_schedules(&self) {
+        let mut schedules = self.schedules.lock().await;
         schedules.jobs.clear();
         if let Some(mut scheduler) = schedules.scheduler.take() {
             if let Err(e) = scheduler.shutdown().await {
@@ -92,13 +85,13 @@ impl Control {
         }
     }
 
-    pub async fn add_schedule(
+    pub(crate) async fn add_schedule(
         &self,
         env_name: &str,
         action: &api::ScheduledAction,
         by: Option<&str>,
     ) -> Result<api::ScheduledAction> {
-        let env = self.live_env(env_name).await?;
+        let env = self.shared.live_env(env_name).await?;
         sprout_core::EnvName::parse(&action.name).map_err(|e| {
             ControlError::Invalid(e.to_string().replace("environment name", "action name"))
         })?;
@@ -110,6 +103,7 @@ impl Control {
         let cron = normalize_cron(&action.cron)?;
         let job = self.job_for(env.id, &action.name, &cron)?;
         let row = self
+            .shared
             .store()
             .add_scheduled_action(
                 env.id,
@@ -121,7 +115,7 @@ impl Control {
                 by,
             )
             .await?;
-        let mut schedules = self.inner.schedules.lock().await;
+        let mut schedules = self.schedules.lock().await;
         if let Some(s) = &schedules.scheduler {
             let id = s
                 .add(job)
@@ -135,15 +129,17 @@ impl Control {
             by.unwrap_or("system"),
             row.cron
         );
-        self.store()
+        self.shared
+            .store()
             .add_event(env.id, sprout_core::Severity::Info, &message)
             .await?;
         Ok(view(&row))
     }
 
-    pub async fn list_schedules(&self, env_name: &str) -> Result<Vec<api::ScheduledAction>> {
-        let env = self.live_env(env_name).await?;
+    pub(crate) async fn list_schedules(&self, env_name: &str) -> Result<Vec<api::ScheduledAction>> {
+        let env = self.shared.live_env(env_name).await?;
         Ok(self
+            .shared
             .store()
             .scheduled_actions(Some(env.id))
             .await?
@@ -152,20 +148,25 @@ impl Control {
             .collect())
     }
 
-    pub async fn remove_schedule(
+    pub(crate) async fn remove_schedule(
         &self,
         env_name: &str,
         name: &str,
         by: Option<&str>,
     ) -> Result<()> {
-        let env = self.live_env(env_name).await?;
-        let Some(row) = self.store().remove_scheduled_action(env.id, name).await? else {
+        let env = self.shared.live_env(env_name).await?;
+        let Some(row) = self
+            .shared
+            .store()
+            .remove_scheduled_action(env.id, name)
+            .await?
+        else {
             return Err(ControlError::NotFound(format!(
                 "scheduled action '{name}' of '{}' not found",
                 env.name
             )));
         };
-        let mut schedules = self.inner.schedules.lock().await;
+        let mut schedules = self.schedules.lock().await;
         if let Some(id) = schedules.jobs.remove(&(env.id, row.name.clone())) {
             if let Some(s) = &schedules.scheduler {
                 let _ = s.remove(&id).await;
@@ -175,18 +176,20 @@ impl Control {
             "scheduled action '{name}' removed by {}",
             by.unwrap_or("system")
         );
-        self.store()
+        self.shared
+            .store()
             .add_event(env.id, sprout_core::Severity::Info, &message)
             .await?;
         Ok(())
     }
 
     async fn run_scheduled(&self, env_id: i64, name: &str) -> Result<()> {
-        let env = self.store().environment_by_id(env_id).await?;
+        let env = self.shared.store().environment_by_id(env_id).await?;
         let Ok(transition) = env.status.begin(sprout_core::EnvOp::Schedule) else {
             return Ok(());
         };
         let Some(row) = self
+            .shared
             .store()
             .scheduled_actions(Some(env_id))
             .await?

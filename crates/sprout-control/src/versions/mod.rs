@@ -1,7 +1,8 @@
 //! Application versions: receiving a bundle (streamed to disk, hashed as it arrives),
 //! checking it, storing it content-addressed, and baking its golden image.
 
-use crate::{bundle_io, Control, ControlError, Result};
+use crate::error::{ControlError, Result};
+use crate::shared::Shared;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -13,7 +14,13 @@ use sprout_runtime::BakeSpec;
 use sprout_store::{NewVersion, VersionRow};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+
+mod apps;
+mod bundle_io;
+
+pub use bundle_io::{unpack_bundle, UnpackedBundle};
 
 /// An upload as the API hands it over.
 pub struct IncomingBundle<S> {
@@ -69,14 +76,30 @@ pub(crate) fn golden_image(app: &str, label: &str) -> String {
     format!("sprout/{app}:{label}")
 }
 
-impl Control {
-    pub fn bundle_dir(&self, sha256: &str) -> PathBuf {
-        self.config().bundles_dir().join(sha256)
+/// Applications and their versions: bundle intake and builds. Owns the lock that lets one
+/// upload at a time place its bundle and record its version.
+#[derive(Clone)]
+pub(crate) struct Versions {
+    shared: Arc<Shared>,
+    /// Held while an upload moves its bundle into place and records its version, so two
+    /// uploads of one label cannot both get that far (see `upload_version`).
+    placing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Versions {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            placing: Default::default(),
+        }
     }
 
     /// Receives, checks and stores a bundle, records the version (`processing`) and starts
     /// its build. Bad input changes nothing: no row, no file.
-    pub async fn upload_version<S, E>(&self, incoming: IncomingBundle<S>) -> Result<api::Version>
+    pub(crate) async fn upload_version<S, E>(
+        &self,
+        incoming: IncomingBundle<S>,
+    ) -> Result<api::Version>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -84,12 +107,14 @@ impl Control {
         let app_name = AppName::parse(&incoming.app)?;
         let label = VersionLabel::parse(&incoming.label)?;
         let app = self
+            .shared
             .store()
             .get_app(app_name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app_name}' not found")))?;
         // A label whose build failed may be pushed again: the new upload replaces it.
         if self
+            .shared
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
@@ -99,12 +124,12 @@ impl Control {
                 "version '{label}' of '{app_name}' already exists"
             )));
         }
-        let limit = self.config().limits.max_archive_bytes;
+        let limit = self.shared.config().limits.max_archive_bytes;
         if incoming.declared_size.is_some_and(|size| size > limit) {
             return Err(ControlError::TooLarge { limit });
         }
 
-        let tmp_dir = self.config().bundles_dir().join("tmp");
+        let tmp_dir = self.shared.config().bundles_dir().join("tmp");
         let nonce = format!("{:016x}", rand::random::<u64>());
         let tmp_archive = tmp_dir.join(format!("{nonce}.upload"));
         let mut archive_guard = Cleanup(Some(tmp_archive.clone()));
@@ -112,7 +137,7 @@ impl Control {
 
         let staging = tmp_dir.join(format!("{nonce}.unpacked"));
         let mut staging_guard = Cleanup(Some(staging.clone()));
-        let limits = self.config().limits;
+        let limits = self.shared.config().limits;
         let (archive, dest) = (tmp_archive.clone(), staging.clone());
         let unpacked =
             tokio::task::spawn_blocking(move || bundle_io::unpack_bundle(&archive, &dest, limits))
@@ -126,14 +151,19 @@ impl Control {
         // From here to the row, one upload at a time: the label is checked again (another
         // upload of it may have finished meanwhile), and bundle files this upload places are
         // removed unless its row is recorded, while no other upload can come to rely on them.
-        let _placing = self.inner.placing.lock().await;
+        let _placing = self.placing.lock().await;
         if let Some(existing) = self
+            .shared
             .store()
             .get_version(app_name.as_str(), label.as_str())
             .await?
         {
             let replaced = existing.status == VersionStatus::Failed
-                && self.store().delete_failed_version(existing.id).await?;
+                && self
+                    .shared
+                    .store()
+                    .delete_failed_version(existing.id)
+                    .await?;
             if !replaced {
                 return Err(ControlError::Conflict(format!(
                     "version '{label}' of '{app_name}' already exists"
@@ -141,8 +171,12 @@ impl Control {
             }
             tracing::info!(app = %app_name, label = %label, "replacing a version whose build failed");
         }
-        let final_dir = self.bundle_dir(&sha256);
-        let final_archive = self.config().bundles_dir().join(format!("{sha256}.{ext}"));
+        let final_dir = self.shared.bundle_dir(&sha256);
+        let final_archive = self
+            .shared
+            .config()
+            .bundles_dir()
+            .join(format!("{sha256}.{ext}"));
         let mut placed_dir = Cleanup(None);
         let mut placed_archive = Cleanup(None);
         if !final_dir.exists() {
@@ -161,6 +195,7 @@ impl Control {
         let manifest_json = serde_json::to_string(&unpacked.manifest)
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         let row = self
+            .shared
             .store()
             .insert_version(&NewVersion {
                 app_id: app.id,
@@ -183,18 +218,20 @@ impl Control {
 
     /// Deletes a version (refused while an environment runs it) and reclaims its image and,
     /// when no other version shares it, its bundle.
-    pub async fn delete_version(&self, app: &str, label: &str) -> Result<()> {
+    pub(crate) async fn delete_version(&self, app: &str, label: &str) -> Result<()> {
         let app = AppName::parse(app)?;
         let label = VersionLabel::parse(label)?;
         // Under the upload lock: no upload is placing (and relying on) this bundle meanwhile.
-        let _placing = self.inner.placing.lock().await;
+        let _placing = self.placing.lock().await;
         let deleted = self
+            .shared
             .store()
             .delete_version(app.as_str(), label.as_str())
             .await?;
         if let Some((sha256, format)) = &deleted.bundle {
-            let dir = self.bundle_dir(sha256);
+            let dir = self.shared.bundle_dir(sha256);
             let archive = self
+                .shared
                 .config()
                 .bundles_dir()
                 .join(format!("{sha256}.{format}"));
@@ -207,7 +244,7 @@ impl Control {
         }
         drop(_placing);
         if let Some(image) = &deleted.image {
-            if let Err(e) = self.runtime().remove_image(image).await {
+            if let Err(e) = self.shared.runtime().remove_image(image).await {
                 tracing::warn!(%image, error = %e, "could not remove a deleted version's image");
             }
         }
@@ -216,19 +253,19 @@ impl Control {
     }
 
     /// Builds in the background; the version row says how it went.
-    pub fn spawn_build(&self, row: VersionRow) {
-        let control = self.clone();
+    pub(crate) fn spawn_build(&self, row: VersionRow) {
+        let versions = self.clone();
         tokio::spawn(async move {
             let (app, label) = (row.app.clone(), row.label.clone());
-            if let Err(e) = control.build_version(row).await {
+            if let Err(e) = versions.build_version(row).await {
                 tracing::error!(%app, %label, error = %e, "could not record the build's outcome");
             }
         });
     }
 
     /// Rebuilds versions a stopped control plane left `processing`.
-    pub async fn resume_builds(&self) -> Result<()> {
-        for row in self.store().processing_versions().await? {
+    pub(crate) async fn resume_builds(&self) -> Result<()> {
+        for row in self.shared.store().processing_versions().await? {
             tracing::info!(app = %row.app, label = %row.label, "resuming an interrupted build");
             self.spawn_build(row);
         }
@@ -252,13 +289,16 @@ impl Control {
         match outcome {
             Ok(()) => {
                 tracing::info!(app = %row.app, label = %row.label, %image, "version built");
-                self.store().version_built(row.id, &image, &log).await?;
+                self.shared
+                    .store()
+                    .version_built(row.id, &image, &log)
+                    .await?;
             }
             Err(e) => {
                 tracing::warn!(app = %row.app, label = %row.label, error = %e, "version build failed");
                 // A failed build leaves no image behind.
-                let _ = self.runtime().remove_image(&image).await;
-                self.store().version_failed(row.id, &e, &log).await?;
+                let _ = self.shared.runtime().remove_image(&image).await;
+                self.shared.store().version_failed(row.id, &e, &log).await?;
             }
         }
         Ok(())
@@ -273,11 +313,12 @@ impl Control {
         let manifest = &row.manifest;
         let base = platform_image(manifest.config.platform());
         let _ = log.send(format!("--> platform {base}"));
-        self.runtime()
+        self.shared
+            .runtime()
             .ensure_platform(&base, log)
             .await
             .map_err(|e| e.to_string())?;
-        let bundle_dir = self.bundle_dir(&row.sha256);
+        let bundle_dir = self.shared.bundle_dir(&row.sha256);
         if !bundle_dir.is_dir() {
             return Err(format!(
                 "the bundle {} is missing from the data directory",
@@ -285,7 +326,10 @@ impl Control {
             ));
         }
         let labels = HashMap::from([
-            ("sprout.server".to_string(), self.server_id().to_string()),
+            (
+                "sprout.server".to_string(),
+                self.shared.server_id().to_string(),
+            ),
             ("sprout.app".to_string(), row.app.clone()),
             ("sprout.version".to_string(), row.label.clone()),
         ]);
@@ -303,9 +347,10 @@ impl Control {
             build_script,
             env: Vec::new(),
             labels,
-            limits: self.config().build_limits,
+            limits: self.shared.config().build_limits,
         };
-        self.runtime()
+        self.shared
+            .runtime()
             .bake(&spec, log)
             .await
             .map_err(|e| e.to_string())?;
@@ -313,13 +358,15 @@ impl Control {
         Ok(())
     }
 
-    pub async fn list_versions(&self, app: &str) -> Result<Vec<api::Version>> {
+    pub(crate) async fn list_versions(&self, app: &str) -> Result<Vec<api::Version>> {
         let app = AppName::parse(app)?;
-        self.store()
+        self.shared
+            .store()
             .get_app(app.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
         Ok(self
+            .shared
             .store()
             .list_versions(app.as_str())
             .await?
@@ -328,10 +375,15 @@ impl Control {
             .collect())
     }
 
-    pub async fn get_version(&self, app: &str, label: &str) -> Result<api::Version> {
-        let row = self.store().get_version(app, label).await?.ok_or_else(|| {
-            ControlError::NotFound(format!("version '{label}' of '{app}' not found"))
-        })?;
+    pub(crate) async fn get_version(&self, app: &str, label: &str) -> Result<api::Version> {
+        let row = self
+            .shared
+            .store()
+            .get_version(app, label)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("version '{label}' of '{app}' not found"))
+            })?;
         Ok(version_view(&row, true))
     }
 }

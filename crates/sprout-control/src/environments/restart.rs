@@ -2,16 +2,17 @@
 //! each drained and stopped like any removed instance; the reconciler starts its
 //! replacement, and the next waits until the environment serves at full strength again.
 
-use crate::{Control, ControlError, Result};
+use super::Environments;
+use crate::error::{ControlError, Result};
 use sprout_core::plan::RemoveReason;
 use sprout_core::{EnvOp, Severity, Tier};
 use sprout_store::EnvRow;
 use sprout_store::EnvironmentStore as _;
 use std::time::{Duration, Instant};
 
-impl Control {
+impl Environments {
     pub async fn restart(&self, env_name: &str, by: Option<&str>) -> Result<usize> {
-        let env = self.live_env(env_name).await?;
+        let env = self.shared.live_env(env_name).await?;
         if !env.status.allows(EnvOp::Restart) {
             return Err(ControlError::Conflict(format!(
                 "environment '{}' is {}; restart it once that ends",
@@ -19,6 +20,7 @@ impl Control {
             )));
         }
         let ids: Vec<String> = self
+            .shared
             .env_containers(&env)
             .await?
             .iter()
@@ -30,7 +32,8 @@ impl Control {
             "restarting {} instance(s), one at a time (by {who})",
             ids.len()
         );
-        self.store()
+        self.shared
+            .store()
             .add_event(env.id, Severity::Info, &message)
             .await?;
         let control = self.clone();
@@ -39,6 +42,7 @@ impl Control {
             if let Err(e) = control.rolling_restart(&env, ids).await {
                 tracing::warn!(env = %env.name, error = %e, "restart stopped");
                 let _ = control
+                    .shared
                     .store()
                     .add_event(env.id, Severity::Warn, &format!("restart stopped: {e}"))
                     .await;
@@ -48,10 +52,10 @@ impl Control {
     }
 
     pub(crate) async fn rolling_restart(&self, env: &EnvRow, ids: Vec<String>) -> Result<()> {
-        let deadline = Instant::now() + self.config().operation_timeout;
+        let deadline = Instant::now() + self.shared.config().operation_timeout;
         for id in ids {
             self.wait_full_strength(env, deadline).await?;
-            let containers = self.env_containers(env).await?;
+            let containers = self.shared.env_containers(env).await?;
             let Some(c) = containers
                 .iter()
                 .find(|c| c.labels.get("sprout.instance") == Some(&id))
@@ -59,10 +63,12 @@ impl Control {
                 continue; // already gone (replaced or scaled in meanwhile)
             };
             let settings = env.settings();
-            self.spawn_drain(env, &id, c, RemoveReason::Restart, &settings)
+            self.reconciler
+                .spawn_drain(env, &id, c, RemoveReason::Restart, &settings)
                 .await?;
             // Wait until it is gone, so the strength check below sees its replacement.
             while self
+                .shared
                 .env_containers(env)
                 .await?
                 .iter()
@@ -75,10 +81,11 @@ impl Control {
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            self.wake();
+            self.shared.wake();
         }
         self.wait_full_strength(env, deadline).await?;
-        self.store()
+        self.shared
+            .store()
             .add_event(env.id, Severity::Info, "restart finished")
             .await?;
         Ok(())
@@ -87,16 +94,18 @@ impl Control {
     /// Waits until the environment has its desired count of serving instances.
     async fn wait_full_strength(&self, env: &EnvRow, deadline: Instant) -> Result<()> {
         loop {
-            let fresh = self.store().environment_by_id(env.id).await?;
+            let fresh = self.shared.store().environment_by_id(env.id).await?;
             let desired = usize::try_from(fresh.desired).unwrap_or(0);
             let serving = if fresh.tier == Tier::Web {
-                self.balancer()
+                self.shared
+                    .balancer()
                     .backends(&fresh.name)
                     .iter()
                     .filter(|b| b.healthy)
                     .count()
             } else {
-                self.env_containers(&fresh)
+                self.shared
+                    .env_containers(&fresh)
                     .await?
                     .iter()
                     .filter(|c| c.running)

@@ -1,6 +1,7 @@
 //! Applications: named containers for versions and environments.
 
-use crate::{Control, ControlError, Result};
+use super::Versions;
+use crate::error::{ControlError, Result};
 use sprout_core::api;
 use sprout_core::AppName;
 use sprout_store::AppRow;
@@ -14,16 +15,17 @@ fn app_view(row: &AppRow) -> api::App {
     }
 }
 
-impl Control {
-    pub async fn create_app(&self, name: &str) -> Result<api::App> {
+impl Versions {
+    pub(crate) async fn create_app(&self, name: &str) -> Result<api::App> {
         let name = AppName::parse(name)?;
-        let row = self.store().create_app(name.as_str()).await?;
+        let row = self.shared.store().create_app(name.as_str()).await?;
         tracing::info!(app = %name, "application created");
         Ok(app_view(&row))
     }
 
-    pub async fn list_apps(&self) -> Result<Vec<api::App>> {
+    pub(crate) async fn list_apps(&self) -> Result<Vec<api::App>> {
         Ok(self
+            .shared
             .store()
             .list_apps()
             .await?
@@ -33,11 +35,11 @@ impl Control {
     }
 
     /// Deletes an application with no environment left, and its versions' images.
-    pub async fn delete_app(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete_app(&self, name: &str) -> Result<()> {
         let name = AppName::parse(name)?;
-        let images = self.store().delete_app(name.as_str()).await?;
+        let images = self.shared.store().delete_app(name.as_str()).await?;
         for image in images {
-            if let Err(e) = self.runtime().remove_image(&image).await {
+            if let Err(e) = self.shared.runtime().remove_image(&image).await {
                 tracing::warn!(%image, error = %e, "could not remove a deleted version's image");
             }
         }
@@ -45,9 +47,10 @@ impl Control {
         Ok(())
     }
 
-    pub async fn require_app(&self, name: &str) -> Result<AppRow> {
+    pub(crate) async fn require_app(&self, name: &str) -> Result<AppRow> {
         let name = AppName::parse(name)?;
-        self.store()
+        self.shared
+            .store()
             .get_app(name.as_str())
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("application '{name}' not found")))
