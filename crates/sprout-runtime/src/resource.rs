@@ -190,12 +190,16 @@ impl Runtime {
             .map_err(|e| RuntimeError::docker(format!("create volume {name}"), e))
     }
 
-    /// The resource's own network: internal (no route out) and shared with nobody.
+    /// The resource's own network: internal (no route out) and shared with nobody but its
+    /// replicas. An existing one is kept (Docker would make a second of the same name).
     async fn ensure_private_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
+        if self.network_id(name).await?.is_some() {
+            return Ok(());
+        }
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".to_string()),
