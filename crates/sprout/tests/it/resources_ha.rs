@@ -337,8 +337,13 @@ async fn postgres_read_replica_serves_reads_and_is_promoted() {
 
     // A row written to the primary is read from the replica (DATABASE_READ_URL).
     get_json(&server, &host, "/add?name=apple&db=ledger").await;
+    // Replication is asynchronous: until the replica has the table, the read is a 503.
     let read = eventually(Duration::from_secs(30), || async {
-        let body = get_json(&server, &host, "/list?db=ledger&read=1").await;
+        let r = server
+            .get_via_balancer(&host, "/list?db=ledger&read=1")
+            .await
+            .ok()?;
+        let body: serde_json::Value = r.json().await.ok()?;
         (body["items"] == json!(["apple"])).then_some(body)
     })
     .await;
