@@ -229,6 +229,31 @@ async fn postgres_automated_backups_keep_the_newest() {
             .any(|m| m.starts_with("scheduled backup: snapshot")),
         "{all:?}"
     );
+
+    // Health: checked every few seconds once Available; an engine that stops answering is
+    // unhealthy (an event, and in `resources`), and healthy again once it answers.
+    let health = |want: &'static str| {
+        let server = &server;
+        let db = db.clone();
+        async move {
+            eventually(Duration::from_secs(60), || async {
+                (show(server, &db).health.as_deref() == Some(want)).then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    assert!(health("healthy").await, "never healthy");
+    let container = format!("sprout-res-{app}-{db}");
+    docker_lines(&["stop", &container]);
+    assert!(health("unhealthy").await, "a stopped engine stayed healthy");
+    let table = ok(&server.cli(&["resources", "--app", &app]), "resources");
+    assert!(table.contains("unhealthy"), "{table}");
+    docker_lines(&["start", &container]);
+    assert!(health("healthy").await, "never healthy again");
+    let all = events(&server, &db);
+    assert!(all.iter().any(|m| m.starts_with("unhealthy: ")), "{all:?}");
+    assert!(all.iter().any(|m| m == "healthy again"), "{all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
