@@ -246,11 +246,7 @@ async fn restore(
 
 #[utoipa::path(
     post, path = "/api/v1/apps/{app}/resources/{name}/promote", tag = "resources", operation_id = "promote_replica",
-    responses(
-        (status = 202, description = "Promoting: the old primary stops, the replica becomes the primary, attached environments roll onto it (Modifying until done)", body = Resource),
-        (status = 400, description = "Not a postgres resource"),
-        (status = 409, description = "No such replica, or the resource is not Available"),
-    ),
+    responses((status = 202, description = "Promoting: the old primary stops, the replica becomes the primary, attached environments roll onto it (Modifying until done); 400 for a resource that is not postgres, 409 for a missing replica or a resource not Available", body = Resource)),
     params(ResourcePath), request_body = PromoteRequest
 )]
 async fn promote(
