@@ -669,6 +669,31 @@ mod tests {
     }
 
     #[test]
+    fn replication_credentials_are_masked_and_reach_replicas() {
+        let c = creds()
+            .with_replication("replREPL12345678xy".to_string())
+            .unwrap();
+        assert!(!format!("{c:?}").contains("replREPL"));
+        assert_eq!(c.masked().replication_password.as_deref(), Some(MASK));
+        assert!(c
+            .container_env(ResourceKind::Postgres)
+            .contains(&"SPROUT_RESOURCE_REPL_PASSWORD=replREPL12345678xy".to_string()));
+        let env = c.replica_env(ResourceKind::Postgres, "sprout-res-shop-orders");
+        assert!(env.contains(&"SPROUT_RESOURCE_ROLE=replica".to_string()));
+        assert!(env.contains(&"SPROUT_RESOURCE_PRIMARY=sprout-res-shop-orders".to_string()));
+        assert!(creds().with_replication("short".to_string()).is_err());
+        // Credentials stored before replicas existed still read.
+        let old: Credentials =
+            serde_json::from_str(r#"{"database":"d","username":"u","password":"p"}"#).unwrap();
+        assert_eq!(old.replication_password, None);
+        assert_eq!(
+            transition(ResourceStatus::Available, ResourceOp::Promote),
+            Ok(ResourceStatus::Modifying)
+        );
+        assert!(transition(ResourceStatus::Snapshotting, ResourceOp::Promote).is_err());
+    }
+
+    #[test]
     fn postgres_variables() {
         let vars = variables(
             ResourceKind::Postgres,
