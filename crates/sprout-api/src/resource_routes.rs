@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use sprout_core::resource::api::{
-    AttachRequest, CreateResource, DeleteQuery, ListQuery, Resource, ResourceEvent, RestoreRequest,
-    Snapshot,
+    AttachRequest, CreateResource, DeleteQuery, ListQuery, PromoteRequest, Resource, ResourceEvent,
+    RestoreRequest, Snapshot,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(snapshots, snapshot))
         .routes(routes!(events))
         .routes(routes!(restore))
+        .routes(routes!(promote))
 }
 
 /// `{app}` and `{name}` of a resource route.
@@ -239,6 +240,25 @@ async fn restore(
     let r = s
         .control
         .restore_snapshot(id, &req, Some(&c.username))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(r)))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/resources/{name}/promote", tag = "resources", operation_id = "promote_replica",
+    responses((status = 202, description = "Promoting: the old primary stops, the replica becomes the primary, attached environments roll onto it (Modifying until done); 400 for a resource that is not postgres, 409 for a missing replica or a resource not Available", body = Resource)),
+    params(ResourcePath), request_body = PromoteRequest
+)]
+async fn promote(
+    State(s): State<AppState>,
+    c: Caller,
+    PathParams(p): PathParams<ResourcePath>,
+    JsonBody(req): JsonBody<PromoteRequest>,
+) -> ApiResult<(StatusCode, Json<Resource>)> {
+    c.require_write()?;
+    let r = s
+        .control
+        .promote_resource(&p.app, &p.name, &req, Some(&c.username))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(r)))
 }

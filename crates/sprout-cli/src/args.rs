@@ -550,7 +550,30 @@ pub enum ResourceCommand {
         /// What a coupled environment's termination does: snapshot (default), retain, delete
         #[arg(long)]
         deletion_policy: Option<String>,
+        /// Streaming read replicas (postgres only, 0-5): instances also get DATABASE_READ_URL
+        #[arg(long, value_name = "N")]
+        replicas: Option<u32>,
+        /// Automated backups: a snapshot whenever this cron schedule fires, UTC ("0 3 * * *";
+        /// 6 fields with seconds first also work)
+        #[arg(long, value_name = "CRON")]
+        backup: Option<String>,
+        /// Automated snapshots to keep (1-100, default 7); manual snapshots are never pruned
+        #[arg(long, value_name = "N", requires = "backup")]
+        keep: Option<u32>,
         /// Wait until it is Available
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Turn a read replica into the primary: the old primary stops and is removed, attached
+    /// environments roll onto the new one
+    Promote {
+        name: String,
+        /// The replica's number (NAME-rN)
+        #[arg(long, value_name = "N")]
+        replica: u32,
+        #[arg(long)]
+        app: Option<String>,
+        /// Wait until the environments have rolled and the resource is Available
         #[arg(long)]
         wait: bool,
     },

@@ -4,7 +4,8 @@ use crate::client::Client;
 use crate::error::CliError;
 use reqwest::Method;
 use sprout_core::resource::api::{
-    AttachRequest, CreateResource, Resource, ResourceEvent, RestoreRequest, Snapshot,
+    AttachRequest, CreateResource, PromoteRequest, Resource, ResourceEvent, RestoreRequest,
+    Snapshot,
 };
 
 impl Client {
@@ -64,6 +65,20 @@ impl Client {
             Method::DELETE,
             &["apps", app, "resources", name, "attachments", env],
             None,
+        )
+        .await
+    }
+
+    pub async fn promote_resource(
+        &self,
+        app: &str,
+        name: &str,
+        replica: u32,
+    ) -> Result<Resource, CliError> {
+        self.send_json(
+            Method::POST,
+            &["apps", app, "resources", name, "promote"],
+            Some(&PromoteRequest { replica }),
         )
         .await
     }

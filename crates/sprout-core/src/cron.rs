@@ -79,25 +79,49 @@ impl CronYaml {
             if let Err(e) = crate::names::RequestPath::parse(&task.url) {
                 return Err(bad(&format!("url must be {}", e.rule)));
             }
-            let fields = task.schedule.split_whitespace().count();
-            if fields != 5 && fields != 6 {
-                return Err(bad(
-                    "schedule needs 5 fields (minute hour day month weekday), or 6 with seconds first",
-                ));
-            }
-            if !task
-                .schedule
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || " */,-?LW#".contains(c))
-            {
-                return Err(bad("schedule holds characters cron does not know"));
-            }
-            if let Err(e) = parse_schedule(&task.schedule_with_seconds()) {
-                return Err(bad(&format!("schedule '{}': {e}", task.schedule)));
+            if let Err(reason) = validate_schedule(&task.schedule) {
+                return Err(bad(&reason));
             }
         }
         Ok(parsed)
     }
+}
+
+/// Checks a schedule (five fields, or six with seconds first) the way `cron.yaml`'s are
+/// checked, and returns it with a seconds field. The error is a sentence for the user.
+pub fn validate_schedule(schedule: &str) -> Result<String, String> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 && fields.len() != 6 {
+        return Err(
+            "schedule needs 5 fields (minute hour day month weekday), or 6 with seconds first"
+                .to_string(),
+        );
+    }
+    if !schedule
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " */,-?LW#".contains(c))
+    {
+        return Err("schedule holds characters cron does not know".to_string());
+    }
+    let six = if fields.len() == 5 {
+        format!("0 {}", fields.join(" "))
+    } else {
+        fields.join(" ")
+    };
+    parse_schedule(&six).map_err(|e| format!("schedule '{schedule}': {e}"))?;
+    Ok(six)
+}
+
+/// The first time after `after` a schedule (five or six fields) fires, in UTC; `None` for a
+/// schedule [`validate_schedule`] refuses.
+pub fn next_after(
+    schedule: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    parse_schedule(&validate_schedule(schedule).ok()?)
+        .ok()?
+        .find_next_occurrence(&after, false)
+        .ok()
 }
 
 /// Parses a six-field schedule with the settings tokio-cron-scheduler's `Job::new_async`

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod properties;
 pub mod queue;
 pub mod resource;
+pub mod resource_ha;
 pub mod scaling;
 pub mod settings;
 pub mod sigv4;

@@ -12,7 +12,7 @@ use crate::RuntimeError;
 /// The build script, embedded so the binary works without the source tree.
 const BUILD_SCRIPT: &str = include_str!("../../../docker/build-platform.sh");
 /// The resource images' entrypoint, which the script installs next to itself.
-const RESOURCE_ENTRYPOINT: &str = include_str!("../../../docker/resource-entrypoint.sh");
+pub(crate) const RESOURCE_ENTRYPOINT: &str = include_str!("../../../docker/resource-entrypoint.sh");
 
 /// (platform name, image repository) of the catalogue.
 pub const CATALOGUE: &[(&str, &str)] = &[

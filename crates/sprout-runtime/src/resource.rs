@@ -6,6 +6,11 @@
 //! disconnects it. Nothing else shares a network with it, so only the instances of attached
 //! environments can open a connection. Health, dumps and restores run by `exec` of the
 //! image's entrypoint (`sprout-resource health|dump FILE`, docker/resource-entrypoint.sh).
+//! The entrypoint this binary carries is copied into every resource container before it
+//! starts, so an image built by an older Sprout still runs the current one.
+//!
+//! Read replicas (postgres) are more containers of the same image, each with its own volume,
+//! on the resource's private network (where they reach the primary by its container name).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,14 +37,18 @@ use crate::{confined, Runtime, RuntimeError};
 const RESTORE_PATH: &str = "/data/.sprout-restore";
 /// Where a dump is written inside the container before it is copied out.
 const DUMP_DIR: &str = "/data/.sprout-dump";
+/// The entrypoint inside a resource image.
+const ENTRYPOINT_PATH: &str = "/usr/local/bin/sprout-resource";
 /// Output of an exec kept for an error message.
 const MAX_EXEC_OUTPUT: usize = 4096;
 
 /// One resource container to create and start.
 #[derive(Debug, Clone)]
 pub struct ResourceSpec {
-    /// Container, volume and private network name (`sprout-res-<app>-<name>`).
+    /// Container and volume name (`sprout-res-<app>-<name>`, `…-r1` for a replica).
     pub container: String,
+    /// The resource's private network (`sprout-res-<app>-<name>`), shared by its replicas.
+    pub network: String,
     /// The host name instances reach it by on attached networks (the resource's name).
     pub alias: String,
     pub kind: ResourceKind,
@@ -67,7 +76,7 @@ impl Runtime {
     /// an error (a resource is created once). Returns the container id.
     pub async fn create_resource(&self, spec: &ResourceSpec) -> Result<String, RuntimeError> {
         self.ensure_volume(&spec.container, &spec.labels).await?;
-        self.ensure_private_network(&spec.container, &spec.labels)
+        self.ensure_private_network(&spec.network, &spec.labels)
             .await?;
         let memory = i64::from(spec.memory_mib) * 1024 * 1024;
         let host_config = confined(
@@ -75,7 +84,7 @@ impl Runtime {
                 nano_cpus: Some(i64::from(spec.millicpus) * 1_000_000),
                 memory: Some(memory),
                 memory_swap: Some(memory),
-                network_mode: Some(spec.container.clone()),
+                network_mode: Some(spec.network.clone()),
                 // A database that crashes comes back by itself, on its data.
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -93,7 +102,7 @@ impl Runtime {
             spec.pids,
         );
         let mut endpoints = HashMap::new();
-        endpoints.insert(spec.container.clone(), EndpointSettings::default());
+        endpoints.insert(spec.network.clone(), EndpointSettings::default());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
@@ -107,7 +116,7 @@ impl Runtime {
         let created = self.create_named(&spec.container, body).await?;
         let id = created.id;
         if let Err(e) = self.finish_resource_start(&id, spec).await {
-            if let Err(cleanup) = self.remove_resource(&spec.container).await {
+            if let Err(cleanup) = self.remove_resource_container(&spec.container).await {
                 warn!(container = %spec.container, error = %cleanup, "cleanup after failed resource start failed");
             }
             return Err(e);
@@ -121,6 +130,24 @@ impl Runtime {
         id: &str,
         spec: &ResourceSpec,
     ) -> Result<(), RuntimeError> {
+        let entrypoint = single_file_tar(
+            ENTRYPOINT_PATH.trim_start_matches('/'),
+            crate::platform::RESOURCE_ENTRYPOINT.as_bytes(),
+            0o755,
+        )?;
+        self.docker
+            .upload_to_container(
+                id,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(entrypoint.into()),
+            )
+            .await
+            .map_err(|e| {
+                RuntimeError::docker(format!("upload the entrypoint to {}", spec.container), e)
+            })?;
         if let Some(dump) = &spec.restore_from {
             let data = tokio::fs::read(dump).await.map_err(|e| RuntimeError::Io {
                 context: format!("reading snapshot {}", dump.display()),
@@ -163,12 +190,16 @@ impl Runtime {
             .map_err(|e| RuntimeError::docker(format!("create volume {name}"), e))
     }
 
-    /// The resource's own network: internal (no route out) and shared with nobody.
+    /// The resource's own network: internal (no route out) and shared with nobody but its
+    /// replicas. An existing one is kept (Docker would make a second of the same name).
     async fn ensure_private_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
+        if self.network_id(name).await?.is_some() {
+            return Ok(());
+        }
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".to_string()),
@@ -219,16 +250,29 @@ impl Runtime {
         network: &str,
         alias: &str,
     ) -> Result<(), RuntimeError> {
+        self.attach_resource_as(container, network, &[alias.to_string()])
+            .await
+    }
+
+    /// Connects a resource's container to a network where it answers to each of `aliases`
+    /// (a replica: its own host name and the one all replicas share). Already connected is
+    /// fine (the aliases are then those it had).
+    pub async fn attach_resource_as(
+        &self,
+        container: &str,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<(), RuntimeError> {
         let req = NetworkConnectRequest {
             container: Some(container.to_string()),
             endpoint_config: Some(EndpointSettings {
-                aliases: Some(vec![alias.to_string()]),
+                aliases: Some(aliases.to_vec()),
                 ..Default::default()
             }),
         };
         match self.docker.connect_network(network, req).await {
             Ok(()) => {
-                info!(%container, %network, %alias, "resource attached to network");
+                info!(%container, %network, ?aliases, "resource attached to network");
                 Ok(())
             }
             Err(e) if already_connected(&e) => Ok(()),
@@ -367,6 +411,29 @@ impl Runtime {
     /// Removes the resource's container, its volume (its data) and its private network.
     /// Whatever is already gone is fine.
     pub async fn remove_resource(&self, container: &str) -> Result<(), RuntimeError> {
+        self.remove_resource_container(container).await?;
+        self.remove_network(container).await?;
+        info!(%container, "resource removed");
+        Ok(())
+    }
+
+    /// Stops a resource's container (a clean shutdown of its engine, up to 60 s); it stays
+    /// stopped (its restart policy is `unless-stopped`). Fine if it is gone or stopped.
+    pub async fn stop_resource(&self, container: &str) -> Result<(), RuntimeError> {
+        let opts = bollard::query_parameters::StopContainerOptions {
+            signal: None,
+            t: Some(60),
+        };
+        match self.docker.stop_container(container, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(RuntimeError::docker(format!("stop {container}"), e)),
+        }
+    }
+
+    /// Removes one container of a resource (the primary or a replica) and its volume, not
+    /// the private network its replicas may still be on. Whatever is already gone is fine.
+    pub async fn remove_resource_container(&self, container: &str) -> Result<(), RuntimeError> {
         match self
             .docker
             .remove_container(
@@ -397,8 +464,7 @@ impl Runtime {
                 ))
             }
         }
-        self.remove_network(container).await?;
-        info!(%container, "resource removed");
+        info!(%container, "resource container removed");
         Ok(())
     }
 

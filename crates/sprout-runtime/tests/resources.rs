@@ -77,8 +77,10 @@ fn make_spec(
 ) -> (ResourceSpec, Credentials) {
     let name = ResourceName::parse(name).unwrap();
     let creds = Credentials::new(&name, password.to_string()).unwrap();
+    let container = container_name(&format!("rt{sfx}"), &name);
     let spec = ResourceSpec {
-        container: container_name(&format!("rt{sfx}"), &name),
+        network: container.clone(),
+        container,
         alias: name.to_string(),
         kind,
         image: kind.image().to_string(),
@@ -418,4 +420,114 @@ async fn redis_snapshot_restores_exactly_its_keys() {
         "1",
     )
     .await;
+}
+
+/// Polls `sql` through `client` until it prints `expect` (replication is asynchronous).
+fn eventually(network: &str, host: &str, creds: &Credentials, sql: &str, expect: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out) = client(ResourceKind::Postgres, network, host, creds, sql);
+        if ok && out == expect {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}: '{sql}' gave ({ok}) {out}, not {expect}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A postgres primary with a streaming replica (pg_basebackup -R over the private network):
+/// a row written to the primary is read from the replica through the shared read alias, the
+/// replica refuses writes; after the primary stops, the replica is promoted and takes writes.
+#[tokio::test]
+async fn postgres_replica_streams_and_is_promoted() {
+    let rt = runtime().await;
+    ensure_image(&rt, ResourceKind::Postgres).await;
+    let sfx = suffix();
+    let (spec, creds) = make_spec(ResourceKind::Postgres, &sfx, "ledger", "abcdEFGH12345678ij");
+    let creds = creds
+        .with_replication("replREPL12345678xy".to_string())
+        .unwrap();
+    let spec = ResourceSpec {
+        env: creds.container_env(ResourceKind::Postgres),
+        ..spec
+    };
+    let replica = ResourceSpec {
+        container: format!("{}-r1", spec.container),
+        alias: "ledger-r1".to_string(),
+        env: creds.replica_env(ResourceKind::Postgres, &spec.container),
+        ..spec.clone()
+    };
+    let net = format!("sprout-rt-{sfx}-app");
+    let _cleanup = Cleanup {
+        containers: vec![spec.container.clone(), replica.container.clone()],
+        networks: vec![net.clone(), spec.network.clone()],
+        volumes: vec![spec.container.clone(), replica.container.clone()],
+    };
+    rt.create_resource(&spec).await.expect("primary");
+    wait_healthy(&rt, &spec.container).await;
+    rt.create_resource(&replica).await.expect("replica");
+    wait_healthy(&rt, &replica.container).await;
+    rt.ensure_network(&net, &HashMap::new()).await.unwrap();
+    rt.attach_resource(&spec.container, &net, "ledger")
+        .await
+        .unwrap();
+    rt.attach_resource_as(
+        &replica.container,
+        &net,
+        &["ledger-r1".to_string(), "ledger-read".to_string()],
+    )
+    .await
+    .unwrap();
+
+    let (ok, out) = client(
+        ResourceKind::Postgres,
+        &net,
+        "ledger",
+        &creds,
+        "CREATE TABLE t (v int); INSERT INTO t VALUES (1)",
+    );
+    assert!(ok, "{out}");
+    eventually(&net, "ledger-read", &creds, "SELECT sum(v) FROM t", "1");
+    let (ok, out) = client(
+        ResourceKind::Postgres,
+        &net,
+        "ledger-r1",
+        &creds,
+        "INSERT INTO t VALUES (5)",
+    );
+    assert!(
+        !ok && out.contains("read-only"),
+        "a replica took a write: {out}"
+    );
+
+    // Promote: the old primary stops first (its last WAL reaches the replica), then the
+    // replica becomes a primary that takes writes.
+    rt.stop_resource(&spec.container).await.expect("stop");
+    let out = rt
+        .exec_in(
+            &replica.container,
+            vec!["sprout-resource".into(), "promote".into()],
+        )
+        .await
+        .expect("promote exec");
+    assert_eq!(out.code, 0, "{}", out.output);
+    let (ok, out) = client(
+        ResourceKind::Postgres,
+        &net,
+        "ledger-r1",
+        &creds,
+        "INSERT INTO t VALUES (2); SELECT sum(v) FROM t",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().last(), Some("3"), "{out}");
+    rt.remove_resource_container(&spec.container).await.unwrap();
+    rt.remove_resource_container(&replica.container)
+        .await
+        .unwrap();
+    rt.remove_network(&spec.network).await.unwrap();
+    let (_, gone) = docker(&["ps", "-aq", "--filter", &format!("name={}", spec.container)]);
+    assert!(gone.trim().is_empty(), "{gone}");
 }

@@ -10,6 +10,7 @@ mod environments;
 mod events;
 mod operations;
 mod queue;
+mod resource_ha;
 mod resources;
 mod sealed;
 pub mod secret_box;
@@ -36,6 +37,7 @@ pub use operations::OperationState;
 pub use queue::{
     AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };
+pub use resource_ha::ReplicaRow;
 pub use resources::{AttachmentRow, NewResource, ResourceEventRow, ResourceRow, SnapshotRow};
 pub use secret_box::{SecretBox, SecretError};
 pub use users::{AuditRow, TokenRow, UserRow};

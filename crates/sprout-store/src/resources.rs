@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sprout_core::resource::{Credentials, DeletionPolicy, ResourceKind, ResourceStatus, VarPrefix};
+use sprout_core::resource_ha::BackupPolicy;
 use sprout_core::{InstanceType, Severity};
 
 use crate::{now, parse_field, unique_or, Result, Store, StoreError};
@@ -27,6 +28,15 @@ pub struct ResourceRow {
     pub deletion_policy: DeletionPolicy,
     pub coupled_env_id: Option<i64>,
     pub restored_from: Option<i64>,
+    /// Automated backups, if scheduled.
+    pub backup: Option<BackupPolicy>,
+    /// When the schedule last made a backup (None: never; it counts from `created_at`).
+    pub backup_last_at: Option<DateTime<Utc>>,
+    /// The primary's host name when it is not the resource's name (a promoted replica's).
+    pub host: Option<String>,
+    /// The last health check after Available (`healthy`, `unhealthy`) and its time.
+    pub health: Option<String>,
+    pub health_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -46,6 +56,12 @@ struct RawResource {
     deletion_policy: String,
     coupled_env_id: Option<i64>,
     restored_from: Option<i64>,
+    backup_schedule: Option<String>,
+    backup_keep: Option<i64>,
+    backup_last_at: Option<DateTime<Utc>>,
+    host: Option<String>,
+    health: Option<String>,
+    health_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -53,7 +69,8 @@ struct RawResource {
 const SELECT_RESOURCE: &str =
     "SELECT r.id, r.app_id, a.name AS app, r.name, r.kind, r.size, r.status, \
      r.status_reason, r.credentials, r.container, r.deletion_policy, r.coupled_env_id, \
-     r.restored_from, r.created_at, r.updated_at FROM resources r JOIN apps a ON a.id = r.app_id";
+     r.restored_from, r.backup_schedule, r.backup_keep, r.backup_last_at, r.host, r.health, \
+     r.health_at, r.created_at, r.updated_at FROM resources r JOIN apps a ON a.id = r.app_id";
 
 /// What creating a resource records.
 #[derive(Debug, Clone)]
@@ -95,12 +112,15 @@ pub struct SnapshotRow {
     pub file: String,
     pub size_bytes: Option<i64>,
     pub final_snapshot: bool,
+    /// Taken by the backup schedule.
+    pub automated: bool,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const SELECT_SNAPSHOT: &str = "SELECT id, app_id, resource_name, kind, status, file, size_bytes, \
-     final AS final_snapshot, created_at, finished_at FROM resource_snapshots";
+pub(crate) const SELECT_SNAPSHOT: &str =
+    "SELECT id, app_id, resource_name, kind, status, file, size_bytes, \
+     final AS final_snapshot, automated, created_at, finished_at FROM resource_snapshots";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ResourceEventRow {
@@ -141,6 +161,17 @@ impl Store {
             container: raw.container,
             coupled_env_id: raw.coupled_env_id,
             restored_from: raw.restored_from,
+            backup: match (raw.backup_schedule, raw.backup_keep) {
+                (Some(schedule), Some(keep)) => Some(BackupPolicy {
+                    schedule,
+                    keep: u32::try_from(keep).unwrap_or(sprout_core::resource_ha::DEFAULT_KEEP),
+                }),
+                _ => None,
+            },
+            backup_last_at: raw.backup_last_at,
+            host: raw.host,
+            health: raw.health,
+            health_at: raw.health_at,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
         })

@@ -57,6 +57,12 @@ impl Loops {
         {
             let (token, control) = (token.clone(), control.clone());
             tasks.push(tokio::spawn(async move {
+                control.run_resource_upkeep(token).await
+            }));
+        }
+        {
+            let (token, control) = (token.clone(), control.clone());
+            tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(COUNTS_INTERVAL);
                 loop {
                     tokio::select! {

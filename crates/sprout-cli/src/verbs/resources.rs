@@ -21,6 +21,7 @@ fn table(resources: &[Resource]) -> comfy_table::Table {
         "KIND",
         "SIZE",
         "STATUS",
+        "HEALTH",
         "ATTACHED TO",
         "CREATED",
     ]);
@@ -39,6 +40,7 @@ fn table(resources: &[Resource]) -> comfy_table::Table {
             r.kind.to_string(),
             r.size.to_string(),
             r.status.to_string(),
+            r.health.clone().unwrap_or_default(),
             attached.join(", "),
             output::time(&r.created_at),
         ]);
@@ -64,6 +66,40 @@ fn details(r: &Resource) -> String {
         r.username,
         r.password,
     );
+    if let Some(h) = &r.health {
+        out.push_str(&format!(
+            "health    {h}{}\n",
+            r.health_checked_at
+                .as_ref()
+                .map(|t| format!(" (checked {})", output::time(t)))
+                .unwrap_or_default()
+        ));
+    }
+    match &r.backups {
+        Some(b) => out.push_str(&format!(
+            "backups   '{}' (UTC), keeping the newest {}; next {}{}\n",
+            b.schedule,
+            b.keep,
+            b.next_at
+                .as_ref()
+                .map(output::time)
+                .unwrap_or_else(|| "-".to_string()),
+            b.last_at
+                .as_ref()
+                .map(|t| format!(", last {}", output::time(t)))
+                .unwrap_or_default()
+        )),
+        None => out.push_str("backups   (none scheduled)\n"),
+    }
+    if let Some(read) = &r.read_host {
+        let hosts: Vec<&str> = r.replicas.iter().map(|x| x.host.as_str()).collect();
+        out.push_str(&format!(
+            "replicas  {} ({}), read endpoint {read}:{}\n",
+            r.replicas.len(),
+            hosts.join(", "),
+            r.port
+        ));
+    }
     if r.attachments.is_empty() {
         out.push_str("attached  (none)\n");
     }
@@ -87,7 +123,7 @@ fn details(r: &Resource) -> String {
 
 fn snapshots_table(snaps: &[Snapshot]) -> comfy_table::Table {
     let mut t = output::table(&[
-        "ID", "RESOURCE", "KIND", "STATUS", "SIZE", "FINAL", "CREATED",
+        "ID", "RESOURCE", "KIND", "STATUS", "SIZE", "TAKEN BY", "CREATED",
     ]);
     for s in snaps {
         t.add_row(vec![
@@ -98,7 +134,14 @@ fn snapshots_table(snaps: &[Snapshot]) -> comfy_table::Table {
             s.size_bytes
                 .map(|b| indicatif::HumanBytes(u64::try_from(b).unwrap_or(0)).to_string())
                 .unwrap_or_default(),
-            if s.final_snapshot { "yes" } else { "" }.to_string(),
+            if s.final_snapshot {
+                "final"
+            } else if s.automated {
+                "backup schedule"
+            } else {
+                "user"
+            }
+            .to_string(),
             output::time(&s.created_at),
         ]);
     }
@@ -155,6 +198,9 @@ pub(super) async fn run(global: &GlobalArgs, command: ResourceCommand) -> Result
             kind,
             size,
             deletion_policy,
+            replicas,
+            backup,
+            keep,
             wait,
         } => {
             let req = CreateResource {
@@ -162,6 +208,9 @@ pub(super) async fn run(global: &GlobalArgs, command: ResourceCommand) -> Result
                 kind,
                 size,
                 deletion_policy,
+                replicas,
+                backup,
+                keep,
             };
             let r = c.create_resource(&app, &req).await?;
             println!("creating {} resource '{}' in {}", r.kind, r.name, r.app);
@@ -169,6 +218,24 @@ pub(super) async fn run(global: &GlobalArgs, command: ResourceCommand) -> Result
                 let r = wait_resource(&c, &app, &name, |r| r.status == ResourceStatus::Available)
                     .await?;
                 println!("resource '{}' is {}", r.name, r.status);
+            }
+        }
+        ResourceCommand::Promote {
+            name,
+            replica,
+            app,
+            wait,
+        } => {
+            let app = c.resource_app(&name, app.as_deref()).await?;
+            c.promote_resource(&app, &name, replica).await?;
+            println!("promoting replica {replica} of '{name}'; attached environments roll onto it");
+            if wait {
+                let host = sprout_core::resource_ha::replica_host(&name, replica);
+                let r = wait_resource(&c, &app, &name, |r| {
+                    r.status == ResourceStatus::Available && r.host == host
+                })
+                .await?;
+                println!("'{}' is {}; its primary is {}", r.name, r.status, r.host);
             }
         }
         ResourceCommand::Show { name, app, json } => {

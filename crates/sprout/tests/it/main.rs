@@ -14,6 +14,7 @@ mod harness;
 mod openapi;
 mod operations;
 mod resources;
+mod resources_ha;
 mod scaling;
 mod secrets;
 mod shop;

@@ -13,24 +13,24 @@ use sprout_core::Mode;
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn dbapp_dir() -> PathBuf {
+pub(crate) fn dbapp_dir() -> PathBuf {
     testapp_dir().join("../dbapp")
 }
 
 /// The resource images are built by .ci/run (docker/build-platform.sh postgres); a missing
 /// one fails the test rather than spending minutes building it here.
-fn require_resource_images() {
+pub(crate) fn require_resource_images() {
     if let Err(missing) = sprout_testkit::docker_ready(&["sprout/resource-postgres"]) {
         panic!("resource image missing ({missing:?}): run docker/build-platform.sh postgres (.ci/run does)");
     }
 }
 
-fn ok(out: &std::process::Output, what: &str) -> String {
+pub(crate) fn ok(out: &std::process::Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", stderr(out));
     stdout(out)
 }
 
-fn fails_with(out: &std::process::Output, needle: &str) {
+pub(crate) fn fails_with(out: &std::process::Output, needle: &str) {
     assert!(
         !out.status.success(),
         "expected failure, got: {}",
@@ -41,12 +41,12 @@ fn fails_with(out: &std::process::Output, needle: &str) {
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 }
 
-fn show(server: &TestServer, name: &str) -> Resource {
+pub(crate) fn show(server: &TestServer, name: &str) -> Resource {
     let out = server.cli(&["resource", "show", name, "--json"]);
     serde_json::from_str(&ok(&out, "resource show")).expect("resource json")
 }
 
-async fn get_json(server: &TestServer, host: &str, path: &str) -> Value {
+pub(crate) async fn get_json(server: &TestServer, host: &str, path: &str) -> Value {
     let r = server
         .get_via_balancer(host, path)
         .await

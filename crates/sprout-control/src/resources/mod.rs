@@ -1,6 +1,12 @@
-//! Attached resources (issue 15): create, attach, detach, snapshot, restore, delete. The
-//! rules are in `sprout_core::resource`; the container work in `sprout_runtime`; this module
-//! orders the steps, records them, and rolls environments whose variables change.
+//! Attached resources (issue 15): create, attach, detach (here), snapshots, restore, delete
+//! and automated backups (`snapshots`), read replicas and promotion (`replicas`), the loop of
+//! backups and health checks (`upkeep`). The rules are in `sprout_core::resource` and
+//! `sprout_core::resource_ha`; the container work in `sprout_runtime`; this module orders the
+//! steps, records them, and rolls environments whose variables change.
+
+mod replicas;
+mod snapshots;
+mod upkeep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,9 +18,10 @@ use sprout_core::resource::{
     self as domain, AttachedAs, Credentials, DeletionPolicy, Endpoint, ResourceKind, ResourceOp,
     ResourceStatus, VarPrefix,
 };
+use sprout_core::resource_ha::{self as ha, BackupPolicy};
 use sprout_core::{EnvName, InstanceType, ResourceName, Severity};
 use sprout_runtime::ResourceSpec;
-use sprout_store::{EnvRow, NewResource, ResourceRow, SnapshotRow};
+use sprout_store::{EnvRow, NewResource, ReplicaRow, ResourceRow, SnapshotRow};
 
 use crate::{Control, ControlError, Result};
 
@@ -39,12 +46,34 @@ fn conflict(e: domain::ResourceError) -> ControlError {
     ControlError::Conflict(e.to_string())
 }
 
-/// Where instances reach a resource: its name, on every attached environment's network.
+/// Where instances reach a resource's primary, on every attached environment's network: its
+/// name, or a promoted replica's host name.
 fn endpoint(r: &ResourceRow) -> Endpoint {
     Endpoint {
-        host: r.name.clone(),
+        host: primary_host(r),
         port: r.kind.port(),
     }
+}
+
+fn primary_host(r: &ResourceRow) -> String {
+    r.host.clone().unwrap_or_else(|| r.name.clone())
+}
+
+/// Where instances read from when the resource has replicas (all of them answer to it).
+fn read_endpoint(r: &ResourceRow, replicas: &[ReplicaRow]) -> Option<Endpoint> {
+    (!replicas.is_empty()).then(|| Endpoint {
+        host: ha::read_host(&r.name),
+        port: r.kind.port(),
+    })
+}
+
+/// The resource's private network: named after its first container, shared by its replicas,
+/// kept when a replica is promoted.
+fn private_network(r: &ResourceRow) -> Result<String> {
+    Ok(domain::container_name(
+        &r.app,
+        &ResourceName::parse(&r.name)?,
+    ))
 }
 
 impl Control {
@@ -69,8 +98,10 @@ impl Control {
         } else {
             r.credentials.masked()
         };
+        let replicas = self.store().replicas(r.id).await?;
+        let read = read_endpoint(r, &replicas);
         let variables: BTreeMap<String, String> =
-            domain::variables(r.kind, &creds, &endpoint(r), None, None)
+            domain::variables(r.kind, &creds, &endpoint(r), read.as_ref(), None)
                 .into_iter()
                 .collect();
         let attachments = self
@@ -93,13 +124,34 @@ impl Control {
             status: r.status,
             status_reason: r.status_reason.clone(),
             deletion_policy: r.deletion_policy,
-            host: r.name.clone(),
+            host: primary_host(r),
             port: r.kind.port(),
             database: creds.database.clone(),
             username: creds.username.clone(),
             password: creds.password.clone(),
             variables,
             attachments,
+            backups: r.backup.as_ref().map(|b| api::Backups {
+                schedule: b.schedule.clone(),
+                keep: b.keep,
+                next_at: b.next_after(
+                    r.backup_last_at
+                        .unwrap_or(r.created_at)
+                        .max(chrono::Utc::now()),
+                ),
+                last_at: r.backup_last_at,
+            }),
+            replicas: replicas
+                .iter()
+                .map(|rep| api::Replica {
+                    index: u32::try_from(rep.idx).unwrap_or(0),
+                    host: ha::replica_host(&r.name, u32::try_from(rep.idx).unwrap_or(0)),
+                    created_at: rep.created_at,
+                })
+                .collect(),
+            read_host: read.map(|e| e.host),
+            health: r.health.clone(),
+            health_checked_at: r.health_at,
             restored_from: r.restored_from,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -118,6 +170,7 @@ impl Control {
             status: s.status.clone(),
             size_bytes: s.size_bytes,
             final_snapshot: s.final_snapshot,
+            automated: s.automated,
             created_at: s.created_at,
             finished_at: s.finished_at,
         })
@@ -193,21 +246,37 @@ impl Control {
             Some(p) => p.parse().map_err(invalid)?,
             None => DeletionPolicy::default(),
         };
+        let replicas = req.replicas.unwrap_or(0);
+        ha::check_replicas(kind, name.as_str(), replicas).map_err(invalid)?;
+        let backup = BackupPolicy::parse(req.backup.as_deref(), req.keep).map_err(invalid)?;
         self.check_instance_type(size).await?;
         let row = self
-            .insert_resource(app, &name, kind, size, policy, None)
+            .insert_resource(app, &name, kind, size, policy, None, replicas > 0)
             .await?;
+        if let Some(b) = &backup {
+            self.store().set_resource_backup(row.id, Some(b)).await?;
+        }
+        let row = self.store().resource_by_id(row.id).await?;
         let who = by.unwrap_or("system");
+        let mut extra = String::new();
+        if replicas > 0 {
+            extra.push_str(&format!(", {replicas} read replica(s)"));
+        }
+        if let Some(b) = &backup {
+            extra.push_str(&format!(", backups on '{}' keeping {}", b.schedule, b.keep));
+        }
         self.resource_event(
             &row,
             Severity::Info,
-            &format!("creating {kind} resource '{name}' ({size}) (by {who})"),
+            &format!("creating {kind} resource '{name}' ({size}{extra}) (by {who})"),
         )
         .await;
-        self.spawn_provision(row.clone(), None);
+        self.spawn_provision(row.clone(), None, replicas);
         self.resource_view(&row, Role::Admin).await
     }
 
+    // The columns of a new resource, each its own argument (a struct would only rename them).
+    #[allow(clippy::too_many_arguments)]
     async fn insert_resource(
         &self,
         app: &str,
@@ -216,8 +285,12 @@ impl Control {
         size: InstanceType,
         policy: DeletionPolicy,
         restored_from: Option<i64>,
+        replication: bool,
     ) -> Result<ResourceRow> {
-        let creds = Credentials::new(name, password()).map_err(invalid)?;
+        let mut creds = Credentials::new(name, password()).map_err(invalid)?;
+        if replication {
+            creds = creds.with_replication(password()).map_err(invalid)?;
+        }
         let container = domain::container_name(app, name);
         Ok(self
             .store()
@@ -235,11 +308,18 @@ impl Control {
             .await?)
     }
 
-    fn spawn_provision(&self, row: ResourceRow, restore: Option<PathBuf>) {
+    fn spawn_provision(&self, row: ResourceRow, restore: Option<PathBuf>, replicas: u32) {
         let control = self.clone();
         tokio::spawn(async move {
             let from = row.status;
-            match control.provision(&row, restore).await {
+            let mut done = control.provision(&row, restore).await;
+            for index in 1..=replicas {
+                if done.is_err() {
+                    break;
+                }
+                done = control.add_replica(&row, index).await;
+            }
+            match done {
                 Ok(()) => {
                     let _ = control
                         .store()
@@ -263,25 +343,23 @@ impl Control {
         });
     }
 
-    /// Builds the image if missing, starts the container, waits until the engine answers.
-    async fn provision(&self, r: &ResourceRow, restore: Option<PathBuf>) -> Result<()> {
-        let image = r.kind.image();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let build = async move { self.runtime().ensure_platform(image, &tx).await };
-        let log = async {
-            while let Some(line) = rx.recv().await {
-                self.resource_event(r, Severity::Info, &line).await;
-            }
-        };
-        let (built, ()) = tokio::join!(build, log);
-        built.map_err(|e| ControlError::Unavailable(e.to_string()))?;
+    /// The container of a resource (its primary, or a replica): its limits, labels and
+    /// private network.
+    fn resource_spec(
+        &self,
+        r: &ResourceRow,
+        container: &str,
+        env: Vec<String>,
+        restore_from: Option<PathBuf>,
+    ) -> Result<ResourceSpec> {
         let limits = r.size.limits();
-        let spec = ResourceSpec {
-            container: r.container.clone(),
+        Ok(ResourceSpec {
+            container: container.to_string(),
+            network: private_network(r)?,
             alias: r.name.clone(),
             kind: r.kind,
-            image: image.to_string(),
-            env: r.credentials.container_env(r.kind),
+            image: r.kind.image().to_string(),
+            env,
             // Not `sprout.server`: the instance loops own what carries that label and would
             // remove a container of no environment as an orphan.
             labels: BTreeMap::from([
@@ -294,15 +372,19 @@ impl Control {
             millicpus: limits.millicpus,
             memory_mib: limits.memory_mib,
             pids: limits.pids.max(256),
-            restore_from: restore,
-        };
+            restore_from,
+        })
+    }
+
+    /// Starts a resource container and waits until its engine answers.
+    async fn start_resource_container(&self, r: &ResourceRow, spec: &ResourceSpec) -> Result<()> {
         self.runtime()
-            .create_resource(&spec)
+            .create_resource(spec)
             .await
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
         let deadline = Instant::now() + self.config().operation_timeout;
         loop {
-            match self.runtime().resource_healthy(&r.container).await {
+            match self.runtime().resource_healthy(&spec.container).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => tracing::debug!(resource = %r.name, error = %e, "health check failed"),
@@ -317,6 +399,27 @@ impl Control {
         }
     }
 
+    /// Builds the image if missing, starts the container, waits until the engine answers.
+    async fn provision(&self, r: &ResourceRow, restore: Option<PathBuf>) -> Result<()> {
+        let image = r.kind.image();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let build = async move { self.runtime().ensure_platform(image, &tx).await };
+        let log = async {
+            while let Some(line) = rx.recv().await {
+                self.resource_event(r, Severity::Info, &line).await;
+            }
+        };
+        let (built, ()) = tokio::join!(build, log);
+        built.map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        let spec = self.resource_spec(
+            r,
+            &r.container,
+            r.credentials.container_env(r.kind),
+            restore,
+        )?;
+        self.start_resource_container(r, &spec).await
+    }
+
     /// The variables an instance of `env` gets from its attached resources. A resource that
     /// cannot be read is left out (and logged): it is never a reason not to start.
     pub(crate) async fn resource_env_vars(&self, env: &EnvRow) -> Vec<String> {
@@ -329,13 +432,20 @@ impl Control {
         };
         let mut vars = Vec::new();
         for a in attachments.into_iter().filter(|a| a.state != "detaching") {
-            match self.store().resource_by_id(a.resource_id).await {
-                Ok(r) => vars.extend(
+            let found = match self.store().resource_by_id(a.resource_id).await {
+                Ok(r) => match self.store().replicas(r.id).await {
+                    Ok(replicas) => Ok((r, replicas)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok((r, replicas)) => vars.extend(
                     domain::variables(
                         r.kind,
                         &r.credentials,
                         &endpoint(&r),
-                        None,
+                        read_endpoint(&r, &replicas).as_ref(),
                         a.prefix.as_ref(),
                     )
                     .into_iter()
@@ -383,10 +493,7 @@ impl Control {
                 env.name
             )));
         }
-        self.runtime()
-            .attach_resource(&r.container, &self.network_of(&env), &r.name)
-            .await
-            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        self.connect_resource(&r, &self.network_of(&env)).await?;
         self.store()
             .attach_resource(r.id, env.id, prefix.as_ref())
             .await?;
@@ -408,7 +515,7 @@ impl Control {
             &format!("attached to '{}'{shown} (by {who})", env.name),
         )
         .await;
-        self.spawn_roll(env, r.id, None);
+        self.spawn_roll(env, r.id, Vec::new());
         self.resource_view(&r, Role::Admin).await
     }
 
@@ -460,34 +567,25 @@ impl Control {
             &format!("detached from '{}' (by {who})", env.name),
         )
         .await;
-        self.spawn_roll(env, r.id, Some(r.container.clone()));
+        let mut containers = vec![r.container.clone()];
+        containers.extend(
+            self.store()
+                .replicas(r.id)
+                .await?
+                .into_iter()
+                .map(|rep| rep.container),
+        );
+        self.spawn_roll(env, r.id, containers);
         self.resource_view(&r, Role::Admin).await
     }
 
     /// Replaces the environment's instances one at a time (like a restart), so each new one
     /// gets the current variables; then, for a detach, disconnects the resource.
-    fn spawn_roll(&self, env: EnvRow, resource_id: i64, disconnect: Option<String>) {
+    fn spawn_roll(&self, env: EnvRow, resource_id: i64, disconnect: Vec<String>) {
         let control = self.clone();
         tokio::spawn(async move {
-            let ids: Vec<String> = match control.env_containers(&env).await {
-                Ok(cs) => cs
-                    .iter()
-                    .filter(|c| c.running)
-                    .filter_map(|c| c.labels.get("sprout.instance").cloned())
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(env = %env.name, error = %e, "cannot list instances to roll");
-                    Vec::new()
-                }
-            };
-            if let Err(e) = control.rolling_restart(&env, ids).await {
-                tracing::warn!(env = %env.name, error = %e, "rolling for a resource change stopped");
-                let _ = control
-                    .store()
-                    .add_event(env.id, Severity::Warn, &format!("rolling stopped: {e}"))
-                    .await;
-            }
-            if let Some(container) = disconnect {
+            control.roll_instances(&env).await;
+            for container in disconnect {
                 if let Err(e) = control
                     .runtime()
                     .detach_resource(&container, &control.network_of(&env))
@@ -502,261 +600,26 @@ impl Control {
         });
     }
 
-    /// Takes a logical snapshot (`Available` → `Snapshotting` → `Available`).
-    pub async fn snapshot_resource(
-        &self,
-        app: &str,
-        name: &str,
-        by: Option<&str>,
-    ) -> Result<api::Snapshot> {
-        let r = self.resource_of(app, name).await?;
-        let snap = self.begin_snapshot(&r, false).await?;
-        let who = by.unwrap_or("system");
-        self.resource_event(
-            &r,
-            Severity::Info,
-            &format!("snapshot {} started (by {who})", snap.id),
-        )
-        .await;
-        let control = self.clone();
-        let view = self.snapshot_view(&snap, &r.app)?;
-        tokio::spawn(async move {
-            control.take_snapshot(&r, &snap).await;
-            let _ = control
-                .store()
-                .set_resource_status(
-                    r.id,
-                    ResourceStatus::Snapshotting,
-                    ResourceStatus::Available,
-                    None,
-                )
-                .await;
-        });
-        Ok(view)
-    }
-
-    async fn begin_snapshot(&self, r: &ResourceRow, final_snapshot: bool) -> Result<SnapshotRow> {
-        let to = domain::transition(r.status, ResourceOp::Snapshot).map_err(conflict)?;
-        if !self
-            .store()
-            .set_resource_status(r.id, r.status, to, None)
-            .await?
-        {
-            return Err(ControlError::Conflict(format!(
-                "resource '{}' changed meanwhile; try again",
-                r.name
-            )));
-        }
-        let ext = r.kind.dump_file();
-        let name = r.name.clone();
-        Ok(self
-            .store()
-            .begin_snapshot(
-                r,
-                move |id| format!("snapshots/{id}-{name}-{ext}"),
-                final_snapshot,
-            )
-            .await?)
-    }
-
-    /// Dumps into the snapshot's file and records the outcome. Returns whether it worked.
-    async fn take_snapshot(&self, r: &ResourceRow, snap: &SnapshotRow) -> bool {
-        let path = self.snapshot_path(&snap.file);
-        match self
-            .runtime()
-            .snapshot_resource(&r.container, r.kind, &path)
-            .await
-        {
-            Ok(size) => {
-                let _ = self.store().finish_snapshot(snap.id, Some(size)).await;
-                self.resource_event(
-                    r,
-                    Severity::Info,
-                    &format!("snapshot {} taken ({size} bytes)", snap.id),
-                )
-                .await;
-                true
-            }
+    /// Replaces the environment's running instances one at a time so each new one gets the
+    /// current variables. A roll that stops is an event, not an error.
+    async fn roll_instances(&self, env: &EnvRow) {
+        let ids: Vec<String> = match self.env_containers(env).await {
+            Ok(cs) => cs
+                .iter()
+                .filter(|c| c.running)
+                .filter_map(|c| c.labels.get("sprout.instance").cloned())
+                .collect(),
             Err(e) => {
-                let _ = self.store().finish_snapshot(snap.id, None).await;
-                self.resource_event(
-                    r,
-                    Severity::Error,
-                    &format!("snapshot {} failed: {e}", snap.id),
-                )
-                .await;
-                false
+                tracing::warn!(env = %env.name, error = %e, "cannot list instances to roll");
+                Vec::new()
             }
-        }
-    }
-
-    pub async fn resource_snapshots(&self, app: &str, name: &str) -> Result<Vec<api::Snapshot>> {
-        let name = ResourceName::parse(name)?;
-        let app_row = self
-            .store()
-            .get_app(app)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("application '{app}' not found")))?;
-        self.store()
-            .snapshots_of(name.as_str())
-            .await?
-            .iter()
-            .filter(|s| s.app_id == app_row.id)
-            .map(|s| self.snapshot_view(s, app))
-            .collect()
-    }
-
-    /// A new resource from a snapshot (`Restoring` → `Available`), same kind and application.
-    pub async fn restore_snapshot(
-        &self,
-        snapshot_id: i64,
-        req: &api::RestoreRequest,
-        by: Option<&str>,
-    ) -> Result<api::Resource> {
-        let to = ResourceName::parse(&req.to)?;
-        let snap =
-            self.store().snapshot(snapshot_id).await?.ok_or_else(|| {
-                ControlError::NotFound(format!("snapshot {snapshot_id} not found"))
-            })?;
-        if snap.status != "available" {
-            return Err(ControlError::Conflict(format!(
-                "snapshot {snapshot_id} is {}, not available",
-                snap.status
-            )));
-        }
-        let file = self.snapshot_path(&snap.file);
-        if !tokio::fs::try_exists(&file).await.unwrap_or(false) {
-            return Err(ControlError::Conflict(format!(
-                "snapshot {snapshot_id}'s file is missing from the data directory"
-            )));
-        }
-        let kind: ResourceKind = snap
-            .kind
-            .parse()
-            .map_err(|e| ControlError::Internal(format!("snapshot {snapshot_id}: {e}")))?;
-        let app = self
-            .store()
-            .list_apps()
-            .await?
-            .into_iter()
-            .find(|a| a.id == snap.app_id)
-            .ok_or_else(|| {
-                ControlError::NotFound(format!("snapshot {snapshot_id}'s application is gone"))
-            })?;
-        self.check_instance_type(kind.default_size()).await?;
-        let row = self
-            .insert_resource(
-                &app.name,
-                &to,
-                kind,
-                kind.default_size(),
-                DeletionPolicy::default(),
-                Some(snapshot_id),
-            )
-            .await?;
-        let who = by.unwrap_or("system");
-        self.resource_event(
-            &row,
-            Severity::Info,
-            &format!(
-                "restoring snapshot {snapshot_id} of '{}' (by {who})",
-                snap.resource_name
-            ),
-        )
-        .await;
-        self.spawn_provision(row.clone(), Some(file));
-        self.resource_view(&row, Role::Admin).await
-    }
-
-    /// Deletes a resource no environment uses: a final snapshot first (unless skipped or
-    /// its policy says `delete`), then the container and its data.
-    pub async fn delete_resource(
-        &self,
-        app: &str,
-        name: &str,
-        skip_final_snapshot: bool,
-        by: Option<&str>,
-    ) -> Result<api::Resource> {
-        let r = self.resource_of(app, name).await?;
-        let attached: Vec<EnvName> = self
-            .store()
-            .attachments(Some(r.id), None)
-            .await?
-            .iter()
-            .filter_map(|a| EnvName::parse(&a.env).ok())
-            .collect();
-        domain::check_delete(&ResourceName::parse(&r.name)?, &attached).map_err(conflict)?;
-        let to = domain::transition(r.status, ResourceOp::Delete).map_err(conflict)?;
-        let final_snapshot = domain::final_snapshot(r.deletion_policy, skip_final_snapshot)
-            .unwrap_or(!skip_final_snapshot)
-            && r.status == ResourceStatus::Available;
-        // The final snapshot's row is made before the status moves, so it is listed at once.
-        let snap = if final_snapshot {
-            let ext = r.kind.dump_file();
-            let n = r.name.clone();
-            Some(
-                self.store()
-                    .begin_snapshot(&r, move |id| format!("snapshots/{id}-{n}-{ext}"), true)
-                    .await?,
-            )
-        } else {
-            None
         };
-        if !self
-            .store()
-            .set_resource_status(r.id, r.status, to, None)
-            .await?
-        {
-            if let Some(s) = &snap {
-                let _ = self.store().finish_snapshot(s.id, None).await;
-            }
-            return Err(ControlError::Conflict(format!(
-                "resource '{}' changed meanwhile; try again",
-                r.name
-            )));
+        if let Err(e) = self.rolling_restart(env, ids).await {
+            tracing::warn!(env = %env.name, error = %e, "rolling for a resource change stopped");
+            let _ = self
+                .store()
+                .add_event(env.id, Severity::Warn, &format!("rolling stopped: {e}"))
+                .await;
         }
-        let who = by.unwrap_or("system");
-        self.resource_event(&r, Severity::Info, &format!("deleting (by {who})"))
-            .await;
-        let view = self
-            .resource_view(&self.store().resource_by_id(r.id).await?, Role::Admin)
-            .await?;
-        let control = self.clone();
-        tokio::spawn(async move {
-            if let Some(snap) = snap {
-                if !control.take_snapshot(&r, &snap).await {
-                    let _ = control
-                        .store()
-                        .set_resource_status(
-                            r.id,
-                            ResourceStatus::Deleting,
-                            ResourceStatus::Failed,
-                            Some("the final snapshot failed; nothing was deleted"),
-                        )
-                        .await;
-                    return;
-                }
-            }
-            match control.runtime().remove_resource(&r.container).await {
-                Ok(()) => {
-                    if let Err(e) = control.store().delete_resource(r.id).await {
-                        tracing::warn!(resource = %r.name, error = %e, "removing the resource's row failed");
-                    }
-                }
-                Err(e) => {
-                    let reason = format!("removing the container failed: {e}");
-                    let _ = control
-                        .store()
-                        .set_resource_status(
-                            r.id,
-                            ResourceStatus::Deleting,
-                            ResourceStatus::Failed,
-                            Some(&reason),
-                        )
-                        .await;
-                }
-            }
-        });
-        Ok(view)
     }
 }
