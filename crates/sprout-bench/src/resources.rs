@@ -62,6 +62,9 @@ async fn time_create(server: &Server, app: &str, name: &str, kind: &str) -> Resu
         kind: kind.into(),
         size: Some("micro".into()),
         deletion_policy: None,
+        replicas: None,
+        backup: None,
+        keep: None,
     };
     server.client.create_resource(app, &req).await?;
     loop {
