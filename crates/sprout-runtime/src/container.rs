@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::CreateContainerOptions;
 
 use crate::error::is_not_found;
@@ -37,6 +40,48 @@ pub(crate) fn confined(host: HostConfig, pids: u32) -> HostConfig {
         }),
         ..host
     }
+}
+
+/// The size of a long-running container (an instance, a resource).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Size {
+    pub(crate) millicpus: u32,
+    pub(crate) memory_mib: u32,
+    /// Most processes and threads at once.
+    pub(crate) pids: u32,
+}
+
+/// A long-running container's host and network settings: `size` (memory with no swap on
+/// top, so a size means what it says), attached to `network` only, with no port published,
+/// restarted by Docker per `restart`; `host` adds anything else (mounts). Confined as
+/// [`confined`] says.
+pub(crate) fn on_network(
+    host: HostConfig,
+    network: &str,
+    size: Size,
+    restart: RestartPolicyNameEnum,
+) -> (HostConfig, NetworkingConfig) {
+    let memory = i64::from(size.memory_mib) * 1024 * 1024;
+    let host = confined(
+        HostConfig {
+            nano_cpus: Some(i64::from(size.millicpus) * 1_000_000),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            network_mode: Some(network.to_string()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            publish_all_ports: Some(false),
+            ..host
+        },
+        size.pids,
+    );
+    let endpoints = HashMap::from([(network.to_string(), EndpointSettings::default())]);
+    let networking = NetworkingConfig {
+        endpoints_config: Some(endpoints),
+    };
+    (host, networking)
 }
 
 impl Runtime {

@@ -6,10 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
-    RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
     StatsOptions, StopContainerOptions,
@@ -18,7 +15,7 @@ use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::error::{is_not_found, status_of};
-use crate::{bake, confined, label_filters, Runtime, RuntimeError};
+use crate::{bake, label_filters, on_network, Runtime, RuntimeError, Size};
 
 /// How long `start_instance` waits for the engine to report an address.
 const ADDRESS_WAIT: Duration = Duration::from_secs(3);
@@ -103,26 +100,17 @@ impl Runtime {
         &self,
         spec: &InstanceSpec,
     ) -> Result<StartedInstance, RuntimeError> {
-        let memory = i64::from(spec.memory_mib) * 1024 * 1024;
-        let host_config = confined(
-            HostConfig {
-                nano_cpus: Some(i64::from(spec.millicpus) * 1_000_000),
-                memory: Some(memory),
-                // Equal to memory: no swap on top of the limit, so an instance type means what it says.
-                memory_swap: Some(memory),
-                network_mode: Some(spec.network.clone()),
-                // The control plane replaces dead instances; Docker restarting them would fight it.
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::NO),
-                    maximum_retry_count: None,
-                }),
-                publish_all_ports: Some(false),
-                ..Default::default()
+        // The control plane replaces dead instances; Docker restarting them would fight it.
+        let (host_config, networking) = on_network(
+            HostConfig::default(),
+            &spec.network,
+            Size {
+                millicpus: spec.millicpus,
+                memory_mib: spec.memory_mib,
+                pids: spec.pids,
             },
-            spec.pids,
+            RestartPolicyNameEnum::NO,
         );
-        let mut endpoints = HashMap::new();
-        endpoints.insert(spec.network.clone(), EndpointSettings::default());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
@@ -134,9 +122,7 @@ impl Runtime {
             labels: Some(spec.labels.clone()),
             user: spec.user.clone(),
             host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(endpoints),
-            }),
+            networking_config: Some(networking),
             ..Default::default()
         };
         let created = self.create_named(&spec.name, body).await?;

@@ -21,7 +21,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
-pub(crate) use container::confined;
+pub(crate) use container::{confined, on_network, Size};
 use error::is_not_found;
 pub use error::RuntimeError;
 pub use instance::{ContainerInfo, InstanceSpec, StartedInstance};
