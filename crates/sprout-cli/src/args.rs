@@ -14,7 +14,7 @@ pub struct GlobalArgs {
 }
 
 /// A struct naming one application by positional `APP` or `--app APP` (either, not both),
-/// with the help text given; `required` when one of the two must be there.
+/// with the help text given; `required_unless_present` when one of the two must be given.
 macro_rules! app_args {
     ($(#[$doc:meta])* $name:ident, $app_doc:tt, $flag_doc:tt $(, $required:ident)?) => {
         $(#[$doc])*
@@ -24,12 +24,7 @@ macro_rules! app_args {
             #[arg(value_name = "APP" $(, $required = "app_flag")?)]
             app: Option<String>,
             #[doc = $flag_doc]
-            #[arg(
-                long = "app",
-                id = "app_flag",
-                value_name = "APP",
-                conflicts_with = "app"
-            )]
+            #[arg(long = "app", id = "app_flag", value_name = "APP", conflicts_with = "app")]
             app_flag: Option<String>,
         }
 
