@@ -2,8 +2,13 @@
 //! verbs do with them is in `verbs`.
 
 use sprout_core::auth::Role;
-use sprout_core::{properties, BatchSize, Bootstrap, InstanceType, Mode, Policy, Tier};
+use sprout_core::{Bootstrap, InstanceType, Mode, Policy, Tier};
 use std::path::PathBuf;
+
+mod values;
+pub use values::{
+    parse_batch, parse_duration_arg, parse_key_value, parse_property, parse_setting, parse_sticky,
+};
 
 /// Options every client verb takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -663,68 +668,11 @@ pub enum ResourceCommand {
 /// The platform images `sprout platform build` builds when none is named.
 pub const PLATFORMS: &[&str] = &["python", "static"];
 
-/// Splits `KEY=VALUE` at the first `=` (the value may hold more).
-fn split_key_value(s: &str) -> Result<(&str, &str), String> {
-    s.split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
-}
-
-/// Parses `KEY=VALUE` whose key is a shell-style variable name (a queue message attribute).
-pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    let (key, value) = split_key_value(s)?;
-    if !properties::is_variable_name(key) {
-        return Err(format!(
-            "invalid key '{key}': use letters, digits and '_', not starting with a digit"
-        ));
-    }
-    Ok((key.to_string(), value.to_string()))
-}
-
-/// Parses an environment property's `KEY=VALUE`; the key must pass the server's own rule.
-pub fn parse_property(s: &str) -> Result<(String, String), String> {
-    let (key, value) = split_key_value(s)?;
-    properties::check_key(key).map_err(|e| e.to_string())?;
-    Ok((key.to_string(), value.to_string()))
-}
-
-/// Parses a setting's `KEY=VALUE` (the server checks the name and the value).
-pub fn parse_setting(s: &str) -> Result<(String, String), String> {
-    let (key, value) = split_key_value(s)?;
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(format!("expected KEY=VALUE, got '{s}'"));
-    }
-    Ok((key.to_string(), value.trim().to_string()))
-}
-
-/// Checks a batch size, `N` or `N%`.
-pub fn parse_batch(s: &str) -> Result<String, String> {
-    BatchSize::parse(s)
-        .map(|b| b.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Checks a duration like `20s`, `500ms`, `2m` or `1h`.
-pub fn parse_duration_arg(s: &str) -> Result<String, String> {
-    sprout_core::settings::parse_duration("duration", s)
-        .map(|_| s.trim().to_string())
-        .map_err(|_| format!("'{s}' is not a duration like 20s, 500ms or 2m"))
-}
-
-/// `--sticky`'s value: `on`, `off` or a cookie lifetime.
-pub fn parse_sticky(s: &str) -> Result<String, String> {
-    match s.trim() {
-        v @ ("on" | "off") => Ok(v.to_string()),
-        d => {
-            parse_duration_arg(d).map_err(|_| format!("'{s}' is not on, off or a duration like 1h"))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
+    use sprout_core::properties;
 
     #[derive(Debug, Parser)]
     #[command(name = "sprout")]
