@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sprout_core::api::CreateEnvironment;
 use sprout_core::resource::api::{AttachRequest, CreateResource};
-use sprout_core::resource::ResourceStatus;
+use sprout_core::resource::{AttachmentState, ResourceStatus};
 use sprout_core::{EnvStatus, InstanceType, Mode};
 
 use crate::control::{self, Server};
@@ -130,7 +130,7 @@ async fn measure(opts: &Opts, server: &Server, app: &str, envs: &[String; 2]) ->
             let r = server.client.get_resource(app, name).await.ok()?;
             r.attachments
                 .iter()
-                .any(|a| a.environment == *store_env && a.state == "attached")
+                .any(|a| a.environment == *store_env && a.state == AttachmentState::Attached)
                 .then_some(())
         })
         .await

@@ -27,6 +27,13 @@ string_enum!(
     }
 );
 string_enum!(
+    /// Where an attachment is: the environment rolling to get the variables, done, or rolling
+    /// to lose them.
+    AttachmentState, "attachment state", {
+        Attaching => "attaching", Attached => "attached", Detaching => "detaching"
+    }
+);
+string_enum!(
     /// What happens to a coupled resource when its environment terminates: a final snapshot
     /// then deletion (the default), nothing (it stays, detached), or deletion.
     DeletionPolicy, "deletion policy", { Snapshot => "snapshot", Retain => "retain", Delete => "delete" }
@@ -551,7 +558,7 @@ pub mod api {
         pub prefix: Option<String>,
         /// `attaching` (the environment is rolling to get the variables), `attached`, or
         /// `detaching` (rolling to lose them).
-        pub state: String,
+        pub state: super::AttachmentState,
         pub attached_at: DateTime<Utc>,
     }
 

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sprout_core::resource::{
-    Credentials, DeletionPolicy, ResourceKind, ResourceStatus, SnapshotStatus, VarPrefix,
+    AttachmentState, Credentials, DeletionPolicy, ResourceKind, ResourceStatus, SnapshotStatus,
+    VarPrefix,
 };
 use sprout_core::resource_ha::BackupPolicy;
 use sprout_core::{InstanceType, Severity};
@@ -97,8 +98,7 @@ pub struct AttachmentRow {
     pub env_id: i64,
     pub env: String,
     pub prefix: Option<VarPrefix>,
-    /// `attaching`, `attached` or `detaching`.
-    pub state: String,
+    pub state: AttachmentState,
     pub attached_at: DateTime<Utc>,
 }
 
@@ -329,11 +329,12 @@ impl Store {
         prefix: Option<&VarPrefix>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO resource_attachments (resource_id, env_id, prefix, attached_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO resource_attachments (resource_id, env_id, prefix, state, attached_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(resource_id)
         .bind(env_id)
         .bind(prefix.map(VarPrefix::as_str))
+        .bind(AttachmentState::Attaching.as_str())
         .bind(now())
         .execute(self.pool())
         .await
@@ -345,9 +346,10 @@ impl Store {
     /// returns whether there was an attachment not already detaching.
     pub async fn detach_resource(&self, resource_id: i64, env_id: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE resource_attachments SET state = 'detaching'
-             WHERE resource_id = ? AND env_id = ? AND state <> 'detaching'",
+            "UPDATE resource_attachments SET state = ?1
+             WHERE resource_id = ?2 AND env_id = ?3 AND state <> ?1",
         )
+        .bind(AttachmentState::Detaching.as_str())
         .bind(resource_id)
         .bind(env_id)
         .execute(self.pool())
@@ -359,18 +361,21 @@ impl Store {
     pub async fn attachment_rolled(&self, resource_id: i64, env_id: i64) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "DELETE FROM resource_attachments WHERE resource_id = ? AND env_id = ? AND state = 'detaching'",
+            "DELETE FROM resource_attachments WHERE resource_id = ? AND env_id = ? AND state = ?",
         )
         .bind(resource_id)
         .bind(env_id)
+        .bind(AttachmentState::Detaching.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE resource_attachments SET state = 'attached'
-             WHERE resource_id = ? AND env_id = ? AND state = 'attaching'",
+            "UPDATE resource_attachments SET state = ?
+             WHERE resource_id = ? AND env_id = ? AND state = ?",
         )
+        .bind(AttachmentState::Attached.as_str())
         .bind(resource_id)
         .bind(env_id)
+        .bind(AttachmentState::Attaching.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -419,6 +424,8 @@ impl Store {
                             })
                         })
                         .transpose()?;
+                    let id = format!("{resource_id}/{env_id}");
+                    let state = parse_field("resource_attachments", id, "state", &state)?;
                     Ok(AttachmentRow {
                         resource_id,
                         resource,

@@ -2,7 +2,9 @@
 //! attachments and their roll states, snapshots that outlive their resource.
 
 use sprout_core::manifest::BundleManifest;
-use sprout_core::resource::{Credentials, DeletionPolicy, ResourceKind, ResourceStatus, VarPrefix};
+use sprout_core::resource::{
+    AttachmentState, Credentials, DeletionPolicy, ResourceKind, ResourceStatus, VarPrefix,
+};
 use sprout_core::{Bootstrap, EnvSettings, InstanceType, Mode, ResourceName, Tier};
 use sprout_store::{EnvironmentStore, NewEnvironment, NewResource, NewVersion, Store, StoreError};
 use std::collections::BTreeMap;
@@ -126,7 +128,7 @@ async fn resources_attachments_and_snapshots() {
     store.attachment_rolled(r.id, env.id).await.unwrap();
     assert_eq!(
         store.attachments(None, Some(env.id)).await.unwrap()[0].state,
-        "attached"
+        AttachmentState::Attached
     );
     assert!(matches!(
         store.delete_resource(r.id).await,

@@ -8,7 +8,7 @@ use crate::client::Client;
 use crate::error::CliError;
 use crate::output;
 use sprout_core::resource::api::{AttachRequest, CreateResource, Resource, Snapshot};
-use sprout_core::resource::{ResourceStatus, SnapshotStatus};
+use sprout_core::resource::{AttachmentState, ResourceStatus, SnapshotStatus};
 
 /// How long `--wait` waits (an image build on first use takes minutes).
 const WAIT_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -260,7 +260,7 @@ pub(super) async fn run(global: &GlobalArgs, command: ResourceCommand) -> Result
                 wait_resource(&c, &app, &name, |r| {
                     r.attachments
                         .iter()
-                        .any(|a| a.environment == env && a.state == "attached")
+                        .any(|a| a.environment == env && a.state == AttachmentState::Attached)
                 })
                 .await?;
                 println!("{env} has rolled");

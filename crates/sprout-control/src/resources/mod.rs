@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use sprout_core::auth::Role;
 use sprout_core::resource::api;
 use sprout_core::resource::{
-    self as domain, AttachedAs, Credentials, DeletionPolicy, Endpoint, ResourceKind, ResourceOp,
-    ResourceStatus, VarPrefix,
+    self as domain, AttachedAs, AttachmentState, Credentials, DeletionPolicy, Endpoint,
+    ResourceKind, ResourceOp, ResourceStatus, VarPrefix,
 };
 use sprout_core::resource_ha::{self as ha, BackupPolicy};
 use sprout_core::{EnvName, InstanceType, ResourceName, Severity};
@@ -431,7 +431,10 @@ impl Control {
             }
         };
         let mut vars = Vec::new();
-        for a in attachments.into_iter().filter(|a| a.state != "detaching") {
+        for a in attachments
+            .into_iter()
+            .filter(|a| a.state != AttachmentState::Detaching)
+        {
             let found = match self.store().resource_by_id(a.resource_id).await {
                 Ok(r) => match self.store().replicas(r.id).await {
                     Ok(replicas) => Ok((r, replicas)),

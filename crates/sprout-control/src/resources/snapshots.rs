@@ -4,7 +4,7 @@
 use sprout_core::auth::Role;
 use sprout_core::resource::api;
 use sprout_core::resource::{
-    self as domain, DeletionPolicy, ResourceKind, ResourceOp, ResourceStatus,
+    self as domain, DeletionPolicy, ResourceKind, ResourceOp, ResourceStatus, SnapshotStatus,
 };
 use sprout_core::{EnvName, ResourceName, Severity};
 use sprout_store::{ResourceRow, SnapshotRow};
@@ -133,7 +133,7 @@ impl Control {
             self.store().snapshot(snapshot_id).await?.ok_or_else(|| {
                 ControlError::NotFound(format!("snapshot {snapshot_id} not found"))
             })?;
-        if snap.status != "available" {
+        if snap.status != SnapshotStatus::Available.as_str() {
             return Err(ControlError::Conflict(format!(
                 "snapshot {snapshot_id} is {}, not available",
                 snap.status
