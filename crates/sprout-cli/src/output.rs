@@ -248,7 +248,15 @@ fn push_resources(out: &mut String, resources: &[AttachedResource]) {
         return;
     }
     out.push_str("\n\nresources\n");
-    let mut t = table(&["NAME", "KIND", "STATUS", "HEALTH", "CHECKED", "AS", "ATTACHMENT"]);
+    let mut t = table(&[
+        "NAME",
+        "KIND",
+        "STATUS",
+        "HEALTH",
+        "CHECKED",
+        "AS",
+        "ATTACHMENT",
+    ]);
     for r in resources {
         t.add_row(vec![
             r.name.clone(),
@@ -734,7 +742,14 @@ mod tests {
         let text = health_text(&report);
         assert!(text.contains("no instances\n\nresources\n"), "{text}");
         let row = text.lines().last().unwrap();
-        for cell in ["cache", "redis", "Available", "unhealthy", "SESSIONS", "attached"] {
+        for cell in [
+            "cache",
+            "redis",
+            "Available",
+            "unhealthy",
+            "SESSIONS",
+            "attached",
+        ] {
             assert!(row.contains(cell), "{cell} in {row}");
         }
     }

@@ -4,8 +4,8 @@
 use crate::auth::{Role, TokenKind};
 use crate::health::HealthStatus;
 use crate::lifecycle::EnvStatus;
-use crate::resource::{ResourceKind, ResourceStatus};
 use crate::model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
+use crate::resource::{ResourceKind, ResourceStatus};
 use crate::settings::Policy;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -139,7 +139,9 @@ mod tests {
             HealthStatus::Unknown,
         ] {
             let mut before = verdict(s);
-            before.causes.push("5 % of requests failing with 5xx".to_string());
+            before
+                .causes
+                .push("5 % of requests failing with 5xx".to_string());
             let v = with_resources(before, &rs);
             assert_eq!(v.status, s);
             assert_eq!(v.causes.len(), 2, "{s}");

@@ -92,7 +92,11 @@ pub fn app_rows(resources: &[Resource]) -> Vec<AppResourceRow> {
                 status: r.status.to_string(),
                 health: r.health.clone().unwrap_or_else(|| "—".into()),
                 color: resource_color(&as_attached).to_string(),
-                environments: r.attachments.iter().map(|a| a.environment.clone()).collect(),
+                environments: r
+                    .attachments
+                    .iter()
+                    .map(|a| a.environment.clone())
+                    .collect(),
             }
         })
         .collect()

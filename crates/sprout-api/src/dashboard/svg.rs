@@ -365,7 +365,7 @@ pub fn architecture(a: &Architecture) -> String {
 /// A dashed boundary with its label in the top-right corner.
 fn security_group(parts: &mut Vec<String>, (x, y, w, h): (f64, f64, f64, f64), label: &str) {
     parts.push(format!(
-        r#"<g class="arch-sg"><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="10" fill="none" stroke="#9aa0a6" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="arch-sub">{}</text></g>"#,
+        r##"<g class="arch-sg"><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="10" fill="none" stroke="#9aa0a6" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="arch-sub">{}</text></g>"##,
         x + w - 8.0,
         y + 12.0,
         esc(label)
@@ -454,7 +454,10 @@ mod tests {
         assert!(!pic.contains("cache<x>"));
         assert!(pic.contains("cache&lt;x&gt; · redis"), "{pic}");
         assert!(pic.contains("Available, unhealthy"));
-        assert!(pic.contains("#c62828"), "an unhealthy resource is drawn red");
+        assert!(
+            pic.contains("#c62828"),
+            "an unhealthy resource is drawn red"
+        );
         assert!(pic.contains("from this environment&#39;s instances only"));
         assert!(pic.contains("from the balancer and control plane only"));
     }

@@ -7,7 +7,10 @@ use sprout_core::api;
 impl Environments {
     /// The resources attached to the environment `env_id`, by name, with their last health
     /// check (attachments of every state: `attaching`, `attached`, `detaching`).
-    pub(crate) async fn attached_resources(&self, env_id: i64) -> Result<Vec<api::AttachedResource>> {
+    pub(crate) async fn attached_resources(
+        &self,
+        env_id: i64,
+    ) -> Result<Vec<api::AttachedResource>> {
         let store = self.shared.store();
         let mut out = Vec::new();
         for a in store.attachments(None, Some(env_id)).await? {

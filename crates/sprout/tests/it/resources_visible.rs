@@ -34,7 +34,14 @@ async fn attached_redis_shows_in_status_health_and_dashboard() {
     push(&server, &testapp_dir(), &app, "v1");
     ok(
         &server.cli(&[
-            "env", "create", &env, "--app", &app, "--version", "v1", "--wait",
+            "env",
+            "create",
+            &env,
+            "--app",
+            &app,
+            "--version",
+            "v1",
+            "--wait",
         ]),
         "env create",
     );
@@ -111,7 +118,13 @@ async fn attached_redis_shows_in_status_health_and_dashboard() {
         .nth(1)
         .and_then(|rest| rest.split("</tr>").next())
         .unwrap_or_else(|| panic!("no row for {cache} on the environment page:\n{page}"));
-    for cell in [">redis<", ">Available<", ">healthy<", ">SESSIONS<", ">attached<"] {
+    for cell in [
+        ">redis<",
+        ">Available<",
+        ">healthy<",
+        ">SESSIONS<",
+        ">attached<",
+    ] {
         assert!(row.contains(cell), "{cell} in {row}");
     }
     let picture = page
@@ -164,6 +177,12 @@ async fn attached_redis_shows_in_status_health_and_dashboard() {
         "{text}"
     );
     let page = page_text(&admin, &format!("{}/envs/{env}", server.api)).await;
-    assert!(page.contains(">unhealthy<"), "the table lacks the new health");
-    assert!(page.contains("Available, unhealthy"), "the picture lacks it");
+    assert!(
+        page.contains(">unhealthy<"),
+        "the table lacks the new health"
+    );
+    assert!(
+        page.contains("Available, unhealthy"),
+        "the picture lacks it"
+    );
 }
