@@ -5,12 +5,9 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 mod openapi;
-mod queue_routes;
-mod resource_routes;
 mod routes;
 pub mod serve;
 pub mod sqs;
-mod user_routes;
 
 use auth::Auth;
 use axum::http::{header, StatusCode};
@@ -37,10 +34,7 @@ pub struct AppState {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::router())
-        .merge(queue_routes::router())
-        .merge(resource_routes::router())
-        .merge(user_routes::router())
-        .routes(utoipa_axum::routes!(routes::healthz))
+        .routes(utoipa_axum::routes!(routes::health::healthz))
         .split_for_parts();
     (routes, openapi::finish(doc))
 }

@@ -13,49 +13,56 @@ pub struct GlobalArgs {
     pub server: Option<String>,
 }
 
-/// The application a read verb is about: positional `APP` or `--app APP` (either, not both).
-#[derive(Debug, Clone, clap::Args)]
-pub struct AppName {
-    /// The application
-    #[arg(value_name = "APP", required_unless_present = "app_flag")]
-    app: Option<String>,
-    /// The application (the same as the positional APP)
-    #[arg(
-        long = "app",
-        id = "app_flag",
-        value_name = "APP",
-        conflicts_with = "app"
-    )]
-    app_flag: Option<String>,
+/// A struct naming one application by positional `APP` or `--app APP` (either, not both),
+/// with the help text given; `required_unless_present` when one of the two must be given.
+macro_rules! app_args {
+    ($(#[$doc:meta])* $name:ident, $app_doc:tt, $flag_doc:tt $(, $required:ident)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct $name {
+            #[doc = $app_doc]
+            #[arg(value_name = "APP" $(, $required = "app_flag")?)]
+            app: Option<String>,
+            #[doc = $flag_doc]
+            #[arg(long = "app", id = "app_flag", value_name = "APP", conflicts_with = "app")]
+            app_flag: Option<String>,
+        }
+
+        impl $name {
+            /// The name given, whichever way it was.
+            fn given(self) -> Option<String> {
+                self.app.or(self.app_flag)
+            }
+        }
+    };
 }
+
+app_args!(
+    /// The application a read verb is about: positional `APP` or `--app APP` (either, not both).
+    AppName,
+    "The application",
+    "The application (the same as the positional APP)",
+    required_unless_present
+);
 
 impl AppName {
     /// The name given, whichever way it was.
     pub fn name(self) -> String {
-        self.app.or(self.app_flag).unwrap_or_default()
+        self.given().unwrap_or_default()
     }
 }
 
-/// An optional application filter: positional `APP` or `--app APP` (either, not both).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct AppFilter {
-    /// Only this application's
-    #[arg(value_name = "APP")]
-    app: Option<String>,
-    /// The same as the positional APP
-    #[arg(
-        long = "app",
-        id = "app_flag",
-        value_name = "APP",
-        conflicts_with = "app"
-    )]
-    app_flag: Option<String>,
-}
+app_args!(
+    /// An optional application filter: positional `APP` or `--app APP` (either, not both).
+    AppFilter,
+    "Only this application's",
+    "The same as the positional APP"
+);
 
 impl AppFilter {
     /// The name given, whichever way it was; none for every application.
     pub fn name(self) -> Option<String> {
-        self.app.or(self.app_flag)
+        self.given()
     }
 }
 

@@ -21,6 +21,12 @@ string_enum!(
     }
 );
 string_enum!(
+    /// Where a snapshot is: being taken, ready to restore from, or failed.
+    SnapshotStatus, "snapshot status", {
+        Creating => "creating", Available => "available", Failed => "failed"
+    }
+);
+string_enum!(
     /// What happens to a coupled resource when its environment terminates: a final snapshot
     /// then deletion (the default), nothing (it stays, detached), or deletion.
     DeletionPolicy, "deletion policy", { Snapshot => "snapshot", Retain => "retain", Delete => "delete" }

@@ -18,8 +18,8 @@ use std::path::Path;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, Mount, MountTypeEnum,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, RestartPolicyNameEnum,
+    VolumeCreateOptions,
 };
 use bollard::query_parameters::{
     DownloadFromContainerOptions, InspectContainerOptions, RemoveContainerOptions,
@@ -30,7 +30,7 @@ use sprout_core::resource::ResourceKind;
 use tracing::{debug, info, warn};
 
 use crate::error::{is_not_found, status_of};
-use crate::{confined, Runtime, RuntimeError};
+use crate::{on_network, Runtime, RuntimeError, Size};
 
 /// Where a snapshot is put inside the volume before the first start of a restored resource
 /// (the entrypoint loads it, then deletes it).
@@ -78,19 +78,9 @@ impl Runtime {
         self.ensure_volume(&spec.container, &spec.labels).await?;
         self.ensure_private_network(&spec.network, &spec.labels)
             .await?;
-        let memory = i64::from(spec.memory_mib) * 1024 * 1024;
-        let host_config = confined(
+        // A database that crashes comes back by itself, on its data.
+        let (host_config, networking) = on_network(
             HostConfig {
-                nano_cpus: Some(i64::from(spec.millicpus) * 1_000_000),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                network_mode: Some(spec.network.clone()),
-                // A database that crashes comes back by itself, on its data.
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                publish_all_ports: Some(false),
                 mounts: Some(vec![Mount {
                     target: Some("/data".to_string()),
                     source: Some(spec.container.clone()),
@@ -99,18 +89,20 @@ impl Runtime {
                 }]),
                 ..Default::default()
             },
-            spec.pids,
+            &spec.network,
+            Size {
+                millicpus: spec.millicpus,
+                memory_mib: spec.memory_mib,
+                pids: spec.pids,
+            },
+            RestartPolicyNameEnum::UNLESS_STOPPED,
         );
-        let mut endpoints = HashMap::new();
-        endpoints.insert(spec.network.clone(), EndpointSettings::default());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(endpoints),
-            }),
+            networking_config: Some(networking),
             ..Default::default()
         };
         let created = self.create_named(&spec.container, body).await?;

@@ -5,9 +5,8 @@
 //! over, written conditionally (`WHERE status = from`): a change that lost a race is refused
 //! ([`StoreError::Conflict`](crate::StoreError::Conflict)) or reported as not applied.
 
-use crate::environments::{
-    ActiveEnvironments, EnvRow, NewEnvironment, OperationEnd, OperationRow, OperationStart,
-};
+use crate::environment_row::{ActiveEnvironments, EnvRow, NewEnvironment};
+use crate::operations::{OperationEnd, OperationRow, OperationStart};
 use crate::Result;
 use sprout_core::{EnvSettings, Severity, Transition};
 use std::collections::HashMap;

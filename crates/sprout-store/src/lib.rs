@@ -6,8 +6,10 @@ mod apps;
 mod backend;
 mod configs;
 mod dataplane;
+mod environment_row;
 mod environments;
 mod events;
+mod instances;
 mod operations;
 mod queue;
 mod resource_ha;
@@ -28,12 +30,10 @@ pub use apps::{AppRow, DeletedVersion, NewVersion, VersionRow};
 pub use backend::EnvironmentStore;
 pub use configs::{NewSavedConfig, SavedConfigRow};
 pub use dataplane::{HealthyBackend, RequestCounts};
-pub use environments::{
-    ActiveEnvironments, BeforeState, CorruptEnv, EnvRow, InstanceRow, NewEnvironment, OperationEnd,
-    OperationRow, OperationStart,
-};
+pub use environment_row::{ActiveEnvironments, CorruptEnv, EnvRow, NewEnvironment};
 pub use events::EventRow;
-pub use operations::OperationState;
+pub use instances::InstanceRow;
+pub use operations::{BeforeState, OperationEnd, OperationRow, OperationStart, OperationState};
 pub use queue::{
     AccessKeyRow, MessageRow, NewMessage, QueueCounts, QueueRow, QueueSettings, QueueUsage, Tick,
 };

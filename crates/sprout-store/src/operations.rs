@@ -1,12 +1,159 @@
-//! What the control loop knows about a running operation between its passes (steps that
+//! Operations: the row of each operation users or the control plane start on an environment
+//! (what it changes, what it needs to undo itself, how it ended), and what the control loop
+//! knows about a running operation between its passes (steps that
 //! failed in a row, instances that exited, when a canary first served in full) and which
 //! rollback followed it: kept on the operation's row, so a restarted control plane (or a
 //! second one) continues where the last pass left off. Migration 0014.
 
-use crate::environments::OperationRecord;
-use crate::{OperationRow, Result, Store};
+use crate::{parse_field, Result, Store};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sprout_core::api::OperationOutcome;
+use sprout_core::{BatchSize, EnvSettings, EnvStatus, OpKind, Policy};
+use std::collections::BTreeMap;
+
+/// An operation, parsed.
+#[derive(Debug, Clone)]
+pub struct OperationRow {
+    pub id: i64,
+    pub env_id: i64,
+    pub kind: OpKind,
+    pub version_label: Option<String>,
+    pub started_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: OperationOutcome,
+    pub message: Option<String>,
+    pub policy: Option<Policy>,
+    pub batch: Option<BatchSize>,
+    pub before_state: Option<String>,
+    pub requests_before: Option<i64>,
+    pub failed_before: Option<i64>,
+    pub requests: Option<i64>,
+    pub failed: Option<i64>,
+}
+
+/// An operation row as SQLite holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct OperationRecord {
+    id: i64,
+    env_id: i64,
+    kind: String,
+    version_label: Option<String>,
+    started_by: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: String,
+    message: Option<String>,
+    policy: Option<String>,
+    batch: Option<String>,
+    before_state: Option<String>,
+    requests_before: Option<i64>,
+    failed_before: Option<i64>,
+    requests: Option<i64>,
+    failed: Option<i64>,
+}
+
+pub(crate) const OPERATIONS: &str = "operations";
+
+impl OperationRecord {
+    pub(crate) fn parse(self) -> Result<OperationRow> {
+        let id = self.id;
+        Ok(OperationRow {
+            kind: parse_field(OPERATIONS, id, "kind", &self.kind)?,
+            outcome: parse_field(OPERATIONS, id, "outcome", &self.outcome)?,
+            policy: self
+                .policy
+                .as_deref()
+                .map(|p| parse_field(OPERATIONS, id, "policy", p))
+                .transpose()?,
+            batch: self
+                .batch
+                .as_deref()
+                .map(|b| parse_field(OPERATIONS, id, "batch", b))
+                .transpose()?,
+            id,
+            env_id: self.env_id,
+            version_label: self.version_label,
+            started_by: self.started_by,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            message: self.message,
+            before_state: self.before_state,
+            requests_before: self.requests_before,
+            failed_before: self.failed_before,
+            requests: self.requests,
+            failed: self.failed,
+        })
+    }
+}
+
+impl OperationRow {
+    pub fn outcome(&self) -> OperationOutcome {
+        self.outcome
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.outcome == OperationOutcome::Running
+    }
+}
+
+/// What an operation changes and what it needs to know to undo itself.
+#[derive(Debug, Clone, Default)]
+pub struct OperationStart<'a> {
+    pub new_version: Option<(i64, &'a str)>,
+    pub new_settings: Option<&'a EnvSettings>,
+    pub new_properties: Option<&'a BTreeMap<String, String>>,
+    pub new_desired: Option<i64>,
+    pub policy: Option<Policy>,
+    pub batch: Option<BatchSize>,
+    /// The balancer's totals when the operation starts (requests, failed).
+    pub totals: Option<(i64, i64)>,
+    pub started_by: Option<&'a str>,
+    pub message: &'a str,
+}
+
+/// The environment as it was before an operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BeforeState {
+    pub version_id: i64,
+    pub version: String,
+    pub settings: String,
+    pub properties: String,
+    pub desired: i64,
+}
+
+/// How a running operation ends: conditional on the environment still being in `from` and
+/// `operation` still running, so a pass that read an older state cannot close a newer one.
+#[derive(Debug, Clone)]
+pub struct OperationEnd<'a> {
+    pub from: EnvStatus,
+    pub operation: Option<i64>,
+    pub to: EnvStatus,
+    pub outcome: OperationOutcome,
+    /// The balancer's totals now (requests, failed).
+    pub totals: Option<(i64, i64)>,
+    pub message: &'a str,
+}
+
+impl Store {
+    pub(crate) async fn operations_query(
+        &self,
+        sql: &str,
+        binds: &[i64],
+    ) -> Result<Vec<OperationRow>> {
+        let mut query = sqlx::query_as::<_, OperationRecord>(sql);
+        for b in binds {
+            query = query.bind(*b);
+        }
+        query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(OperationRecord::parse)
+            .collect()
+    }
+}
 
 /// The runtime state of one operation (the columns of migration 0014).
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]

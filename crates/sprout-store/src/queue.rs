@@ -637,9 +637,18 @@ async fn admit(
         .iter()
         .map(|m| m.body.len() + m.attributes.len())
         .sum();
+    // The counts are kept by triggers and never negative; a negative one is a corrupt row.
+    let count = |field: &'static str, value: i64| {
+        u64::try_from(value).map_err(|e| StoreError::Corrupt {
+            table: "queues",
+            id: format!("of app {app_id}"),
+            field,
+            reason: format!("{value}: {e}"),
+        })
+    };
     quota.check_send(
-        u64::try_from(usage.messages).unwrap_or(0),
-        u64::try_from(usage.bytes).unwrap_or(0),
+        count("message_count", usage.messages)?,
+        count("message_bytes", usage.bytes)?,
         messages.len() as u64,
         adding_bytes as u64,
     )?;

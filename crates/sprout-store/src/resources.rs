@@ -2,7 +2,9 @@
 //! Credentials are sealed at rest (purpose [`RESOURCE_CREDENTIALS`]) and opened on read.
 
 use chrono::{DateTime, Utc};
-use sprout_core::resource::{Credentials, DeletionPolicy, ResourceKind, ResourceStatus, VarPrefix};
+use sprout_core::resource::{
+    Credentials, DeletionPolicy, ResourceKind, ResourceStatus, SnapshotStatus, VarPrefix,
+};
 use sprout_core::resource_ha::BackupPolicy;
 use sprout_core::{InstanceType, Severity};
 
@@ -441,11 +443,12 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO resource_snapshots (app_id, resource_name, kind, status, file, final, created_at)
-             VALUES (?, ?, ?, 'creating', '', ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, '', ?, ?) RETURNING id",
         )
         .bind(resource.app_id)
         .bind(&resource.name)
         .bind(resource.kind.as_str())
+        .bind(SnapshotStatus::Creating.as_str())
         .bind(final_snapshot)
         .bind(now())
         .fetch_one(&mut *tx)
@@ -464,15 +467,15 @@ impl Store {
     /// Ends a snapshot: `available` with its size, or `failed`.
     pub async fn finish_snapshot(&self, id: i64, size_bytes: Option<u64>) -> Result<()> {
         let status = if size_bytes.is_some() {
-            "available"
+            SnapshotStatus::Available
         } else {
-            "failed"
+            SnapshotStatus::Failed
         };
         let size = size_bytes.and_then(|s| i64::try_from(s).ok());
         sqlx::query(
             "UPDATE resource_snapshots SET status = ?, size_bytes = ?, finished_at = ? WHERE id = ?",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(size)
         .bind(now())
         .bind(id)

@@ -6,7 +6,7 @@
 //! before the store is used, in one transaction, then truncates the WAL. With
 //! `secure_delete` on, the plaintext does not survive in free pages either.
 
-use crate::environments::BeforeState;
+use crate::operations::BeforeState;
 use crate::{Result, Store};
 
 /// `environments.properties`, `saved_configs.properties` and the properties inside

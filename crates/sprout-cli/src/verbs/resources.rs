@@ -8,7 +8,7 @@ use crate::client::Client;
 use crate::error::CliError;
 use crate::output;
 use sprout_core::resource::api::{AttachRequest, CreateResource, Resource, Snapshot};
-use sprout_core::resource::ResourceStatus;
+use sprout_core::resource::{ResourceStatus, SnapshotStatus};
 
 /// How long `--wait` waits (an image build on first use takes minutes).
 const WAIT_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -294,10 +294,10 @@ pub(super) async fn run(global: &GlobalArgs, command: ResourceCommand) -> Result
                     match snaps
                         .iter()
                         .find(|s| s.id == snap.id)
-                        .map(|s| s.status.as_str())
+                        .map(|s| s.status.parse::<SnapshotStatus>())
                     {
-                        Some("available") => break,
-                        Some("failed") | None => {
+                        Some(Ok(SnapshotStatus::Available)) => break,
+                        Some(Ok(SnapshotStatus::Failed)) | None => {
                             return Err(CliError::Failed(format!("snapshot {} failed", snap.id)))
                         }
                         _ if Instant::now() > deadline => {

@@ -1,9 +1,8 @@
 //! Attached resources (issue 15): `/api/v1/apps/{app}/resources`, their attachments and
 //! snapshots, and `/api/v1/snapshots/{id}/restore`. Viewers see masked credentials.
 
+use super::{accepted, ApiResult, AppPath, JsonBody, PathParams, QueryParams};
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::routes::{JsonBody, PathParams, QueryParams};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,9 +14,7 @@ use sprout_core::resource::api::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-type ApiResult<T> = Result<T, ApiError>;
-
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_all))
         .routes(routes!(list, create))
@@ -38,13 +35,6 @@ pub struct ResourcePath {
     pub app: String,
     /// Resource name
     pub name: String,
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct AppOnly {
-    /// Application name
-    pub app: String,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -83,12 +73,12 @@ async fn list_all(
 #[utoipa::path(
     get, path = "/api/v1/apps/{app}/resources", tag = "resources", operation_id = "list_resources",
     responses((status = 200, description = "The application's resources", body = Vec<Resource>)),
-    params(AppOnly)
+    params(AppPath)
 )]
 async fn list(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(AppOnly { app }): PathParams<AppOnly>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
 ) -> ApiResult<Json<Vec<Resource>>> {
     Ok(Json(s.control.list_resources(Some(&app), c.role).await?))
 }
@@ -96,12 +86,12 @@ async fn list(
 #[utoipa::path(
     post, path = "/api/v1/apps/{app}/resources", tag = "resources", operation_id = "create_resource",
     responses((status = 202, description = "Creating; poll until Available", body = Resource)),
-    params(AppOnly), request_body = CreateResource
+    params(AppPath), request_body = CreateResource
 )]
 async fn create(
     State(s): State<AppState>,
     c: Caller,
-    PathParams(AppOnly { app }): PathParams<AppOnly>,
+    PathParams(AppPath { app }): PathParams<AppPath>,
     JsonBody(req): JsonBody<CreateResource>,
 ) -> ApiResult<(StatusCode, Json<Resource>)> {
     c.require_write()?;
@@ -109,7 +99,7 @@ async fn create(
         .control
         .create_resource(&app, &req, Some(&c.username))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(r)))
+    Ok(accepted(r))
 }
 
 #[utoipa::path(
@@ -141,7 +131,7 @@ async fn delete(
         .control
         .delete_resource(&p.app, &p.name, q.skip_final_snapshot, Some(&c.username))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(r)))
+    Ok(accepted(r))
 }
 
 #[utoipa::path(
@@ -209,7 +199,7 @@ async fn snapshot(
         .control
         .snapshot_resource(&p.app, &p.name, Some(&c.username))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(snap)))
+    Ok(accepted(snap))
 }
 
 #[utoipa::path(
@@ -241,7 +231,7 @@ async fn restore(
         .control
         .restore_snapshot(id, &req, Some(&c.username))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(r)))
+    Ok(accepted(r))
 }
 
 #[utoipa::path(

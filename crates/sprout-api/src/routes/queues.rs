@@ -1,9 +1,8 @@
 //! Sprout's own queue API, under the environment: send, stats, the dead-letter queue and its
 //! redrive, and the SQS credentials for clients outside Sprout.
 
+use super::{created, ApiResult, EnvPath, JsonBody, PathParams};
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::routes::{EnvPath, JsonBody, PathParams};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,9 +12,7 @@ use sprout_core::queue::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-type ApiResult<T> = Result<T, ApiError>;
-
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(stats))
         .routes(routes!(send))
@@ -55,10 +52,7 @@ async fn send(
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     c.require_write()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(s.control.queue_send(&env, req).await?),
-    ))
+    Ok(created(s.control.queue_send(&env, req).await?))
 }
 
 #[utoipa::path(

@@ -1,8 +1,8 @@
 //! Users (admin), API tokens (everyone, for themselves), logout and the audit log.
 
+use super::{created, ApiResult, JsonBody, PathParams, QueryParams};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::routes::{JsonBody, PathParams, QueryParams};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,9 +16,7 @@ use sprout_core::auth::Role;
 use sprout_core::Username;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-type ApiResult<T> = Result<T, ApiError>;
-
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(logout))
         .routes(routes!(list_users, create_user))
@@ -95,7 +93,7 @@ async fn create_user(
         .create_user(name.as_str(), &hash, req.role.as_str())
         .await?;
     tracing::info!(user = %row.username, role = %row.role, by = %c.username, "user added");
-    Ok((StatusCode::CREATED, Json(user_view(row)?)))
+    Ok(created(user_view(row)?))
 }
 
 #[utoipa::path(
@@ -203,9 +201,9 @@ async fn create_token(
     c: Caller,
     JsonBody(req): JsonBody<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    let created = auth::create_api_token(&s, &c, &req).await?;
-    tracing::info!(token = %created.info.name, user = %c.username, "API token created");
-    Ok((StatusCode::CREATED, Json(created)))
+    let token = auth::create_api_token(&s, &c, &req).await?;
+    tracing::info!(token = %token.info.name, user = %c.username, "API token created");
+    Ok(created(token))
 }
 
 #[utoipa::path(
