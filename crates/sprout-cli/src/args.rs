@@ -146,7 +146,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show an environment and its instances
+    /// Show an environment, its instances and its attached resources
     Status {
         env: String,
         /// Print the API's JSON
@@ -176,7 +176,8 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Show an environment's health, like `eb health`: its verdict, requests and instances
+    /// Show an environment's health, like `eb health`: its verdict, requests, instances and
+    /// attached resources
     Health {
         env: String,
         /// Print the API's JSON

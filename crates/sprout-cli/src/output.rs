@@ -5,8 +5,8 @@ use comfy_table::{presets, ContentArrangement, Table};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sprout_core::api::{
-    App, ConfigView, Deployment, Environment, EnvironmentDetail, Event, HealthReport, Metrics,
-    Version,
+    App, AttachedResource, ConfigView, Deployment, Environment, EnvironmentDetail, Event,
+    HealthReport, Metrics, Version,
 };
 use sprout_core::properties;
 use std::io::IsTerminal;
@@ -238,7 +238,37 @@ pub(crate) fn status_text(d: &EnvironmentDetail) -> String {
         }
         out.push_str(&render(&t));
     }
+    push_resources(&mut out, &d.resources);
     out
+}
+
+/// Appends the attached resources' table (nothing when there are none).
+fn push_resources(out: &mut String, resources: &[AttachedResource]) {
+    if resources.is_empty() {
+        return;
+    }
+    out.push_str("\n\nresources\n");
+    let mut t = table(&[
+        "NAME",
+        "KIND",
+        "STATUS",
+        "HEALTH",
+        "CHECKED",
+        "AS",
+        "ATTACHMENT",
+    ]);
+    for r in resources {
+        t.add_row(vec![
+            r.name.clone(),
+            r.kind.to_string(),
+            r.status.to_string(),
+            opt(&r.health),
+            r.health_checked_at.as_ref().map(time).unwrap_or_else(dash),
+            opt(&r.prefix),
+            r.attachment.clone(),
+        ]);
+    }
+    out.push_str(&render(&t));
 }
 
 fn dash() -> String {
@@ -374,6 +404,7 @@ pub(crate) fn health_text(h: &HealthReport) -> String {
     out.push_str("\n\n");
     if h.instances.is_empty() {
         out.push_str("no instances");
+        push_resources(&mut out, &h.resources);
         return out;
     }
     let mut t = table(&[
@@ -413,6 +444,7 @@ pub(crate) fn health_text(h: &HealthReport) -> String {
         ]);
     }
     out.push_str(&render(&t));
+    push_resources(&mut out, &h.resources);
     out
 }
 
@@ -672,6 +704,7 @@ mod tests {
                 start_to_healthy_ms: Some(1800),
                 uptime_secs: Some(90),
             }],
+            resources: vec![],
         };
         let text = health_text(&report);
         let lines: Vec<&str> = text.lines().collect();
@@ -682,6 +715,41 @@ mod tests {
         assert!(text.contains("1.50 s"), "{text}");
         let row = lines.last().unwrap();
         for cell in ["i-1", "zone-a", "v2", "Ok", "5.0 %", "1.8 s", "1m"] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+    }
+
+    #[test]
+    fn health_report_lists_attached_resources_after_instances() {
+        let report = HealthReport {
+            environment: "web".into(),
+            status: EnvStatus::Ready,
+            health: HealthStatus::Warning,
+            color: "Yellow".into(),
+            causes: vec!["resource cache (redis) is failing its health checks".into()],
+            metrics: Metrics::default(),
+            instances: vec![],
+            resources: vec![AttachedResource {
+                name: "cache".into(),
+                kind: sprout_core::resource::ResourceKind::Redis,
+                status: sprout_core::resource::ResourceStatus::Available,
+                health: Some("unhealthy".into()),
+                health_checked_at: None,
+                prefix: Some("SESSIONS".into()),
+                attachment: "attached".into(),
+            }],
+        };
+        let text = health_text(&report);
+        assert!(text.contains("no instances\n\nresources\n"), "{text}");
+        let row = text.lines().last().unwrap();
+        for cell in [
+            "cache",
+            "redis",
+            "Available",
+            "unhealthy",
+            "SESSIONS",
+            "attached",
+        ] {
             assert!(row.contains(cell), "{cell} in {row}");
         }
     }

@@ -174,6 +174,7 @@ fn health_report() -> HealthReport {
             start_to_healthy_ms: Some(1800),
             uptime_secs: Some(600),
         }],
+        resources: vec![],
     }
 }
 
@@ -291,6 +292,7 @@ async fn start() -> (String, S) {
                         health: HealthStatus::Ok,
                         start_to_healthy_ms: Some(1800),
                     }],
+                    resources: vec![],
                 })
                 .into_response()
             }),

@@ -5,6 +5,7 @@ use crate::auth::{Role, TokenKind};
 use crate::health::HealthStatus;
 use crate::lifecycle::EnvStatus;
 use crate::model::{Bootstrap, InstanceType, Mode, Severity, Tier, VersionStatus};
+use crate::resource::{ResourceKind, ResourceStatus};
 use crate::settings::Policy;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -247,6 +248,27 @@ pub struct HealthReport {
     pub causes: Vec<String>,
     pub metrics: Metrics,
     pub instances: Vec<InstanceHealth>,
+    /// The resources attached to the environment, with their last health check; one that
+    /// failed it (or is `Failed`) is named in `causes` and turns `Ok` into `Warning`.
+    #[serde(default)]
+    pub resources: Vec<AttachedResource>,
+}
+
+/// A resource attached to an environment, as `sprout status` and `sprout health` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct AttachedResource {
+    pub name: String,
+    pub kind: ResourceKind,
+    pub status: ResourceStatus,
+    /// The last health check once Available (`healthy` or `unhealthy`); none before it.
+    pub health: Option<String>,
+    pub health_checked_at: Option<DateTime<Utc>>,
+    /// `--as PREFIX`: the variables are `PREFIX_DATABASE_URL`, ...; none for the plain names.
+    #[serde(rename = "as")]
+    pub prefix: Option<String>,
+    /// `attaching` (the environment is rolling to get the variables), `attached`, or
+    /// `detaching`.
+    pub attachment: String,
 }
 
 /// An operation (launch, deploy, terminate, …) and how it ended; `--wait` follows it.
@@ -453,6 +475,9 @@ pub struct EnvironmentDetail {
     #[serde(flatten)]
     pub environment: Environment,
     pub instances: Vec<Instance>,
+    /// The resources attached to the environment.
+    #[serde(default)]
+    pub resources: Vec<AttachedResource>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

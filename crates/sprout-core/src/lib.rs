@@ -15,6 +15,7 @@ pub mod properties;
 pub mod queue;
 pub mod resource;
 pub mod resource_ha;
+pub mod resource_health;
 pub mod scaling;
 pub mod settings;
 pub mod sigv4;

@@ -6,6 +6,7 @@
 
 mod actions;
 mod pages;
+mod resources;
 pub mod session;
 pub mod svg;
 

@@ -1,5 +1,6 @@
 //! The dashboard's pages (GET). Each reads through `sprout-control` and renders a template.
 
+use super::resources;
 use super::session::{self, Session};
 use super::svg::{self, Architecture, InstanceNode, Series};
 use super::{render, PageResult};
@@ -164,6 +165,11 @@ pub async fn app(
     c.insert("app", &app);
     c.insert("versions", &rows);
     c.insert("environments", &envs.iter().map(badge).collect::<Vec<_>>());
+    let app_resources = state
+        .control
+        .list_resources(Some(&app), s.caller.role)
+        .await?;
+    c.insert("resources", &resources::app_rows(&app_resources));
     c.insert("tiers", &["web", "worker"]);
     c.insert("modes", &["dev", "prod"]);
     render("app.html", &c)
@@ -519,6 +525,7 @@ async fn env_context(
         zones,
         queue: queue.as_ref().map(|q| (q.queue.clone(), q.visible)),
         worker: worker.map(|w| (w.name.clone(), w.health.clone(), worker_count)),
+        resources: resources::picture_nodes(&detail.resources),
     });
 
     let samples = state.dashboard.history.samples(&e.name);
@@ -529,6 +536,7 @@ async fn env_context(
     c.insert("health_status", &e.health_status.to_string());
     c.insert("is_worker", &is_worker);
     c.insert("instances", &instances);
+    c.insert("resources", &resources::attached_rows(&detail.resources));
     c.insert("events", &events);
     c.insert("properties", &properties);
     c.insert("progress", &progress);

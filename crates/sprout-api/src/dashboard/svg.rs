@@ -170,6 +170,16 @@ pub struct InstanceNode {
     pub color: String,
 }
 
+/// One attached resource in the architecture picture.
+pub struct ResourceNode {
+    pub name: String,
+    pub kind: String,
+    /// Its status and last health check, as one line (`Available, healthy`).
+    pub state: String,
+    /// Health colour (Green, Red, Grey).
+    pub color: String,
+}
+
 /// What the architecture picture shows, from the live state.
 pub struct Architecture {
     pub environment: String,
@@ -182,10 +192,14 @@ pub struct Architecture {
     /// The worker environment fed by the queue (name, health colour, instances), when this
     /// is a web environment with a worker sibling.
     pub worker: Option<(String, String, usize)>,
+    /// The resources attached to the environment, drawn behind the instances.
+    pub resources: Vec<ResourceNode>,
 }
 
 /// CNAME → balancer → zones → instances (health-coloured) → queue → worker environment.
 /// A worker environment is drawn queue → dispatcher → zones → instances.
+/// Attached resources sit behind the instances; dashed boxes are the security groups (the
+/// instances' admits only the balancer, the resources' only this environment's instances).
 pub fn architecture(a: &Architecture) -> String {
     let width = 760.0_f64;
     let zone_count = a.zones.len().max(1) as f64;
@@ -290,7 +304,23 @@ pub fn architecture(a: &Architecture) -> String {
             ));
         }
     }
+    let zones_w = zone_w * zone_count + gap * (zone_count - 1.0);
+    security_group(
+        &mut parts,
+        (12.0, y - 8.0, zones_w + 16.0, zone_h + 16.0),
+        if worker_env {
+            "security group: instances (from the dispatcher and control plane only)"
+        } else {
+            "security group: instances (from the balancer and control plane only)"
+        },
+    );
     y += zone_h;
+    if !a.resources.is_empty() {
+        y += 8.0;
+        arrow(&mut parts, cx, y, cx, y + 26.0);
+        y += 30.0;
+        y = resources_row(&mut parts, &a.resources, width, y);
+    }
     if !worker_env {
         if let Some((qname, depth)) = &a.queue {
             arrow(&mut parts, cx, y, cx, y + 22.0);
@@ -332,6 +362,50 @@ pub fn architecture(a: &Architecture) -> String {
     s
 }
 
+/// A dashed boundary with its label in the top-right corner.
+fn security_group(parts: &mut Vec<String>, (x, y, w, h): (f64, f64, f64, f64), label: &str) {
+    parts.push(format!(
+        r##"<g class="arch-sg"><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="10" fill="none" stroke="#9aa0a6" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="arch-sub">{}</text></g>"##,
+        x + w - 8.0,
+        y + 12.0,
+        esc(label)
+    ));
+}
+
+/// The attached resources, health-coloured, inside their security group starting at `y`;
+/// returns the y below it.
+fn resources_row(parts: &mut Vec<String>, resources: &[ResourceNode], width: f64, y: f64) -> f64 {
+    const BOX_W: f64 = 200.0;
+    let per_row = ((width - 48.0) / (BOX_W + 8.0)).floor().max(1.0) as usize;
+    let rows = resources.len().div_ceil(per_row) as f64;
+    let h = 26.0 + rows * 48.0;
+    security_group(
+        parts,
+        (12.0, y, width - 24.0, h),
+        "security group: resources (from this environment's instances only)",
+    );
+    for (k, r) in resources.iter().enumerate() {
+        let (row, col) = ((k / per_row) as f64, (k % per_row) as f64);
+        let rx = 24.0 + col * (BOX_W + 8.0);
+        let ry = y + 20.0 + row * 48.0;
+        parts.push(format!(
+            r#"<g class="arch-resource"><title>{} ({}): {}</title><rect x="{rx:.1}" y="{ry:.1}" width="{BOX_W}" height="40" rx="6" fill="{}"/><text x="{:.1}" y="{:.1}" class="arch-inst-label">{} · {}</text><text x="{:.1}" y="{:.1}" class="arch-inst-sub">{}</text></g>"#,
+            esc(&r.name),
+            esc(&r.kind),
+            esc(&r.state),
+            health_fill(&r.color),
+            rx + 8.0,
+            ry + 16.0,
+            esc(&truncate(&r.name, 20)),
+            esc(&r.kind),
+            rx + 8.0,
+            ry + 32.0,
+            esc(&truncate(&r.state, 28)),
+        ));
+    }
+    y + h
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -364,6 +438,12 @@ mod tests {
             )],
             queue: Some(("q".into(), 3)),
             worker: Some(("w<".into(), "Red".into(), 2)),
+            resources: vec![ResourceNode {
+                name: "cache<x>".into(),
+                kind: "redis".into(),
+                state: "Available, unhealthy".into(),
+                color: "Red".into(),
+            }],
         });
         assert!(!pic.contains("<script>"));
         assert!(!pic.contains("i-<1>"));
@@ -371,6 +451,15 @@ mod tests {
         assert!(pic.contains("v&amp;1"));
         assert!(pic.contains("worker w&lt;"));
         assert!(pic.contains("#2e7d32"), "a Green instance is drawn green");
+        assert!(!pic.contains("cache<x>"));
+        assert!(pic.contains("cache&lt;x&gt; · redis"), "{pic}");
+        assert!(pic.contains("Available, unhealthy"));
+        assert!(
+            pic.contains("#c62828"),
+            "an unhealthy resource is drawn red"
+        );
+        assert!(pic.contains("from this environment&#39;s instances only"));
+        assert!(pic.contains("from the balancer and control plane only"));
     }
 
     #[test]

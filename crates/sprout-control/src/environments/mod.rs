@@ -15,6 +15,7 @@ use sprout_store::{EnvRow, EnvironmentStore, OperationRow, VersionRow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod attached;
 mod configure;
 mod create;
 mod deploy;

@@ -6,6 +6,7 @@ use crate::error::{ControlError, Result};
 use sprout_core::api;
 use sprout_core::auth::Role;
 use sprout_core::health::Verdict;
+use sprout_core::resource_health;
 use sprout_core::{AppName, HealthStatus, Tier};
 use sprout_proxy::EnvMetrics;
 use sprout_store::{EnvRow, EnvironmentStore, OperationRow};
@@ -93,9 +94,11 @@ impl Environments {
         let operation = self.shared.store().current_operation(env.id).await?;
         let environment = self.environment_view_with(&env, operation.as_ref(), reader)?;
         let instances = self.instance_views(&env).await?;
+        let resources = self.attached_resources(env.id).await?;
         Ok(api::EnvironmentDetail {
             environment,
             instances,
+            resources,
         })
     }
 
@@ -176,7 +179,11 @@ impl Environments {
     pub async fn health_report(&self, name: &str) -> Result<api::HealthReport> {
         let env = self.shared.live_env(name).await?;
         let status = env.status;
-        let verdict = self.shared.judge_environment(&env, status);
+        let resources = self.attached_resources(env.id).await?;
+        let verdict = resource_health::with_resources(
+            self.shared.judge_environment(&env, status),
+            &resources,
+        );
         let judged = self.shared.judge_instances(&env);
         let rows: HashMap<String, sprout_store::InstanceRow> = self
             .shared
@@ -230,6 +237,7 @@ impl Environments {
             causes: verdict.causes,
             metrics: metrics_view(self.shared.balancer().metrics(&env.name).as_ref()),
             instances,
+            resources,
         })
     }
 

@@ -15,6 +15,7 @@ mod openapi;
 mod operations;
 mod resources;
 mod resources_ha;
+mod resources_visible;
 mod scaling;
 mod secrets;
 mod shop;
