@@ -265,7 +265,7 @@ fn push_resources(out: &mut String, resources: &[AttachedResource]) {
             opt(&r.health),
             r.health_checked_at.as_ref().map(time).unwrap_or_else(dash),
             opt(&r.prefix),
-            r.attachment.clone(),
+            r.attachment.to_string(),
         ]);
     }
     out.push_str(&render(&t));
@@ -736,7 +736,7 @@ mod tests {
                 health: Some("unhealthy".into()),
                 health_checked_at: None,
                 prefix: Some("SESSIONS".into()),
-                attachment: "attached".into(),
+                attachment: sprout_core::resource::AttachmentState::Attached,
             }],
         };
         let text = health_text(&report);

@@ -268,7 +268,7 @@ pub struct AttachedResource {
     pub prefix: Option<String>,
     /// `attaching` (the environment is rolling to get the variables), `attached`, or
     /// `detaching`.
-    pub attachment: String,
+    pub attachment: crate::resource::AttachmentState,
 }
 
 /// An operation (launch, deploy, terminate, …) and how it ended; `--wait` follows it.

@@ -32,7 +32,12 @@ pub fn resource_problem(r: &AttachedResource) -> Option<String> {
 /// The health colour of a resource (as an instance's): Green when its last check passed,
 /// Red when it failed or the resource is `Failed`, Grey otherwise (not checked yet, or busy).
 pub fn resource_color(r: &AttachedResource) -> &'static str {
-    match (r.status, r.health.as_deref()) {
+    status_color(r.status, r.health.as_deref())
+}
+
+/// The colour of a resource's status and last health check (attached or not).
+pub fn status_color(status: ResourceStatus, health: Option<&str>) -> &'static str {
+    match (status, health) {
         (ResourceStatus::Failed, _) | (ResourceStatus::Available, Some(UNHEALTHY)) => "Red",
         (ResourceStatus::Available, Some(HEALTHY)) => "Green",
         _ => "Grey",
@@ -65,7 +70,7 @@ mod tests {
             health: health.map(str::to_string),
             health_checked_at: None,
             prefix: None,
-            attachment: "attached".to_string(),
+            attachment: crate::resource::AttachmentState::Attached,
         }
     }
 

@@ -5,7 +5,7 @@ use super::svg::ResourceNode;
 use serde::Serialize;
 use sprout_core::api::AttachedResource;
 use sprout_core::resource::api::Resource;
-use sprout_core::resource_health::resource_color;
+use sprout_core::resource_health::{resource_color, status_color};
 
 /// A row of the environment page's Resources table.
 #[derive(Serialize)]
@@ -51,7 +51,7 @@ pub fn attached_rows(resources: &[AttachedResource]) -> Vec<AttachedRow> {
             color: resource_color(r).to_string(),
             checked: checked(r.health_checked_at),
             prefix: r.prefix.clone().unwrap_or_else(|| "—".into()),
-            attachment: r.attachment.clone(),
+            attachment: r.attachment.to_string(),
         })
         .collect()
 }
@@ -74,30 +74,18 @@ pub fn picture_nodes(resources: &[AttachedResource]) -> Vec<ResourceNode> {
 pub fn app_rows(resources: &[Resource]) -> Vec<AppResourceRow> {
     resources
         .iter()
-        .map(|r| {
-            // The same colour rule as an attachment's.
-            let as_attached = AttachedResource {
-                name: r.name.clone(),
-                kind: r.kind,
-                status: r.status,
-                health: r.health.clone(),
-                health_checked_at: r.health_checked_at,
-                prefix: None,
-                attachment: String::new(),
-            };
-            AppResourceRow {
-                name: r.name.clone(),
-                kind: r.kind.to_string(),
-                size: r.size.to_string(),
-                status: r.status.to_string(),
-                health: r.health.clone().unwrap_or_else(|| "—".into()),
-                color: resource_color(&as_attached).to_string(),
-                environments: r
-                    .attachments
-                    .iter()
-                    .map(|a| a.environment.clone())
-                    .collect(),
-            }
+        .map(|r| AppResourceRow {
+            name: r.name.clone(),
+            kind: r.kind.to_string(),
+            size: r.size.to_string(),
+            status: r.status.to_string(),
+            health: r.health.clone().unwrap_or_else(|| "—".into()),
+            color: status_color(r.status, r.health.as_deref()).to_string(),
+            environments: r
+                .attachments
+                .iter()
+                .map(|a| a.environment.clone())
+                .collect(),
         })
         .collect()
 }

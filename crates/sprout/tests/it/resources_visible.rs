@@ -7,7 +7,7 @@ use crate::dashboard::{http_session, page_text};
 use crate::harness::*;
 use crate::resources::ok;
 use sprout_core::api::{EnvironmentDetail, HealthReport};
-use sprout_core::resource::{ResourceKind, ResourceStatus};
+use sprout_core::resource::{AttachmentState, ResourceKind, ResourceStatus};
 use sprout_core::HealthStatus;
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ async fn attached_redis_shows_in_status_health_and_dashboard() {
     assert_eq!(r.kind, ResourceKind::Redis);
     assert_eq!(r.status, ResourceStatus::Available);
     assert_eq!(r.prefix.as_deref(), Some("SESSIONS"));
-    assert_eq!(r.attachment, "attached");
+    assert_eq!(r.attachment, AttachmentState::Attached);
     assert!(r.health_checked_at.is_some());
 
     // `sprout status` (text): a resources table after the instances.
