@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sprout_proxy::fuzzing::{head_end, parse_response, ClientBody, Framing};
+use sprout_proxy::fuzzing::{head_end, parse_client_response, parse_response, ClientBody, Framing};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, raw)) = data.split_first() else {
@@ -27,15 +27,16 @@ fuzz_target!(|data: &[u8]| {
         (&resp.client_head_10, resp.client_body_10),
     ] {
         assert_eq!(head_end(client, 0), Some(client.len()));
-        let again = match parse_response(client, head_request) {
-            Ok(Some(again)) => again,
-            other => panic!(
-                "client head refused ({other:?}): {:?}",
-                String::from_utf8_lossy(client)
-            ),
-        };
-        assert_eq!(again.len, client.len());
-        assert_eq!(again.status, resp.status);
+        let (again_len, again_status, again_framing) =
+            match parse_client_response(client, head_request) {
+                Ok(Some(again)) => again,
+                other => panic!(
+                    "client head refused ({other:?}): {:?}",
+                    String::from_utf8_lossy(client)
+                ),
+            };
+        assert_eq!(again_len, client.len());
+        assert_eq!(again_status, resp.status);
         let want = match body {
             ClientBody::Empty => Framing::Empty,
             ClientBody::Length(n) => Framing::Length(n),
@@ -45,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         // A 101's head is passed on as it came; its "body" is the tunnel.
         if resp.status != 101 {
             assert_eq!(
-                again.framing,
+                again_framing,
                 want,
                 "client head: {:?}",
                 String::from_utf8_lossy(client)

@@ -126,6 +126,20 @@ pub struct Response {
     pub client_body_10: ClientBody,
 }
 
+/// The head the balancer wrote to a client, read back with a client's limit of
+/// [`MAX_HEADERS`] lines (an instance may send fewer, leaving room for the balancer's own):
+/// its length, status and framing.
+pub fn parse_client_response(
+    buf: &[u8],
+    to_head_request: bool,
+) -> Result<Option<(usize, u16, Framing)>, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+    Ok(
+        wire::ResponseHead::parse_within(buf, &mut headers, to_head_request)?
+            .map(|(len, head)| (len, head.status, head.framing.into())),
+    )
+}
+
 /// `ResponseHead::parse` on a complete head, then `write_client` for both client versions.
 pub fn parse_response(buf: &[u8], to_head_request: bool) -> Result<Option<Response>, WireError> {
     let mut headers = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];

@@ -74,7 +74,17 @@ impl<'b> ResponseHead<'b> {
         headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
         to_head_request: bool,
     ) -> Result<Option<(usize, ResponseHead<'b>)>, WireError> {
-        let mut resp = httparse::Response::new(&mut headers[..MAX_INSTANCE_HEADERS]);
+        Self::parse_within(buf, &mut headers[..MAX_INSTANCE_HEADERS], to_head_request)
+    }
+
+    /// [`ResponseHead::parse`] with at most `headers.len()` header lines (the fuzz targets
+    /// read the head sent to the client back with a client's limit, [`MAX_HEADERS`]).
+    pub(crate) fn parse_within(
+        buf: &'b [u8],
+        headers: &'b mut [httparse::Header<'b>],
+        to_head_request: bool,
+    ) -> Result<Option<(usize, ResponseHead<'b>)>, WireError> {
+        let mut resp = httparse::Response::new(headers);
         let len = match resp.parse(buf)? {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial => return Ok(None),
