@@ -166,7 +166,12 @@ impl Store {
             backup: match (raw.backup_schedule, raw.backup_keep) {
                 (Some(schedule), Some(keep)) => Some(BackupPolicy {
                     schedule,
-                    keep: u32::try_from(keep).unwrap_or(sprout_core::resource_ha::DEFAULT_KEEP),
+                    keep: u32::try_from(keep).map_err(|e| StoreError::Corrupt {
+                        table: RESOURCES,
+                        id: raw.id.to_string(),
+                        field: "backup_keep",
+                        reason: e.to_string(),
+                    })?,
                 }),
                 _ => None,
             },
